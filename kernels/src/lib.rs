@@ -1,0 +1,2 @@
+//! tilejit-kernels: code generation only.
+pub mod encoder;
