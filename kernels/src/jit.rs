@@ -1,0 +1,80 @@
+//! Executable code produced by the generators.
+//!
+//! dynasmrt maps the buffer writable while assembling and flips it to
+//! read+execute on `finalize`, so generated code is never writable and
+//! executable at the same time (DESIGN.md, "unsafe").
+
+use dynasmrt::{x64::Assembler, AssemblyOffset, DynasmApi, ExecutableBuffer};
+
+use crate::encoder::Encoded;
+
+/// Why a kernel could not be generated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenerateError {
+    #[error("invalid kernel spec: {0}")]
+    Spec(#[from] crate::spec::SpecError),
+    #[error("illegal tile configuration: {0}")]
+    TileConfig(#[from] crate::tile_config::TileConfigError),
+    #[error("encoder rejected an instruction: {0}")]
+    Encode(#[from] crate::encoder::EncodeError),
+    #[error("could not map executable memory: {0}")]
+    Memory(#[from] std::io::Error),
+    #[error("assembler failed: {0}")]
+    Assembler(String),
+}
+
+/// An assembler that also takes our encoder's instructions.
+pub struct CodeBuilder {
+    pub ops: Assembler,
+}
+
+impl CodeBuilder {
+    pub fn new() -> Result<CodeBuilder, GenerateError> {
+        Ok(CodeBuilder { ops: Assembler::new()? })
+    }
+
+    /// Appends one instruction built by [`crate::encoder`].
+    pub fn emit(&mut self, inst: Encoded) {
+        self.ops.extend(inst.bytes());
+    }
+
+    pub fn offset(&self) -> AssemblyOffset {
+        self.ops.offset()
+    }
+
+    /// Finishes assembly and maps the code read+execute.
+    pub fn finish(self, entry: AssemblyOffset) -> Result<JitCode, GenerateError> {
+        let buffer = self.ops.finalize().map_err(|_| GenerateError::Assembler("finalize failed (unresolved label?)".into()))?;
+        Ok(JitCode { buffer, entry })
+    }
+}
+
+/// A finished, executable code buffer and its entry point.
+pub struct JitCode {
+    buffer: ExecutableBuffer,
+    entry: AssemblyOffset,
+}
+
+impl JitCode {
+    /// Address of the entry point.
+    pub fn entry_ptr(&self) -> *const u8 {
+        self.buffer.ptr(self.entry)
+    }
+
+    /// The machine code, for dumps and disassembly.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buffer
+    }
+
+    /// Writes the code to `$TILEJIT_DUMP/<name>.bin` when that variable is
+    /// set, so a kernel can be disassembled (`objdump -b binary -m i386:x86-64 -D`).
+    pub fn dump_if_requested(&self, name: &str) {
+        if let Some(dir) = std::env::var_os("TILEJIT_DUMP") {
+            let path = std::path::Path::new(&dir).join(format!("{name}.bin"));
+            if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, self.bytes())) {
+                eprintln!("tilejit: could not dump {name} to {}: {e}", path.display());
+            }
+        }
+    }
+}

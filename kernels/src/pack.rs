@@ -1,0 +1,238 @@
+//! B in the VNNI tile layout the AMX kernels read, packed once.
+//!
+//! A tile row holds, for 16 columns, one 4-byte group of consecutive K
+//! elements (4 int8 or 2 bf16), so TDP row r of B is K group r. Layout:
+//! `[panel of 16 columns][K group][column 0..16][element in group]`, one
+//! 64-byte row per (panel, group). K is zero padded to whole steps
+//! (`k_groups_per_tdp` groups) and N to whole panels: zero padding in B
+//! (with zeros in the padded A columns too) does not change int8 results,
+//! and for bf16 the reference pads the same way (docs/NUMERICS.md).
+
+use crate::spec::ElemType;
+
+/// One cache line; the unit of [`AlignedBytes`].
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// A zero-initialised, 64-byte aligned byte buffer (tile rows are 64 bytes).
+#[derive(Clone)]
+pub struct AlignedBytes {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    pub fn zeroed(len: usize) -> AlignedBytes {
+        AlignedBytes { lines: vec![Line([0; 64]); len.div_ceil(64)], len }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `lines` is a contiguous allocation of at least `len` bytes
+        // of plain integers.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and we hold the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Element family of a packed B (int8 signedness is chosen per GEMM call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PackedElem {
+    Int8,
+    Bf16,
+}
+
+impl PackedElem {
+    pub const fn matches(self, elem: ElemType) -> bool {
+        matches!((self, elem), (PackedElem::Int8, ElemType::Int8(_)) | (PackedElem::Bf16, ElemType::Bf16))
+    }
+
+    const fn bytes(self) -> usize {
+        match self {
+            PackedElem::Int8 => 1,
+            PackedElem::Bf16 => 2,
+        }
+    }
+}
+
+/// Why B could not be packed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackError {
+    #[error("B is {k} x {n}: both dimensions must be at least 1")]
+    Empty { k: usize, n: usize },
+    #[error("ldb = {ldb} is smaller than n = {n}")]
+    Stride { ldb: usize, n: usize },
+    #[error("B holds {len} elements but {k} rows at ldb = {ldb} need {need}")]
+    TooShort { len: usize, k: usize, ldb: usize, need: usize },
+    #[error("k_groups_per_tdp = {0}: must be 1..=16")]
+    KGroups(u8),
+    #[error("B of {k} x {n} is too large to pack on this machine")]
+    TooLarge { k: usize, n: usize },
+}
+
+/// B[K, N] in the VNNI tile layout.
+#[derive(Clone)]
+pub struct PackedB {
+    elem: PackedElem,
+    k: usize,
+    n: usize,
+    k_groups_per_tdp: u8,
+    k_steps: usize,
+    panels: usize,
+    data: AlignedBytes,
+}
+
+impl PackedB {
+    /// Packs int8 B (row-major, `ldb` elements per row). Signedness is a
+    /// property of the GEMM, not of the bytes.
+    pub fn pack_int8(b: &[u8], k: usize, n: usize, ldb: usize, k_groups_per_tdp: u8) -> Result<PackedB, PackError> {
+        Self::pack(PackedElem::Int8, b, k, n, ldb, k_groups_per_tdp)
+    }
+
+    /// Packs signed int8 B.
+    pub fn pack_s8(b: &[i8], k: usize, n: usize, ldb: usize, k_groups_per_tdp: u8) -> Result<PackedB, PackError> {
+        // SAFETY: i8 and u8 have the same size and alignment.
+        let bytes = unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<u8>(), b.len()) };
+        Self::pack_int8(bytes, k, n, ldb, k_groups_per_tdp)
+    }
+
+    /// Packs bf16 B given as raw bit patterns.
+    pub fn pack_bf16(b: &[u16], k: usize, n: usize, ldb: usize, k_groups_per_tdp: u8) -> Result<PackedB, PackError> {
+        let bytes: Vec<u8> = b.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Self::pack(PackedElem::Bf16, &bytes, k, n, ldb, k_groups_per_tdp)
+    }
+
+    fn pack(elem: PackedElem, b: &[u8], k: usize, n: usize, ldb: usize, kg: u8) -> Result<PackedB, PackError> {
+        if k == 0 || n == 0 {
+            return Err(PackError::Empty { k, n });
+        }
+        if ldb < n {
+            return Err(PackError::Stride { ldb, n });
+        }
+        if !(1..=16).contains(&kg) {
+            return Err(PackError::KGroups(kg));
+        }
+        let esize = elem.bytes();
+        let len = b.len() / esize;
+        let need = (k - 1).checked_mul(ldb).and_then(|x| x.checked_add(n)).ok_or(PackError::TooLarge { k, n })?;
+        if len < need {
+            return Err(PackError::TooShort { len, k, ldb, need });
+        }
+        let per_group = 4 / esize;
+        let k_steps = k.div_ceil(per_group * kg as usize);
+        let groups = k_steps * kg as usize;
+        let panels = n.div_ceil(16);
+        let bytes = panels.checked_mul(groups).and_then(|x| x.checked_mul(64)).ok_or(PackError::TooLarge { k, n })?;
+        let mut data = AlignedBytes::zeroed(bytes);
+        let out = data.as_mut_slice();
+        for kk in 0..k {
+            let (g, e) = (kk / per_group, kk % per_group);
+            for nn in 0..n {
+                let (p, c) = (nn / 16, nn % 16);
+                let dst = (p * groups + g) * 64 + c * 4 + e * esize;
+                let src = (kk * ldb + nn) * esize;
+                out[dst..dst + esize].copy_from_slice(&b[src..src + esize]);
+            }
+        }
+        Ok(PackedB { elem, k, n, k_groups_per_tdp: kg, k_steps, panels, data })
+    }
+
+    /// Back to row-major bytes (k x n, little-endian elements), for tests.
+    pub fn unpack_bytes(&self) -> Vec<u8> {
+        let esize = self.elem.bytes();
+        let per_group = 4 / esize;
+        let groups = self.k_steps * self.k_groups_per_tdp as usize;
+        let src = self.data.as_slice();
+        let mut out = vec![0u8; self.k * self.n * esize];
+        for kk in 0..self.k {
+            for nn in 0..self.n {
+                let at = ((nn / 16) * groups + kk / per_group) * 64 + (nn % 16) * 4 + (kk % per_group) * esize;
+                let dst = (kk * self.n + nn) * esize;
+                out[dst..dst + esize].copy_from_slice(&src[at..at + esize]);
+            }
+        }
+        out
+    }
+
+    pub fn elem(&self) -> PackedElem {
+        self.elem
+    }
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    pub fn k_groups_per_tdp(&self) -> u8 {
+        self.k_groups_per_tdp
+    }
+    /// K steps of `k_groups_per_tdp` groups (the padded K).
+    pub fn k_steps(&self) -> usize {
+        self.k_steps
+    }
+    pub fn panels(&self) -> usize {
+        self.panels
+    }
+    /// Bytes between consecutive 16-column panels.
+    pub fn panel_stride(&self) -> usize {
+        self.k_steps * self.k_groups_per_tdp as usize * 64
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        self.data.as_slice()
+    }
+}
+
+impl std::fmt::Debug for PackedB {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedB")
+            .field("elem", &self.elem)
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .field("k_groups_per_tdp", &self.k_groups_per_tdp)
+            .field("k_steps", &self.k_steps)
+            .field("panels", &self.panels)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_unpack_round_trips_and_pads_with_zeros() {
+        for (k, n, kg) in [(1, 1, 16), (67, 33, 16), (5, 17, 3), (128, 32, 16)] {
+            let b: Vec<u8> = (0..k * n).map(|i| (i * 7 + 1) as u8).collect();
+            let p = PackedB::pack_int8(&b, k, n, n, kg).unwrap();
+            assert_eq!(p.unpack_bytes(), b, "{k}x{n}");
+            let nonzero = p.as_bytes().iter().filter(|&&x| x != 0).count();
+            assert_eq!(nonzero, b.iter().filter(|&&x| x != 0).count(), "padding must be zero");
+            let bf: Vec<u16> = (0..k * n).map(|i| i as u16 ^ 0x3f80).collect();
+            let p = PackedB::pack_bf16(&bf, k, n, n, kg).unwrap();
+            let back: Vec<u16> = p.unpack_bytes().chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+            assert_eq!(back, bf);
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_typed_errors() {
+        assert_eq!(PackedB::pack_int8(&[0; 4], 0, 4, 4, 16).unwrap_err(), PackError::Empty { k: 0, n: 4 });
+        assert_eq!(PackedB::pack_int8(&[0; 4], 2, 4, 3, 16).unwrap_err(), PackError::Stride { ldb: 3, n: 4 });
+        assert!(matches!(PackedB::pack_int8(&[0; 7], 2, 4, 4, 16), Err(PackError::TooShort { .. })));
+        assert_eq!(PackedB::pack_int8(&[0; 8], 2, 4, 4, 0).unwrap_err(), PackError::KGroups(0));
+        assert!(matches!(PackedB::pack_int8(&[0; 8], usize::MAX, 4, usize::MAX, 16), Err(PackError::TooLarge { .. })));
+    }
+}

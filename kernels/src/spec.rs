@@ -1,0 +1,217 @@
+//! `DenseAmxSpec`: every parameter that changes the generated code or its
+//! result bits (DESIGN.md, "The central contract"). It is the kernel cache
+//! key, so it holds inputs only; everything derived (tile palette, register
+//! plan, schedule) is computed from it by pure functions.
+
+use crate::encoder::TdpOp;
+
+/// Signedness of the int8 operands: first letter A, second letter B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Int8Sign {
+    SS,
+    SU,
+    US,
+    UU,
+}
+
+impl Int8Sign {
+    pub const ALL: [Int8Sign; 4] = [Int8Sign::SS, Int8Sign::SU, Int8Sign::US, Int8Sign::UU];
+}
+
+/// Element type of A and B; C is i32 for int8 (wrapping) and f32 for bf16.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ElemType {
+    Int8(Int8Sign),
+    Bf16,
+}
+
+impl ElemType {
+    pub const fn tdp_op(self) -> TdpOp {
+        match self {
+            ElemType::Int8(Int8Sign::SS) => TdpOp::Bssd,
+            ElemType::Int8(Int8Sign::SU) => TdpOp::Bsud,
+            ElemType::Int8(Int8Sign::US) => TdpOp::Busd,
+            ElemType::Int8(Int8Sign::UU) => TdpOp::Buud,
+            ElemType::Bf16 => TdpOp::Bf16ps,
+        }
+    }
+
+    /// Bytes per element of A and B.
+    pub const fn elem_bytes(self) -> usize {
+        match self {
+            ElemType::Int8(_) => 1,
+            ElemType::Bf16 => 2,
+        }
+    }
+
+    /// Elements of K in one 4-byte VNNI group (one dword of a tile row).
+    pub const fn elems_per_group(self) -> usize {
+        4 / self.elem_bytes()
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            ElemType::Int8(Int8Sign::SS) => "s8s8",
+            ElemType::Int8(Int8Sign::SU) => "s8u8",
+            ElemType::Int8(Int8Sign::US) => "u8s8",
+            ElemType::Int8(Int8Sign::UU) => "u8u8",
+            ElemType::Bf16 => "bf16",
+        }
+    }
+}
+
+/// How many C tiles a kernel keeps in registers: `m_tiles` x `n_tiles`.
+/// At most 4 C tiles, so that at least 4 of the 8 tiles carry operands
+/// (docs/AMX.md: 2x2 reached ~100 % of peak from L1, 1x4 ~86 %).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Blocking {
+    pub m_tiles: u8,
+    pub n_tiles: u8,
+}
+
+impl Blocking {
+    pub const B2X2: Blocking = Blocking { m_tiles: 2, n_tiles: 2 };
+    pub const B1X4: Blocking = Blocking { m_tiles: 1, n_tiles: 4 };
+    pub const B4X1: Blocking = Blocking { m_tiles: 4, n_tiles: 1 };
+    /// Every blocking the generator accepts.
+    pub const ALL: [Blocking; 8] = [
+        Blocking { m_tiles: 1, n_tiles: 1 },
+        Blocking { m_tiles: 1, n_tiles: 2 },
+        Blocking { m_tiles: 2, n_tiles: 1 },
+        Blocking::B2X2,
+        Blocking { m_tiles: 1, n_tiles: 3 },
+        Blocking { m_tiles: 3, n_tiles: 1 },
+        Blocking::B1X4,
+        Blocking::B4X1,
+    ];
+}
+
+impl std::fmt::Display for Blocking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.m_tiles, self.n_tiles)
+    }
+}
+
+/// Order of tile loads and TDPs inside one K step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Schedule {
+    /// Each TDP right after the loads of its operands.
+    LoadThenCompute,
+    /// Each TDP issued one load after its last operand's load, so a load's
+    /// latency hides behind the next load (oneDNN brgemm's order; for 2x2:
+    /// LA0 LB0 LB1 T00 LA1 T01 T10 T11, docs/AMX.md).
+    Pipelined,
+}
+
+/// What the C tiles start from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CInit {
+    /// C = A x B (tiles start at +0.0 / 0).
+    Zero,
+    /// C += A x B (tiles start from the C in memory).
+    Load,
+}
+
+/// A dense AMX GEMM micro-kernel: C block (+)= A block x B panel(s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DenseAmxSpec {
+    pub elem: ElemType,
+    pub blocking: Blocking,
+    pub schedule: Schedule,
+    /// VNNI groups (dwords) of K per TDP, 1..=16. For bf16 these are the
+    /// pairs per instruction, which change the result bits
+    /// (docs/NUMERICS.md, "K-split").
+    pub k_groups_per_tdp: u8,
+    pub c_init: CInit,
+    /// Rows in the last tile row of the block (1..=16): the M tail.
+    pub last_tile_rows: u8,
+    /// Columns in the last tile column of the block (1..=16): the N tail.
+    pub last_tile_cols: u8,
+}
+
+/// A spec the generator cannot build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    #[error("blocking {0} is not supported: use one of 1x1, 1x2, 2x1, 2x2, 1x3, 3x1, 1x4, 4x1 (at most 4 C tiles)")]
+    Blocking(Blocking),
+    #[error("k_groups_per_tdp = {0}: a TDP takes 1..=16 dword groups of K")]
+    KGroups(u8),
+    #[error("tail of {what} = {value}: must be 1..=16")]
+    Tail { what: &'static str, value: u8 },
+}
+
+impl DenseAmxSpec {
+    /// The full-block spec: 16 x 16 tiles, 16 groups per TDP, pipelined.
+    pub const fn new(elem: ElemType, blocking: Blocking, c_init: CInit) -> DenseAmxSpec {
+        DenseAmxSpec {
+            elem,
+            blocking,
+            schedule: Schedule::Pipelined,
+            k_groups_per_tdp: 16,
+            c_init,
+            last_tile_rows: 16,
+            last_tile_cols: 16,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if !Blocking::ALL.contains(&self.blocking) {
+            return Err(SpecError::Blocking(self.blocking));
+        }
+        if !(1..=16).contains(&self.k_groups_per_tdp) {
+            return Err(SpecError::KGroups(self.k_groups_per_tdp));
+        }
+        for (what, value) in [("rows", self.last_tile_rows), ("cols", self.last_tile_cols)] {
+            if !(1..=16).contains(&value) {
+                return Err(SpecError::Tail { what, value });
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of K consumed per step (one TDP per C tile): A advances by this.
+    pub const fn a_step_bytes(&self) -> usize {
+        self.k_groups_per_tdp as usize * 4
+    }
+
+    /// Bytes of packed B per panel per step (k_groups rows of 64 bytes).
+    pub const fn b_step_bytes(&self) -> usize {
+        self.k_groups_per_tdp as usize * 64
+    }
+
+    /// Elements of K per step.
+    pub const fn k_per_step(&self) -> usize {
+        self.k_groups_per_tdp as usize * self.elem.elems_per_group()
+    }
+
+    /// Rows of C the block covers.
+    pub const fn block_rows(&self) -> usize {
+        (self.blocking.m_tiles as usize - 1) * 16 + self.last_tile_rows as usize
+    }
+
+    /// Columns of C the block covers.
+    pub const fn block_cols(&self) -> usize {
+        (self.blocking.n_tiles as usize - 1) * 16 + self.last_tile_cols as usize
+    }
+
+    /// A short stable name, used in dumps, benches and error messages.
+    pub fn name(&self) -> String {
+        format!(
+            "amx_{}_{}_{}_k{}_{}_r{}c{}",
+            self.elem.name(),
+            self.blocking,
+            match self.schedule {
+                Schedule::LoadThenCompute => "seq",
+                Schedule::Pipelined => "pipe",
+            },
+            self.k_groups_per_tdp,
+            match self.c_init {
+                CInit::Zero => "zero",
+                CInit::Load => "acc",
+            },
+            self.last_tile_rows,
+            self.last_tile_cols
+        )
+    }
+}
