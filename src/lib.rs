@@ -1,0 +1,11 @@
+//! tilejit: JIT-generated Intel AMX and AVX-512 kernels, each proven bit for
+//! bit against a scalar model of the hardware's arithmetic.
+//!
+//! - [`cpu`]: CPUID/XCR0 detection and the AMX permission request.
+//! - [`isa`]: which path runs, with the `TILEJIT_ISA` override.
+//! - [`gemm`]: the dense GEMM driver (blocking, tails, threads, kernel cache).
+pub mod cpu;
+pub mod gemm;
+pub mod isa;
+
+pub use tilejit_kernels as kernels;

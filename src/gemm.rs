@@ -1,0 +1,314 @@
+//! The dense GEMM driver: C[M,N] (+)= A[M,K] x B[K,N] for any M, N, K >= 1
+//! and any thread count, over JIT-compiled AMX micro-kernels.
+//!
+//! The output is cut into blocks of the kernel's blocking; the last block
+//! row/column uses a tail spec whose tile config has fewer rows/columns.
+//! K is cut into K blocks so that a block row of A stays in L1 while the
+//! kernel walks the N blocks; C is stored and reloaded between K blocks,
+//! which changes no bits (int8 adds wrap associatively; a bf16 C tile holds
+//! exactly the f32 it stores). Threads split output blocks, never K.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tilejit_kernels::dense_amx::{DenseAmxArgs, DenseAmxKernel};
+use tilejit_kernels::jit::GenerateError;
+use tilejit_kernels::pack::{AlignedBytes, PackedB};
+use tilejit_kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType, Int8Sign, Schedule};
+
+use crate::cpu::{amx_ready, AmxUnavailable};
+
+/// Tuning knobs of a GEMM call; none of them changes the result bits
+/// (the K chunk per TDP, which does for bf16, belongs to the packed B).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmOptions {
+    pub threads: usize,
+    pub blocking: Blocking,
+    pub schedule: Schedule,
+    /// K steps per K block (one step = `k_groups_per_tdp` dwords of K).
+    pub k_block_steps: usize,
+}
+
+impl Default for GemmOptions {
+    fn default() -> Self {
+        GemmOptions { threads: 1, blocking: Blocking::B2X2, schedule: Schedule::Pipelined, k_block_steps: 16 }
+    }
+}
+
+/// Why a GEMM did not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GemmError {
+    #[error("bad GEMM shape: {0}")]
+    Shape(String),
+    #[error("B was packed as {packed:?} but the GEMM is {gemm}: pack B for this element type")]
+    ElemMismatch { packed: tilejit_kernels::pack::PackedElem, gemm: &'static str },
+    #[error("threads must be at least 1")]
+    Threads,
+    #[error(transparent)]
+    Amx(#[from] AmxUnavailable),
+    #[error("kernel generation failed: {0}")]
+    Generate(#[from] GenerateError),
+}
+
+/// A process-wide cache of generated kernels, keyed by spec.
+pub fn kernel(spec: DenseAmxSpec) -> Result<Arc<DenseAmxKernel>, GenerateError> {
+    static CACHE: OnceLock<Mutex<HashMap<DenseAmxSpec, Arc<DenseAmxKernel>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(k) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&spec) {
+        return Ok(k.clone());
+    }
+    // Generate outside the lock; a racing thread may generate the same spec
+    // once more, which is harmless.
+    let k = Arc::new(DenseAmxKernel::generate(spec)?);
+    Ok(cache.lock().unwrap_or_else(|p| p.into_inner()).entry(spec).or_insert(k).clone())
+}
+
+/// int8 GEMM: `c[i*ldc + j] (+)= sum_k a[i*lda + k] * B[k][j]`, wrapping,
+/// bytes read as signed or unsigned per `sign`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_int8(
+    sign: Int8Sign,
+    m: usize,
+    a: &[u8],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [i32],
+    ldc: usize,
+    accumulate: bool,
+    opts: &GemmOptions,
+) -> Result<(), GemmError> {
+    // SAFETY: i32 and f32 C are both 4-byte elements; the driver only moves bytes.
+    let c_bytes = unsafe { std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(c)) };
+    run(ElemType::Int8(sign), m, a, lda, b, c_bytes, ldc, accumulate, opts)
+}
+
+/// bf16 GEMM with TDPBF16PS semantics (docs/NUMERICS.md): A and B are bf16
+/// bit patterns, C is f32.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16(
+    m: usize,
+    a: &[u16],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    opts: &GemmOptions,
+) -> Result<(), GemmError> {
+    // SAFETY: reading u16 as bytes and writing f32 as bytes is always valid.
+    let a_bytes = unsafe { std::slice::from_raw_parts(a.as_ptr().cast::<u8>(), std::mem::size_of_val(a)) };
+    let c_bytes = unsafe { std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(c)) };
+    run(ElemType::Bf16, m, a_bytes, lda, b, c_bytes, ldc, accumulate, opts)
+}
+
+/// A C pointer that may cross threads: every thread writes its own blocks.
+#[derive(Clone, Copy)]
+struct SharedC(*mut u8);
+// SAFETY: threads write disjoint C blocks (see `Task`), and the scope joins
+// them before the borrow of C ends.
+unsafe impl Send for SharedC {}
+unsafe impl Sync for SharedC {}
+
+/// One unit of thread work: a block row and a range of N blocks in it.
+#[derive(Clone, Copy, Debug)]
+struct Task {
+    block_row: usize,
+    n_block_start: usize,
+    n_block_end: usize,
+}
+
+/// The geometry of one GEMM call, derived once.
+struct Layout {
+    m: usize,
+    n: usize,
+    block_rows: usize,
+    block_cols: usize,
+    m_blocks: usize,
+    n_blocks: usize,
+    k_steps: usize,
+    step_bytes: usize,
+    lda_bytes: usize,
+    ldc_bytes: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    elem: ElemType,
+    m: usize,
+    a: &[u8],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [u8],
+    ldc: usize,
+    accumulate: bool,
+    opts: &GemmOptions,
+) -> Result<(), GemmError> {
+    let (n, k, esize) = (b.n(), b.k(), elem.elem_bytes());
+    if !b.elem().matches(elem) {
+        return Err(GemmError::ElemMismatch { packed: b.elem(), gemm: elem.name() });
+    }
+    if m == 0 {
+        return Err(GemmError::Shape("m must be at least 1".into()));
+    }
+    if lda < k || ldc < n {
+        return Err(GemmError::Shape(format!("lda = {lda} must be >= k = {k} and ldc = {ldc} >= n = {n}")));
+    }
+    let need_a = (m - 1).checked_mul(lda).and_then(|x| x.checked_add(k)).map(|x| x * esize);
+    if need_a.is_none_or(|need| a.len() < need) {
+        return Err(GemmError::Shape(format!("A has {} elements; {m} rows at lda = {lda} need {}", a.len() / esize, (m - 1) * lda + k)));
+    }
+    let need_c = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n)).map(|x| x * 4);
+    if need_c.is_none_or(|need| c.len() < need) {
+        return Err(GemmError::Shape(format!("C has {} elements; {m} rows at ldc = {ldc} need {}", c.len() / 4, (m - 1) * ldc + n)));
+    }
+    if opts.threads == 0 {
+        return Err(GemmError::Threads);
+    }
+    let blocking_ok = Blocking::ALL.contains(&opts.blocking);
+    if !blocking_ok || opts.k_block_steps == 0 {
+        return Err(GemmError::Shape(format!("blocking {} / k_block_steps {} not supported", opts.blocking, opts.k_block_steps)));
+    }
+    amx_ready()?;
+
+    let step_bytes = b.k_groups_per_tdp() as usize * 4;
+    let k_steps = b.k_steps();
+    // K tail: the kernel reads whole steps of A, so rows shorter than that
+    // are copied into a zero padded buffer (zeros times B's zero padding).
+    let padded: Option<AlignedBytes> = (k * esize != k_steps * step_bytes).then(|| {
+        let row = k_steps * step_bytes;
+        let mut buf = AlignedBytes::zeroed(m * row);
+        for (i, dst) in buf.as_mut_slice().chunks_exact_mut(row).enumerate() {
+            dst[..k * esize].copy_from_slice(&a[i * lda * esize..(i * lda + k) * esize]);
+        }
+        buf
+    });
+    let (a_base, lda_bytes) = match &padded {
+        Some(buf) => (buf.as_slice(), k_steps * step_bytes),
+        None => (a, lda * esize),
+    };
+
+    let block_rows = opts.blocking.m_tiles as usize * 16;
+    let block_cols = opts.blocking.n_tiles as usize * 16;
+    let layout = Layout {
+        m,
+        n,
+        block_rows,
+        block_cols,
+        m_blocks: m.div_ceil(block_rows),
+        n_blocks: n.div_ceil(block_cols),
+        k_steps,
+        step_bytes,
+        lda_bytes,
+        ldc_bytes: ldc * 4,
+    };
+    let tasks = split_tasks(&layout, opts.threads);
+    let threads = opts.threads.min(tasks.len());
+    let shared_c = SharedC(c.as_mut_ptr());
+    let work = |thread: usize| -> Result<(), GemmError> {
+        for task in tasks.iter().skip(thread).step_by(threads) {
+            run_task(elem, &layout, opts, accumulate, a_base, b, shared_c, task)?;
+        }
+        Ok(())
+    };
+    if threads == 1 {
+        return work(0);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads).map(|t| s.spawn(move || work(t))).collect();
+        let mine = work(0);
+        handles.into_iter().map(|h| h.join().expect("GEMM worker panicked")).chain([mine]).collect()
+    })
+}
+
+/// Splits the output into about 4 tasks per thread, whole block rows first,
+/// N ranges when there are fewer block rows than that.
+fn split_tasks(l: &Layout, threads: usize) -> Vec<Task> {
+    let want = threads * 4;
+    let n_parts = want.div_ceil(l.m_blocks).clamp(1, l.n_blocks);
+    let mut tasks = Vec::with_capacity(l.m_blocks * n_parts);
+    for block_row in 0..l.m_blocks {
+        for p in 0..n_parts {
+            let (start, end) = (p * l.n_blocks / n_parts, (p + 1) * l.n_blocks / n_parts);
+            if start < end {
+                tasks.push(Task { block_row, n_block_start: start, n_block_end: end });
+            }
+        }
+    }
+    tasks
+}
+
+/// Tiles and the rows/cols of the last tile for a block of `len` <= `full` elements.
+fn tail_shape(len: usize) -> (u8, u8) {
+    let tiles = len.div_ceil(16);
+    (tiles as u8, (len - (tiles - 1) * 16) as u8)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_task(
+    elem: ElemType,
+    l: &Layout,
+    opts: &GemmOptions,
+    accumulate: bool,
+    a: &[u8],
+    b: &PackedB,
+    c: SharedC,
+    task: &Task,
+) -> Result<(), GemmError> {
+    let row0 = task.block_row * l.block_rows;
+    let rows = l.block_rows.min(l.m - row0);
+    let (m_tiles, last_rows) = tail_shape(rows);
+    // Full-width blocks, then at most one narrower tail block at the end of N.
+    let full_end = task.n_block_end.min(l.n / l.block_cols);
+    let full = full_end.saturating_sub(task.n_block_start);
+    let tail_cols = (task.n_block_end * l.block_cols).min(l.n).saturating_sub(full_end.max(task.n_block_start) * l.block_cols);
+    let spec_for = |cols: usize, c_init| {
+        let (n_tiles, last_cols) = tail_shape(cols);
+        DenseAmxSpec {
+            elem,
+            blocking: Blocking { m_tiles, n_tiles },
+            schedule: opts.schedule,
+            k_groups_per_tdp: b.k_groups_per_tdp(),
+            c_init,
+            last_tile_rows: last_rows,
+            last_tile_cols: last_cols,
+        }
+    };
+    let k_blocks = l.k_steps.div_ceil(opts.k_block_steps);
+    for kb in 0..k_blocks {
+        let s0 = kb * opts.k_block_steps;
+        let steps = opts.k_block_steps.min(l.k_steps - s0);
+        let c_init = if kb == 0 && !accumulate { CInit::Zero } else { CInit::Load };
+        let mut segments = Vec::with_capacity(2);
+        if full > 0 {
+            segments.push((task.n_block_start, full, l.block_cols));
+        }
+        if tail_cols > 0 {
+            segments.push((full_end.max(task.n_block_start), 1, tail_cols));
+        }
+        for (first_block, count, cols) in segments {
+            let kernel = kernel(spec_for(cols, c_init))?;
+            let col0 = first_block * l.block_cols;
+            let args = DenseAmxArgs {
+                a: a[row0 * l.lda_bytes + s0 * l.step_bytes..].as_ptr(),
+                lda: l.lda_bytes,
+                b: b.as_bytes()[(col0 / 16) * b.panel_stride() + s0 * l.step_bytes * 16..].as_ptr(),
+                b_panel_stride: b.panel_stride(),
+                // SAFETY (pointer arithmetic): row0 < m and col0 < n, so the
+                // offset lies inside C, which `run` checked.
+                c: unsafe { c.0.add(row0 * l.ldc_bytes + col0 * 4) },
+                ldc: l.ldc_bytes,
+                k_steps: steps,
+                n_blocks: count,
+            };
+            // SAFETY: AMX permission was granted (amx_ready). The kernel
+            // reads `rows` rows of A of `steps` whole steps from an A whose
+            // rows hold all k_steps steps (padded if needed), reads B panels
+            // col0/16 .. inside the packed buffer, and writes `rows` rows x
+            // `count * block_cols` (or `cols`) columns of C inside the
+            // checked C; this thread is the only writer of these blocks.
+            unsafe { kernel.run(&args) };
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Shared test support: AMX availability with a printed reason, guard-page
+//! buffers, and conversions between the kernels' and the oracle's enums.
+#![allow(dead_code)]
+
+use tilejit::kernels::spec::Int8Sign;
+use tilejit_verify::Int8Signedness;
+
+/// True when AMX can run here; otherwise prints why the caller skips, so
+/// the reason shows in CI output.
+pub fn amx_or_skip(test: &str) -> bool {
+    match tilejit::cpu::amx_ready() {
+        Ok(()) => {
+            eprintln!("[{test}] ISA path: amx (executed)");
+            true
+        }
+        Err(e) => {
+            eprintln!("[{test}] SKIPPED amx path: {e}");
+            false
+        }
+    }
+}
+
+pub fn oracle_sign(s: Int8Sign) -> Int8Signedness {
+    match s {
+        Int8Sign::SS => Int8Signedness::SS,
+        Int8Sign::SU => Int8Signedness::SU,
+        Int8Sign::US => Int8Signedness::US,
+        Int8Sign::UU => Int8Signedness::UU,
+    }
+}
+
+/// A buffer placed flush against PROT_NONE guard pages, so that a read or
+/// write one byte past either end faults. `Flush::End` puts the last byte
+/// just before the trailing guard page (catches overruns); `Flush::Start`
+/// puts the first byte just after the leading guard page (underruns).
+pub struct Guarded<T: Copy> {
+    base: *mut u8,
+    map_len: usize,
+    data: *mut T,
+    len: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Flush {
+    Start,
+    End,
+}
+
+impl<T: Copy> Guarded<T> {
+    pub fn new(values: &[T], flush: Flush) -> Guarded<T> {
+        let page = 4096usize;
+        let bytes = std::mem::size_of_val(values).max(1);
+        let body = bytes.div_ceil(page) * page;
+        let map_len = body + 2 * page;
+        // SAFETY: anonymous private mapping; checked for failure below.
+        let base = unsafe {
+            libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        assert_ne!(base, libc::MAP_FAILED, "mmap failed");
+        let base = base.cast::<u8>();
+        // SAFETY: both guard pages lie inside the mapping.
+        unsafe {
+            assert_eq!(libc::mprotect(base.cast(), page, libc::PROT_NONE), 0);
+            assert_eq!(libc::mprotect(base.add(page + body).cast(), page, libc::PROT_NONE), 0);
+        }
+        let offset = match flush {
+            Flush::Start => page,
+            Flush::End => page + body - std::mem::size_of_val(values),
+        };
+        assert_eq!(offset % std::mem::align_of::<T>(), 0);
+        // SAFETY: offset .. offset + bytes is inside the writable body.
+        let data = unsafe { base.add(offset).cast::<T>() };
+        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), data, values.len()) };
+        Guarded { base, map_len, data, len: values.len() }
+    }
+
+    pub fn as_slice(&self) -> &[T] {
+        // SAFETY: `data` holds `len` initialised values inside the mapping.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        // SAFETY: as above, exclusively borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+    }
+}
+
+impl<T: Copy> Drop for Guarded<T> {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped.
+        unsafe { libc::munmap(self.base.cast(), self.map_len) };
+    }
+}
