@@ -27,11 +27,13 @@ pub struct GemmOptions {
     pub schedule: Schedule,
     /// K steps per K block (one step = `k_groups_per_tdp` dwords of K).
     pub k_block_steps: usize,
+    /// B tiles are prefetched this many K steps ahead (0: none).
+    pub prefetch_b_steps: u8,
 }
 
 impl Default for GemmOptions {
     fn default() -> Self {
-        GemmOptions { threads: 1, blocking: Blocking::B2X2, schedule: Schedule::Pipelined, k_block_steps: 16 }
+        GemmOptions { threads: 1, blocking: Blocking::B2X2, schedule: Schedule::Pipelined, k_block_steps: 16, prefetch_b_steps: 0 }
     }
 }
 
@@ -126,6 +128,8 @@ struct Layout {
     block_cols: usize,
     m_blocks: usize,
     n_blocks: usize,
+    /// Bytes of one row of A that hold data (the rest of a step is padding).
+    k_bytes: usize,
     k_steps: usize,
     step_bytes: usize,
     lda_bytes: usize,
@@ -173,21 +177,6 @@ fn run(
 
     let step_bytes = b.k_groups_per_tdp() as usize * 4;
     let k_steps = b.k_steps();
-    // K tail: the kernel reads whole steps of A, so rows shorter than that
-    // are copied into a zero padded buffer (zeros times B's zero padding).
-    let padded: Option<AlignedBytes> = (k * esize != k_steps * step_bytes).then(|| {
-        let row = k_steps * step_bytes;
-        let mut buf = AlignedBytes::zeroed(m * row);
-        for (i, dst) in buf.as_mut_slice().chunks_exact_mut(row).enumerate() {
-            dst[..k * esize].copy_from_slice(&a[i * lda * esize..(i * lda + k) * esize]);
-        }
-        buf
-    });
-    let (a_base, lda_bytes) = match &padded {
-        Some(buf) => (buf.as_slice(), k_steps * step_bytes),
-        None => (a, lda * esize),
-    };
-
     let block_rows = opts.blocking.m_tiles as usize * 16;
     let block_cols = opts.blocking.n_tiles as usize * 16;
     let layout = Layout {
@@ -197,17 +186,25 @@ fn run(
         block_cols,
         m_blocks: m.div_ceil(block_rows),
         n_blocks: n.div_ceil(block_cols),
+        k_bytes: k * esize,
         k_steps,
         step_bytes,
-        lda_bytes,
+        lda_bytes: lda * esize,
         ldc_bytes: ldc * 4,
     };
     let tasks = split_tasks(&layout, opts.threads);
     let threads = opts.threads.min(tasks.len());
     let shared_c = SharedC(c.as_mut_ptr());
+    let k_blocks = k_steps.div_ceil(opts.k_block_steps);
+    // K blocks outermost: B's K slice (k_block x N) then stays in L2 while
+    // the thread walks its block rows, and one block row's A slice stays in
+    // L1 while the kernel walks the N blocks.
     let work = |thread: usize| -> Result<(), GemmError> {
-        for task in tasks.iter().skip(thread).step_by(threads) {
-            run_task(elem, &layout, opts, accumulate, a_base, b, shared_c, task)?;
+        let mut a_slice = AlignedBytes::zeroed(block_rows * opts.k_block_steps * step_bytes);
+        for kb in 0..k_blocks {
+            for task in tasks.iter().skip(thread).step_by(threads) {
+                run_task(elem, &layout, opts, accumulate, a, &mut a_slice, b, shared_c, task, kb)?;
+            }
         }
         Ok(())
     };
@@ -251,9 +248,11 @@ fn run_task(
     opts: &GemmOptions,
     accumulate: bool,
     a: &[u8],
+    a_slice: &mut AlignedBytes,
     b: &PackedB,
     c: SharedC,
     task: &Task,
+    kb: usize,
 ) -> Result<(), GemmError> {
     let row0 = task.block_row * l.block_rows;
     let rows = l.block_rows.min(l.m - row0);
@@ -272,43 +271,55 @@ fn run_task(
             c_init,
             last_tile_rows: last_rows,
             last_tile_cols: last_cols,
+            prefetch_b_steps: opts.prefetch_b_steps,
         }
     };
-    let k_blocks = l.k_steps.div_ceil(opts.k_block_steps);
-    for kb in 0..k_blocks {
-        let s0 = kb * opts.k_block_steps;
-        let steps = opts.k_block_steps.min(l.k_steps - s0);
-        let c_init = if kb == 0 && !accumulate { CInit::Zero } else { CInit::Load };
-        let mut segments = Vec::with_capacity(2);
-        if full > 0 {
-            segments.push((task.n_block_start, full, l.block_cols));
-        }
-        if tail_cols > 0 {
-            segments.push((full_end.max(task.n_block_start), 1, tail_cols));
-        }
-        for (first_block, count, cols) in segments {
-            let kernel = kernel(spec_for(cols, c_init))?;
-            let col0 = first_block * l.block_cols;
-            let args = DenseAmxArgs {
-                a: a[row0 * l.lda_bytes + s0 * l.step_bytes..].as_ptr(),
-                lda: l.lda_bytes,
-                b: b.as_bytes()[(col0 / 16) * b.panel_stride() + s0 * l.step_bytes * 16..].as_ptr(),
-                b_panel_stride: b.panel_stride(),
-                // SAFETY (pointer arithmetic): row0 < m and col0 < n, so the
-                // offset lies inside C, which `run` checked.
-                c: unsafe { c.0.add(row0 * l.ldc_bytes + col0 * 4) },
-                ldc: l.ldc_bytes,
-                k_steps: steps,
-                n_blocks: count,
-            };
-            // SAFETY: AMX permission was granted (amx_ready). The kernel
-            // reads `rows` rows of A of `steps` whole steps from an A whose
-            // rows hold all k_steps steps (padded if needed), reads B panels
-            // col0/16 .. inside the packed buffer, and writes `rows` rows x
-            // `count * block_cols` (or `cols`) columns of C inside the
-            // checked C; this thread is the only writer of these blocks.
-            unsafe { kernel.run(&args) };
-        }
+    let s0 = kb * opts.k_block_steps;
+    let steps = opts.k_block_steps.min(l.k_steps - s0);
+    let c_init = if kb == 0 && !accumulate { CInit::Zero } else { CInit::Load };
+    // Copy this block row's K slice of A into a contiguous, 64-byte aligned
+    // buffer, zero padded past K. Tile loads of rows that straddle cache
+    // lines run ~7x slower, and 16 rows at a stride that is a multiple of
+    // 4 KiB share one L1 set, so such an A would be re-fetched for every
+    // N block (measured; see docs/PERFORMANCE.md).
+    let slice_row = steps * l.step_bytes;
+    let k_first = s0 * l.step_bytes;
+    let k_last = (k_first + slice_row).min(l.k_bytes);
+    for (r, dst) in a_slice.as_mut_slice()[..rows * slice_row].chunks_exact_mut(slice_row).enumerate() {
+        let src = (row0 + r) * l.lda_bytes;
+        let data = k_last.saturating_sub(k_first);
+        dst[..data].copy_from_slice(&a[src + k_first..src + k_first + data]);
+        dst[data..].fill(0);
+    }
+    let mut segments = Vec::with_capacity(2);
+    if full > 0 {
+        segments.push((task.n_block_start, full, l.block_cols));
+    }
+    if tail_cols > 0 {
+        segments.push((full_end.max(task.n_block_start), 1, tail_cols));
+    }
+    for (first_block, count, cols) in segments {
+        let kernel = kernel(spec_for(cols, c_init))?;
+        let col0 = first_block * l.block_cols;
+        let args = DenseAmxArgs {
+            a: a_slice.as_slice().as_ptr(),
+            lda: slice_row,
+            b: b.as_bytes()[(col0 / 16) * b.panel_stride() + s0 * l.step_bytes * 16..].as_ptr(),
+            b_panel_stride: b.panel_stride(),
+            // SAFETY (pointer arithmetic): row0 < m and col0 < n, so the
+            // offset lies inside C, which `run` checked.
+            c: unsafe { c.0.add(row0 * l.ldc_bytes + col0 * 4) },
+            ldc: l.ldc_bytes,
+            k_steps: steps,
+            n_blocks: count,
+        };
+        // SAFETY: AMX permission was granted (amx_ready). The kernel
+        // reads `rows` rows of `steps` whole steps from the A slice copied
+        // above, reads B panels
+        // col0/16 .. inside the packed buffer, and writes `rows` rows x
+        // `count * block_cols` (or `cols`) columns of C inside the
+        // checked C; this thread is the only writer of these blocks.
+        unsafe { kernel.run(&args) };
     }
     Ok(())
 }

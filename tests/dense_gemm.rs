@@ -64,7 +64,7 @@ fn case() -> impl Strategy<Value = Case> {
 
 impl Case {
     fn options(&self) -> GemmOptions {
-        GemmOptions { threads: self.threads, blocking: self.blocking, schedule: self.schedule, k_block_steps: self.k_block_steps }
+        GemmOptions { threads: self.threads, blocking: self.blocking, schedule: self.schedule, k_block_steps: self.k_block_steps, prefetch_b_steps: 0 }
     }
 }
 

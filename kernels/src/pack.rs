@@ -42,10 +42,35 @@ impl AlignedBytes {
         self.len
     }
 
+    /// The bytes viewed as plain numbers (u8, u16, i32, f32); a trailing
+    /// partial element is not included.
+    pub fn typed<T: Plain>(&self) -> &[T] {
+        // SAFETY: the buffer is 64-byte aligned (enough for any Plain type),
+        // initialised, and every bit pattern is a valid Plain value.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<T>(), self.len / std::mem::size_of::<T>()) }
+    }
+
+    /// Mutable view of [`Self::typed`].
+    pub fn typed_mut<T: Plain>(&mut self) -> &mut [T] {
+        // SAFETY: as in `typed`, and we hold the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<T>(), self.len / std::mem::size_of::<T>()) }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 }
+
+/// Numbers for which every bit pattern is a valid value (so bytes may be
+/// viewed as them).
+pub trait Plain: Copy + sealed::Sealed {}
+mod sealed {
+    pub trait Sealed {}
+}
+macro_rules! plain {
+    ($($t:ty),*) => {$(impl sealed::Sealed for $t {} impl Plain for $t {})*};
+}
+plain!(u8, i8, u16, i32, u32, f32);
 
 /// Element family of a packed B (int8 signedness is chosen per GEMM call).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -127,6 +127,9 @@ pub struct DenseAmxSpec {
     pub last_tile_rows: u8,
     /// Columns in the last tile column of the block (1..=16): the N tail.
     pub last_tile_cols: u8,
+    /// Prefetch each B tile this many K steps ahead into L1 (0: none).
+    /// B streams from L2 and a tile load that misses L1 stalls the TMUL.
+    pub prefetch_b_steps: u8,
 }
 
 /// A spec the generator cannot build.
@@ -152,6 +155,7 @@ impl DenseAmxSpec {
             c_init,
             last_tile_rows: 16,
             last_tile_cols: 16,
+            prefetch_b_steps: 0,
         }
     }
 

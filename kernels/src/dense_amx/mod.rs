@@ -154,7 +154,17 @@ impl DenseAmxKernel {
         for &step in &plan.steps {
             let inst = match step {
                 Step::LoadA(i) => enc::tileloadd(plan.a[i], stride(a_ptr(i), LDA, 0)?)?,
-                Step::LoadB(j) => enc::tileloadd(plan.b[j], stride(b_ptr(j), B_STRIDE, 0)?)?,
+                Step::LoadB(j) => {
+                    cb.emit(enc::tileloadd(plan.b[j], stride(b_ptr(j), B_STRIDE, 0)?)?);
+                    let ahead = spec.prefetch_b_steps as i32 * spec.b_step_bytes() as i32;
+                    if ahead > 0 {
+                        for line in 0..spec.k_groups_per_tdp as i32 {
+                            let r = b_ptr(j).number();
+                            dynasm!(cb.ops ; .arch x64 ; prefetcht0 [Rq(r) + ahead + line * 64]);
+                        }
+                    }
+                    continue;
+                }
                 Step::Tdp(i, j) => enc::tdp(op, plan.c[i][j], plan.a[i], plan.b[j])?,
             };
             cb.emit(inst);

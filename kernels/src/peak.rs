@@ -1,0 +1,80 @@
+//! The TMUL peak probe: a loop of register-resident TDPs with no memory
+//! traffic, the bound that GEMM throughput is reported against
+//! (docs/AMX.md, "Throughput": one full TDP every ~16 cycles).
+//!
+//! Four independent C tiles (tmm0-3) against two A (tmm4-5) and two B
+//! (tmm6-7) tiles, 16 TDPs per loop iteration.
+
+use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
+
+use crate::encoder::{self as enc, Gpr, Mem, Tmm};
+use crate::jit::{CodeBuilder, GenerateError, JitCode};
+use crate::spec::ElemType;
+use crate::tile_config::TileConfig;
+
+/// TDPs executed per loop iteration.
+pub const TDPS_PER_ITERATION: usize = 16;
+
+/// A generated TMUL peak loop.
+pub struct TmulPeakKernel {
+    elem: ElemType,
+    code: JitCode,
+    _config: Box<TileConfig>,
+}
+
+impl TmulPeakKernel {
+    pub fn generate(elem: ElemType) -> Result<TmulPeakKernel, GenerateError> {
+        let mut config = Box::new(TileConfig::new());
+        for t in Tmm::all() {
+            config.set(t, 16, 64)?;
+        }
+        let mut cb = CodeBuilder::new()?;
+        let entry = cb.offset();
+        dynasm!(cb.ops
+            ; .arch x64
+            ; mov rax, QWORD &*config as *const TileConfig as i64
+        );
+        cb.emit(enc::ldtilecfg(Mem::base(Gpr::RAX)));
+        for t in Tmm::all() {
+            cb.emit(enc::tilezero(t));
+        }
+        dynasm!(cb.ops
+            ; .arch x64
+            ; test rdi, rdi
+            ; jz ->done
+            ; ->again:
+        );
+        let op = elem.tdp_op();
+        for _ in 0..TDPS_PER_ITERATION / 4 {
+            for (c, a, b) in [(0, 4, 6), (1, 4, 7), (2, 5, 6), (3, 5, 7)] {
+                cb.emit(enc::tdp(op, Tmm::new(c)?, Tmm::new(a)?, Tmm::new(b)?)?);
+            }
+        }
+        dynasm!(cb.ops
+            ; .arch x64
+            ; dec rdi
+            ; jnz ->again
+            ; ->done:
+        );
+        cb.emit(enc::tilerelease());
+        dynasm!(cb.ops ; .arch x64 ; ret);
+        let code = cb.finish(entry)?;
+        Ok(TmulPeakKernel { elem, code, _config: config })
+    }
+
+    /// Operations (2 per multiply-add) one TDP performs on full tiles.
+    pub fn ops_per_tdp(&self) -> usize {
+        16 * 16 * (64 / self.elem.elem_bytes()) * 2
+    }
+
+    /// Runs `iterations` loop iterations (16 TDPs each).
+    ///
+    /// # Safety
+    /// The process must have AMX permission.
+    pub unsafe fn run(&self, iterations: u64) {
+        // SAFETY: the code takes one integer argument and touches no memory
+        // but its own tile config.
+        let f: extern "sysv64" fn(u64) = unsafe { std::mem::transmute(self.code.entry_ptr()) };
+        f(iterations)
+    }
+}
