@@ -18,22 +18,22 @@ use tilejit_kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType, Int8Sign, S
 
 use crate::cpu::{amx_ready, AmxUnavailable};
 
-/// Tuning knobs of a GEMM call; none of them changes the result bits
-/// (the K chunk per TDP, which does for bf16, belongs to the packed B).
+/// Tuning knobs of a GEMM call; none of them changes the result bits. (The
+/// K chunk per TDP, which does for bf16, and the K block size belong to the
+/// packed B: see `BLayout`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GemmOptions {
     pub threads: usize,
     pub blocking: Blocking,
     pub schedule: Schedule,
-    /// K steps per K block (one step = `k_groups_per_tdp` dwords of K).
-    pub k_block_steps: usize,
-    /// B tiles are prefetched this many K steps ahead (0: none).
-    pub prefetch_b_steps: u8,
+    /// Prefetch the next A slice and the next K block of B into L2 while
+    /// the kernels run (2 lines of each per K step).
+    pub prefetch: bool,
 }
 
 impl Default for GemmOptions {
     fn default() -> Self {
-        GemmOptions { threads: 1, blocking: Blocking::B2X2, schedule: Schedule::Pipelined, k_block_steps: 16, prefetch_b_steps: 0 }
+        GemmOptions { threads: 1, blocking: Blocking::B2X2, schedule: Schedule::LoadThenCompute, prefetch: true }
     }
 }
 
@@ -52,6 +52,10 @@ pub enum GemmError {
     #[error("kernel generation failed: {0}")]
     Generate(#[from] GenerateError),
 }
+
+/// Lines per prefetch stream per K step: 2 x 64 bytes per ~64 cycles of
+/// TDPs covers a 32-row A slice over 16 N blocks and a B slice over a pass.
+const PREFETCH_LINES: u8 = 2;
 
 /// A process-wide cache of generated kernels, keyed by spec.
 pub fn kernel(spec: DenseAmxSpec) -> Result<Arc<DenseAmxKernel>, GenerateError> {
@@ -120,6 +124,15 @@ struct Task {
     n_block_end: usize,
 }
 
+/// One kernel round: a task in a K block, the round after it (whose A
+/// slice is prefetched) and the B prefetch stream's position.
+struct Call<'c> {
+    task: Task,
+    kb: usize,
+    next: Option<(usize, Task)>,
+    b_cursor: &'c mut usize,
+}
+
 /// The geometry of one GEMM call, derived once.
 struct Layout {
     m: usize,
@@ -170,8 +183,8 @@ fn run(
         return Err(GemmError::Threads);
     }
     let blocking_ok = Blocking::ALL.contains(&opts.blocking);
-    if !blocking_ok || opts.k_block_steps == 0 {
-        return Err(GemmError::Shape(format!("blocking {} / k_block_steps {} not supported", opts.blocking, opts.k_block_steps)));
+    if !blocking_ok {
+        return Err(GemmError::Shape(format!("blocking {} is not supported; use one of {:?}", opts.blocking, Blocking::ALL)));
     }
     amx_ready()?;
 
@@ -195,15 +208,25 @@ fn run(
     let tasks = split_tasks(&layout, opts.threads);
     let threads = opts.threads.min(tasks.len());
     let shared_c = SharedC(c.as_mut_ptr());
-    let k_blocks = k_steps.div_ceil(opts.k_block_steps);
+    let k_block_steps = b.layout().k_block_steps;
+    let k_blocks = k_steps.div_ceil(k_block_steps);
     // K blocks outermost: B's K slice (k_block x N) then stays in L2 while
     // the thread walks its block rows, and one block row's A slice stays in
     // L1 while the kernel walks the N blocks.
     let work = |thread: usize| -> Result<(), GemmError> {
-        let mut a_slice = AlignedBytes::zeroed(block_rows * opts.k_block_steps * step_bytes);
+        let mut a_slice = AlignedBytes::zeroed(block_rows * k_block_steps.min(k_steps) * step_bytes);
+        let mine: Vec<Task> = tasks.iter().skip(thread).step_by(threads).copied().collect();
         for kb in 0..k_blocks {
-            for task in tasks.iter().skip(thread).step_by(threads) {
-                run_task(elem, &layout, opts, accumulate, a, &mut a_slice, b, shared_c, task, kb)?;
+            // The B prefetch stream walks the next K block's slice.
+            let mut b_cursor = if kb + 1 < k_blocks { b.tile_offset((kb + 1) * k_block_steps, 0) } else { 0 };
+            for (i, task) in mine.iter().enumerate() {
+                let next = match mine.get(i + 1) {
+                    Some(t) => Some((kb, *t)),
+                    None if kb + 1 < k_blocks => Some((kb + 1, mine[0])),
+                    None => None,
+                };
+                let call = Call { task: *task, kb, next, b_cursor: &mut b_cursor };
+                run_task(elem, &layout, opts, accumulate, a, &mut a_slice, b, shared_c, call)?;
             }
         }
         Ok(())
@@ -251,9 +274,9 @@ fn run_task(
     a_slice: &mut AlignedBytes,
     b: &PackedB,
     c: SharedC,
-    task: &Task,
-    kb: usize,
+    call: Call,
 ) -> Result<(), GemmError> {
+    let Call { task, kb, next, b_cursor } = call;
     let row0 = task.block_row * l.block_rows;
     let rows = l.block_rows.min(l.m - row0);
     let (m_tiles, last_rows) = tail_shape(rows);
@@ -271,26 +294,51 @@ fn run_task(
             c_init,
             last_tile_rows: last_rows,
             last_tile_cols: last_cols,
-            prefetch_b_steps: opts.prefetch_b_steps,
+            prefetch_lines: if opts.prefetch { PREFETCH_LINES } else { 0 },
         }
     };
-    let s0 = kb * opts.k_block_steps;
-    let steps = opts.k_block_steps.min(l.k_steps - s0);
+    let k_block_steps = b.layout().k_block_steps;
+    let s0 = kb * k_block_steps;
+    let steps = k_block_steps.min(l.k_steps - s0);
     let c_init = if kb == 0 && !accumulate { CInit::Zero } else { CInit::Load };
-    // Copy this block row's K slice of A into a contiguous, 64-byte aligned
-    // buffer, zero padded past K. Tile loads of rows that straddle cache
-    // lines run ~7x slower, and 16 rows at a stride that is a multiple of
-    // 4 KiB share one L1 set, so such an A would be re-fetched for every
-    // N block (measured; see docs/PERFORMANCE.md).
+    // A is read in place when its rows are 64-byte aligned, the slice has
+    // no K tail and the row stride is not a multiple of 4 KiB. Otherwise
+    // this block row's K slice is copied into a contiguous aligned buffer,
+    // zero padded past K: tile loads of rows that straddle cache lines run
+    // ~7x slower, and 16 rows at a 4 KiB-multiple stride share one L1 set,
+    // so such an A would be re-fetched for every N block (measured; see
+    // docs/PERFORMANCE.md).
     let slice_row = steps * l.step_bytes;
     let k_first = s0 * l.step_bytes;
     let k_last = (k_first + slice_row).min(l.k_bytes);
-    for (r, dst) in a_slice.as_mut_slice()[..rows * slice_row].chunks_exact_mut(slice_row).enumerate() {
-        let src = (row0 + r) * l.lda_bytes;
-        let data = k_last.saturating_sub(k_first);
-        dst[..data].copy_from_slice(&a[src + k_first..src + k_first + data]);
-        dst[data..].fill(0);
-    }
+    let a_row0 = &a[row0 * l.lda_bytes..];
+    let in_place = (a_row0.as_ptr() as usize) % 64 == 0
+        && l.lda_bytes % 64 == 0
+        && l.lda_bytes % 4096 != 0
+        && k_last == k_first + slice_row
+        && std::env::var_os("TJ_FORCECOPY").is_none();
+    let (a_ptr, lda) = if in_place {
+        (a_row0[k_first..].as_ptr(), l.lda_bytes)
+    } else {
+        for (r, dst) in a_slice.as_mut_slice()[..rows * slice_row].chunks_exact_mut(slice_row).enumerate() {
+            let src = (row0 + r) * l.lda_bytes;
+            let data = k_last.saturating_sub(k_first);
+            dst[..data].copy_from_slice(&a[src + k_first..src + k_first + data]);
+            dst[data..].fill(0);
+        }
+        (a_slice.as_slice().as_ptr(), slice_row)
+    };
+    // Prefetch stream 1: the source rows of the next round's A slice.
+    let (pf_a, pf_a_row_lines, pf_a_skip) = match next {
+        Some((next_kb, next_task)) => {
+            let first = next_kb * k_block_steps * l.step_bytes;
+            let data = (k_block_steps * l.step_bytes).min(l.k_bytes.saturating_sub(first)).max(1);
+            let lines = data.div_ceil(64);
+            let at = next_task.block_row * l.block_rows * l.lda_bytes + first;
+            (a.as_ptr().wrapping_add(at), lines, l.lda_bytes.wrapping_sub(lines * 64))
+        }
+        None => (a.as_ptr(), 1, 0),
+    };
     let mut segments = Vec::with_capacity(2);
     if full > 0 {
         segments.push((task.n_block_start, full, l.block_cols));
@@ -302,17 +350,22 @@ fn run_task(
         let kernel = kernel(spec_for(cols, c_init))?;
         let col0 = first_block * l.block_cols;
         let args = DenseAmxArgs {
-            a: a_slice.as_slice().as_ptr(),
-            lda: slice_row,
-            b: b.as_bytes()[(col0 / 16) * b.panel_stride() + s0 * l.step_bytes * 16..].as_ptr(),
-            b_panel_stride: b.panel_stride(),
+            a: a_ptr,
+            lda,
+            b: b.as_bytes()[b.tile_offset(s0, col0 / 16)..].as_ptr(),
+            b_panel_stride: b.block_panel_stride(s0),
             // SAFETY (pointer arithmetic): row0 < m and col0 < n, so the
             // offset lies inside C, which `run` checked.
             c: unsafe { c.0.add(row0 * l.ldc_bytes + col0 * 4) },
             ldc: l.ldc_bytes,
             k_steps: steps,
             n_blocks: count,
+            prefetch_a: pf_a,
+            prefetch_a_row_lines: pf_a_row_lines,
+            prefetch_a_skip: pf_a_skip,
+            prefetch_b: b.as_bytes().as_ptr().wrapping_add(*b_cursor),
         };
+        *b_cursor += count * steps * kernel.spec().prefetch_lines as usize * 64;
         // SAFETY: AMX permission was granted (amx_ready). The kernel
         // reads `rows` rows of `steps` whole steps from the A slice copied
         // above, reads B panels

@@ -8,7 +8,7 @@ use common::{amx_or_skip, oracle_sign, Flush, Guarded};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{gemm_bf16, gemm_int8, GemmOptions};
-use tilejit::kernels::pack::PackedB;
+use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::spec::{Blocking, Int8Sign, Schedule};
 use tilejit_verify::{fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist};
 
@@ -63,8 +63,12 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 impl Case {
+    fn layout(&self) -> BLayout {
+        BLayout { k_groups_per_tdp: self.k_groups, k_block_steps: self.k_block_steps }
+    }
+
     fn options(&self) -> GemmOptions {
-        GemmOptions { threads: self.threads, blocking: self.blocking, schedule: self.schedule, k_block_steps: self.k_block_steps, prefetch_b_steps: 0 }
+        GemmOptions { threads: self.threads, blocking: self.blocking, schedule: self.schedule, prefetch: self.seed % 2 == 0 }
     }
 }
 
@@ -76,7 +80,7 @@ fn check_int8(sign: Int8Sign, case: &Case, flush: Flush) -> Result<(), TestCaseE
     fill_i8(&mut rng, &mut a);
     fill_i8(&mut rng, &mut b);
     let c0: Vec<i32> = (0..m * n).map(|_| if case.accumulate { rng.random() } else { 0 }).collect();
-    let packed = PackedB::pack_int8(&b, k, n, n, case.k_groups).unwrap();
+    let packed = PackedB::pack_int8(&b, k, n, n, case.layout()).unwrap();
     let a_g = Guarded::new(&a, flush);
     let mut c_g = Guarded::new(&c0, flush);
     gemm_int8(sign, m, a_g.as_slice(), k, &packed, c_g.as_mut_slice(), n, case.accumulate, &case.options()).unwrap();
@@ -99,7 +103,7 @@ fn check_bf16(dist: Bf16Dist, case: &Case, flush: Flush) -> Result<(), TestCaseE
     if case.accumulate {
         tilejit_verify::strategies::fill_f32(dist, &mut rng, &mut c0);
     }
-    let packed = PackedB::pack_bf16(&b, k, n, n, case.k_groups).unwrap();
+    let packed = PackedB::pack_bf16(&b, k, n, n, case.layout()).unwrap();
     let a_g = Guarded::new(&a, flush);
     let mut c_g = Guarded::new(&c0, flush);
     gemm_bf16(m, a_g.as_slice(), k, &packed, c_g.as_mut_slice(), n, case.accumulate, &case.options()).unwrap();

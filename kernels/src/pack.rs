@@ -1,12 +1,19 @@
 //! B in the VNNI tile layout the AMX kernels read, packed once.
 //!
 //! A tile row holds, for 16 columns, one 4-byte group of consecutive K
-//! elements (4 int8 or 2 bf16), so TDP row r of B is K group r. Layout:
-//! `[panel of 16 columns][K group][column 0..16][element in group]`, one
-//! 64-byte row per (panel, group). K is zero padded to whole steps
-//! (`k_groups_per_tdp` groups) and N to whole panels: zero padding in B
-//! (with zeros in the padded A columns too) does not change int8 results,
-//! and for bf16 the reference pads the same way (docs/NUMERICS.md).
+//! elements (4 int8 or 2 bf16), so TDP row r of B is K group r. One B tile
+//! is `k_groups_per_tdp` such 64-byte rows (one K step of one 16-column
+//! panel). Tiles are laid out K block by K block:
+//! `[K block][panel][step in block][group][column][element]`, so the K
+//! slice the driver keeps in L2 while it walks the block rows is one
+//! contiguous range. (A panel-major layout put every panel's slice at a
+//! 64 KiB stride, into a sixteenth of the L2 sets, and ran at ~40 % of the
+//! TMUL peak instead of ~80 %; measured, docs/PERFORMANCE.md.)
+//!
+//! K is zero padded to whole steps and N to whole panels: zero padding in
+//! B (with zeros in the padded A columns too) does not change int8
+//! results, and for bf16 the reference pads the same way
+//! (docs/NUMERICS.md).
 
 use crate::spec::ElemType;
 
@@ -92,6 +99,24 @@ impl PackedElem {
     }
 }
 
+/// The packing choices that the kernels must agree with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BLayout {
+    /// K groups (dwords) per TDP, 1..=16: the tile height of B. For bf16
+    /// this is the pairs per instruction, which the result bits depend on.
+    pub k_groups_per_tdp: u8,
+    /// K steps per K block: the driver's K blocking.
+    pub k_block_steps: usize,
+}
+
+impl Default for BLayout {
+    /// Full 16-group tiles; K blocks of 16 steps (1 KiB of int8 K), which
+    /// keeps a 32-row A slice in L1 (docs/PERFORMANCE.md).
+    fn default() -> Self {
+        BLayout { k_groups_per_tdp: 16, k_block_steps: 16 }
+    }
+}
+
 /// Why B could not be packed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -104,6 +129,8 @@ pub enum PackError {
     TooShort { len: usize, k: usize, ldb: usize, need: usize },
     #[error("k_groups_per_tdp = {0}: must be 1..=16")]
     KGroups(u8),
+    #[error("k_block_steps must be at least 1")]
+    KBlock,
     #[error("B of {k} x {n} is too large to pack on this machine")]
     TooLarge { k: usize, n: usize },
 }
@@ -114,7 +141,7 @@ pub struct PackedB {
     elem: PackedElem,
     k: usize,
     n: usize,
-    k_groups_per_tdp: u8,
+    layout: BLayout,
     k_steps: usize,
     panels: usize,
     data: AlignedBytes,
@@ -123,32 +150,35 @@ pub struct PackedB {
 impl PackedB {
     /// Packs int8 B (row-major, `ldb` elements per row). Signedness is a
     /// property of the GEMM, not of the bytes.
-    pub fn pack_int8(b: &[u8], k: usize, n: usize, ldb: usize, k_groups_per_tdp: u8) -> Result<PackedB, PackError> {
-        Self::pack(PackedElem::Int8, b, k, n, ldb, k_groups_per_tdp)
+    pub fn pack_int8(b: &[u8], k: usize, n: usize, ldb: usize, layout: BLayout) -> Result<PackedB, PackError> {
+        Self::pack(PackedElem::Int8, b, k, n, ldb, layout)
     }
 
     /// Packs signed int8 B.
-    pub fn pack_s8(b: &[i8], k: usize, n: usize, ldb: usize, k_groups_per_tdp: u8) -> Result<PackedB, PackError> {
+    pub fn pack_s8(b: &[i8], k: usize, n: usize, ldb: usize, layout: BLayout) -> Result<PackedB, PackError> {
         // SAFETY: i8 and u8 have the same size and alignment.
         let bytes = unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<u8>(), b.len()) };
-        Self::pack_int8(bytes, k, n, ldb, k_groups_per_tdp)
+        Self::pack_int8(bytes, k, n, ldb, layout)
     }
 
     /// Packs bf16 B given as raw bit patterns.
-    pub fn pack_bf16(b: &[u16], k: usize, n: usize, ldb: usize, k_groups_per_tdp: u8) -> Result<PackedB, PackError> {
+    pub fn pack_bf16(b: &[u16], k: usize, n: usize, ldb: usize, layout: BLayout) -> Result<PackedB, PackError> {
         let bytes: Vec<u8> = b.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Self::pack(PackedElem::Bf16, &bytes, k, n, ldb, k_groups_per_tdp)
+        Self::pack(PackedElem::Bf16, &bytes, k, n, ldb, layout)
     }
 
-    fn pack(elem: PackedElem, b: &[u8], k: usize, n: usize, ldb: usize, kg: u8) -> Result<PackedB, PackError> {
+    fn pack(elem: PackedElem, b: &[u8], k: usize, n: usize, ldb: usize, layout: BLayout) -> Result<PackedB, PackError> {
         if k == 0 || n == 0 {
             return Err(PackError::Empty { k, n });
         }
         if ldb < n {
             return Err(PackError::Stride { ldb, n });
         }
-        if !(1..=16).contains(&kg) {
-            return Err(PackError::KGroups(kg));
+        if !(1..=16).contains(&layout.k_groups_per_tdp) {
+            return Err(PackError::KGroups(layout.k_groups_per_tdp));
+        }
+        if layout.k_block_steps == 0 {
+            return Err(PackError::KBlock);
         }
         let esize = elem.bytes();
         let len = b.len() / esize;
@@ -156,40 +186,48 @@ impl PackedB {
         if len < need {
             return Err(PackError::TooShort { len, k, ldb, need });
         }
-        let per_group = 4 / esize;
-        let k_steps = k.div_ceil(per_group * kg as usize);
-        let groups = k_steps * kg as usize;
+        let k_steps = k.div_ceil((4 / esize) * layout.k_groups_per_tdp as usize);
         let panels = n.div_ceil(16);
-        let bytes = panels.checked_mul(groups).and_then(|x| x.checked_mul(64)).ok_or(PackError::TooLarge { k, n })?;
-        let mut data = AlignedBytes::zeroed(bytes);
-        let out = data.as_mut_slice();
+        let tile = layout.k_groups_per_tdp as usize * 64;
+        let bytes = panels.checked_mul(k_steps).and_then(|x| x.checked_mul(tile)).ok_or(PackError::TooLarge { k, n })?;
+        let mut packed = PackedB { elem, k, n, layout, k_steps, panels, data: AlignedBytes::zeroed(bytes) };
+        let out = packed.data.as_mut_slice();
         for kk in 0..k {
-            let (g, e) = (kk / per_group, kk % per_group);
             for nn in 0..n {
-                let (p, c) = (nn / 16, nn % 16);
-                let dst = (p * groups + g) * 64 + c * 4 + e * esize;
+                let dst = packed_offset(&layout, k_steps, panels, esize, kk, nn);
                 let src = (kk * ldb + nn) * esize;
                 out[dst..dst + esize].copy_from_slice(&b[src..src + esize]);
             }
         }
-        Ok(PackedB { elem, k, n, k_groups_per_tdp: kg, k_steps, panels, data })
+        Ok(packed)
     }
 
     /// Back to row-major bytes (k x n, little-endian elements), for tests.
     pub fn unpack_bytes(&self) -> Vec<u8> {
         let esize = self.elem.bytes();
-        let per_group = 4 / esize;
-        let groups = self.k_steps * self.k_groups_per_tdp as usize;
         let src = self.data.as_slice();
         let mut out = vec![0u8; self.k * self.n * esize];
         for kk in 0..self.k {
             for nn in 0..self.n {
-                let at = ((nn / 16) * groups + kk / per_group) * 64 + (nn % 16) * 4 + (kk % per_group) * esize;
+                let at = packed_offset(&self.layout, self.k_steps, self.panels, esize, kk, nn);
                 let dst = (kk * self.n + nn) * esize;
                 out[dst..dst + esize].copy_from_slice(&src[at..at + esize]);
             }
         }
         out
+    }
+
+    /// Byte offset of the tile for K step `step` of `panel`; tiles of
+    /// consecutive panels in one K block are `block_panel_stride(step)` apart.
+    pub fn tile_offset(&self, step: usize, panel: usize) -> usize {
+        tile_offset(&self.layout, self.k_steps, self.panels, step, panel)
+    }
+
+    /// Bytes between the tiles of neighbouring panels inside the K block
+    /// that holds `step`.
+    pub fn block_panel_stride(&self, step: usize) -> usize {
+        let first = step - step % self.layout.k_block_steps;
+        self.layout.k_block_steps.min(self.k_steps - first) * self.layout.k_groups_per_tdp as usize * 64
     }
 
     pub fn elem(&self) -> PackedElem {
@@ -201,8 +239,11 @@ impl PackedB {
     pub fn n(&self) -> usize {
         self.n
     }
+    pub fn layout(&self) -> BLayout {
+        self.layout
+    }
     pub fn k_groups_per_tdp(&self) -> u8 {
-        self.k_groups_per_tdp
+        self.layout.k_groups_per_tdp
     }
     /// K steps of `k_groups_per_tdp` groups (the padded K).
     pub fn k_steps(&self) -> usize {
@@ -211,13 +252,25 @@ impl PackedB {
     pub fn panels(&self) -> usize {
         self.panels
     }
-    /// Bytes between consecutive 16-column panels.
-    pub fn panel_stride(&self) -> usize {
-        self.k_steps * self.k_groups_per_tdp as usize * 64
-    }
     pub fn as_bytes(&self) -> &[u8] {
         self.data.as_slice()
     }
+}
+
+fn tile_offset(layout: &BLayout, k_steps: usize, panels: usize, step: usize, panel: usize) -> usize {
+    let tile = layout.k_groups_per_tdp as usize * 64;
+    let kb = layout.k_block_steps;
+    let first = step - step % kb;
+    let steps_here = kb.min(k_steps - first);
+    (first * panels + panel * steps_here + (step - first)) * tile
+}
+
+fn packed_offset(layout: &BLayout, k_steps: usize, panels: usize, esize: usize, kk: usize, nn: usize) -> usize {
+    let per_group = 4 / esize;
+    let group = kk / per_group;
+    let kg = layout.k_groups_per_tdp as usize;
+    let (step, row) = (group / kg, group % kg);
+    tile_offset(layout, k_steps, panels, step, nn / 16) + row * 64 + (nn % 16) * 4 + (kk % per_group) * esize
 }
 
 impl std::fmt::Debug for PackedB {
@@ -226,7 +279,7 @@ impl std::fmt::Debug for PackedB {
             .field("elem", &self.elem)
             .field("k", &self.k)
             .field("n", &self.n)
-            .field("k_groups_per_tdp", &self.k_groups_per_tdp)
+            .field("layout", &self.layout)
             .field("k_steps", &self.k_steps)
             .field("panels", &self.panels)
             .finish_non_exhaustive()
@@ -239,25 +292,42 @@ mod tests {
 
     #[test]
     fn pack_unpack_round_trips_and_pads_with_zeros() {
-        for (k, n, kg) in [(1, 1, 16), (67, 33, 16), (5, 17, 3), (128, 32, 16)] {
+        for (k, n, kg, kbs) in [(1, 1, 16, 16), (67, 33, 16, 1), (5, 17, 3, 2), (128, 32, 16, 16), (300, 40, 5, 3)] {
+            let layout = BLayout { k_groups_per_tdp: kg, k_block_steps: kbs };
             let b: Vec<u8> = (0..k * n).map(|i| (i * 7 + 1) as u8).collect();
-            let p = PackedB::pack_int8(&b, k, n, n, kg).unwrap();
+            let p = PackedB::pack_int8(&b, k, n, n, layout).unwrap();
             assert_eq!(p.unpack_bytes(), b, "{k}x{n}");
             let nonzero = p.as_bytes().iter().filter(|&&x| x != 0).count();
             assert_eq!(nonzero, b.iter().filter(|&&x| x != 0).count(), "padding must be zero");
             let bf: Vec<u16> = (0..k * n).map(|i| i as u16 ^ 0x3f80).collect();
-            let p = PackedB::pack_bf16(&bf, k, n, n, kg).unwrap();
+            let p = PackedB::pack_bf16(&bf, k, n, n, layout).unwrap();
             let back: Vec<u16> = p.unpack_bytes().chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
             assert_eq!(back, bf);
         }
     }
 
     #[test]
+    fn k_block_slices_are_contiguous() {
+        let layout = BLayout { k_groups_per_tdp: 16, k_block_steps: 4 };
+        let p = PackedB::pack_int8(&vec![1; 64 * 10 * 48], 64 * 10, 48, 48, layout).unwrap();
+        // 10 steps = blocks of 4, 4, 2; 3 panels.
+        assert_eq!(p.tile_offset(4, 0), 3 * 4 * 1024);
+        assert_eq!(p.tile_offset(5, 1), (12 + 4 + 1) * 1024);
+        assert_eq!(p.block_panel_stride(9), 2 * 1024);
+        assert_eq!(p.tile_offset(9, 2), (24 + 2 * 2 + 1) * 1024);
+        assert_eq!(p.as_bytes().len(), 30 * 1024);
+    }
+
+    #[test]
     fn bad_shapes_are_typed_errors() {
-        assert_eq!(PackedB::pack_int8(&[0; 4], 0, 4, 4, 16).unwrap_err(), PackError::Empty { k: 0, n: 4 });
-        assert_eq!(PackedB::pack_int8(&[0; 4], 2, 4, 3, 16).unwrap_err(), PackError::Stride { ldb: 3, n: 4 });
-        assert!(matches!(PackedB::pack_int8(&[0; 7], 2, 4, 4, 16), Err(PackError::TooShort { .. })));
-        assert_eq!(PackedB::pack_int8(&[0; 8], 2, 4, 4, 0).unwrap_err(), PackError::KGroups(0));
-        assert!(matches!(PackedB::pack_int8(&[0; 8], usize::MAX, 4, usize::MAX, 16), Err(PackError::TooLarge { .. })));
+        let l = BLayout::default();
+        assert_eq!(PackedB::pack_int8(&[0; 4], 0, 4, 4, l).unwrap_err(), PackError::Empty { k: 0, n: 4 });
+        assert_eq!(PackedB::pack_int8(&[0; 4], 2, 4, 3, l).unwrap_err(), PackError::Stride { ldb: 3, n: 4 });
+        assert!(matches!(PackedB::pack_int8(&[0; 7], 2, 4, 4, l), Err(PackError::TooShort { .. })));
+        let bad_kg = BLayout { k_groups_per_tdp: 0, ..l };
+        assert_eq!(PackedB::pack_int8(&[0; 8], 2, 4, 4, bad_kg).unwrap_err(), PackError::KGroups(0));
+        let bad_kb = BLayout { k_block_steps: 0, ..l };
+        assert_eq!(PackedB::pack_int8(&[0; 8], 2, 4, 4, bad_kb).unwrap_err(), PackError::KBlock);
+        assert!(matches!(PackedB::pack_int8(&[0; 8], usize::MAX, 4, usize::MAX, l), Err(PackError::TooLarge { .. })));
     }
 }

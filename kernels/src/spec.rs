@@ -127,9 +127,11 @@ pub struct DenseAmxSpec {
     pub last_tile_rows: u8,
     /// Columns in the last tile column of the block (1..=16): the N tail.
     pub last_tile_cols: u8,
-    /// Prefetch each B tile this many K steps ahead into L1 (0: none).
-    /// B streams from L2 and a tile load that misses L1 stalls the TMUL.
-    pub prefetch_b_steps: u8,
+    /// Lines (64 bytes) of each of the two prefetch streams (the next A
+    /// slice and the next B slice, see `DenseAmxArgs`) brought into L2 per
+    /// K step, 0..=4. Without it the first touch of each A slice and B
+    /// slice waits on L3 and the TMUL idles (docs/PERFORMANCE.md).
+    pub prefetch_lines: u8,
 }
 
 /// A spec the generator cannot build.
@@ -140,6 +142,8 @@ pub enum SpecError {
     Blocking(Blocking),
     #[error("k_groups_per_tdp = {0}: a TDP takes 1..=16 dword groups of K")]
     KGroups(u8),
+    #[error("prefetch_lines = {0}: must be 0..=4")]
+    Prefetch(u8),
     #[error("tail of {what} = {value}: must be 1..=16")]
     Tail { what: &'static str, value: u8 },
 }
@@ -155,7 +159,7 @@ impl DenseAmxSpec {
             c_init,
             last_tile_rows: 16,
             last_tile_cols: 16,
-            prefetch_b_steps: 0,
+            prefetch_lines: 2,
         }
     }
 
@@ -165,6 +169,9 @@ impl DenseAmxSpec {
         }
         if !(1..=16).contains(&self.k_groups_per_tdp) {
             return Err(SpecError::KGroups(self.k_groups_per_tdp));
+        }
+        if self.prefetch_lines > 4 {
+            return Err(SpecError::Prefetch(self.prefetch_lines));
         }
         for (what, value) in [("rows", self.last_tile_rows), ("cols", self.last_tile_cols)] {
             if !(1..=16).contains(&value) {
@@ -202,7 +209,7 @@ impl DenseAmxSpec {
     /// A short stable name, used in dumps, benches and error messages.
     pub fn name(&self) -> String {
         format!(
-            "amx_{}_{}_{}_k{}_{}_r{}c{}",
+            "amx_{}_{}_{}_k{}_{}_r{}c{}_pf{}",
             self.elem.name(),
             self.blocking,
             match self.schedule {
@@ -215,7 +222,8 @@ impl DenseAmxSpec {
                 CInit::Load => "acc",
             },
             self.last_tile_rows,
-            self.last_tile_cols
+            self.last_tile_cols,
+            self.prefetch_lines
         )
     }
 }

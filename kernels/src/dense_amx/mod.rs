@@ -9,6 +9,7 @@
 //!     C tiles <- 0 | C                       ; CInit
 //!     for s in 0..k_steps:                   ; K loop
 //!         load A/B tiles, TDPs               ; plan.steps (schedule)
+//!         prefetch next A and B slices to L2 ; spec.prefetch_lines each
 //!         A += k bytes; B += k groups * 64
 //!     C <- C tiles
 //!     C += block cols; B panels += n_tiles
@@ -46,6 +47,16 @@ pub struct DenseAmxArgs {
     pub ldc: usize,
     pub k_steps: usize,
     pub n_blocks: usize,
+    /// Prefetch stream 1, rows: the A slice the next call will read.
+    /// `prefetch_lines` lines per K step go to L2, row by row: after
+    /// `prefetch_a_row_lines` lines the pointer skips `prefetch_a_skip`
+    /// bytes more (row stride minus the row's bytes). Prefetches never
+    /// fault, so a stream may run past its region.
+    pub prefetch_a: *const u8,
+    pub prefetch_a_row_lines: usize,
+    pub prefetch_a_skip: usize,
+    /// Prefetch stream 2, contiguous: the next K block's B slice.
+    pub prefetch_b: *const u8,
 }
 
 /// A generated dense AMX kernel.
@@ -71,6 +82,11 @@ const TMP: Gpr = Gpr::R15;
 /// Operand row/panel pointers: m_tiles + n_tiles <= 5 for every blocking.
 const OPERAND_PTRS: [Gpr; 5] = [Gpr::R8, Gpr::R9, Gpr::R10, Gpr::R11, Gpr::R12];
 const SAVED: [Gpr; 6] = [Gpr::RBX, Gpr::RBP, Gpr::R12, Gpr::R13, Gpr::R14, Gpr::R15];
+// Stack frame: the prefetch streams' moving state.
+const PF_A: i32 = 0;
+const PF_A_LEFT: i32 = 8;
+const PF_B: i32 = 16;
+const FRAME: i32 = 24;
 
 macro_rules! field {
     ($f:ident) => {
@@ -101,6 +117,13 @@ impl DenseAmxKernel {
         cb.emit(enc::ldtilecfg(Mem::base(TMP)));
         dynasm!(cb.ops
             ; .arch x64
+            ; sub rsp, FRAME
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(prefetch_a)]
+            ; mov [rsp + PF_A], Rq(TMP.number())
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(prefetch_a_row_lines)]
+            ; mov [rsp + PF_A_LEFT], Rq(TMP.number())
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(prefetch_b)]
+            ; mov [rsp + PF_B], Rq(TMP.number())
             ; mov Rq(LDA.number()), QWORD [Rq(ARGS.number()) + field!(lda)]
             ; mov Rq(B_STRIDE.number()), 64
             ; mov Rq(LDC.number()), QWORD [Rq(ARGS.number()) + field!(ldc)]
@@ -154,20 +177,13 @@ impl DenseAmxKernel {
         for &step in &plan.steps {
             let inst = match step {
                 Step::LoadA(i) => enc::tileloadd(plan.a[i], stride(a_ptr(i), LDA, 0)?)?,
-                Step::LoadB(j) => {
-                    cb.emit(enc::tileloadd(plan.b[j], stride(b_ptr(j), B_STRIDE, 0)?)?);
-                    let ahead = spec.prefetch_b_steps as i32 * spec.b_step_bytes() as i32;
-                    if ahead > 0 {
-                        for line in 0..spec.k_groups_per_tdp as i32 {
-                            let r = b_ptr(j).number();
-                            dynasm!(cb.ops ; .arch x64 ; prefetcht0 [Rq(r) + ahead + line * 64]);
-                        }
-                    }
-                    continue;
-                }
+                Step::LoadB(j) => enc::tileloadd(plan.b[j], stride(b_ptr(j), B_STRIDE, 0)?)?,
                 Step::Tdp(i, j) => enc::tdp(op, plan.c[i][j], plan.a[i], plan.b[j])?,
             };
             cb.emit(inst);
+        }
+        for _ in 0..spec.prefetch_lines {
+            emit_prefetch_lines(&mut cb);
         }
         let (a_step, b_step) = (spec.a_step_bytes() as i32, spec.b_step_bytes() as i32);
         for i in 0..mt {
@@ -198,6 +214,7 @@ impl DenseAmxKernel {
             ; dec Rq(N_COUNT.number())
             ; jnz ->n_loop
             ; ->done:
+            ; add rsp, FRAME
         );
         cb.emit(enc::tilerelease());
         for r in SAVED.iter().rev() {
@@ -237,6 +254,31 @@ impl DenseAmxKernel {
         let f: extern "sysv64" fn(*const DenseAmxArgs) = unsafe { std::mem::transmute(self.code.entry_ptr()) };
         f(args)
     }
+}
+
+/// One line of each prefetch stream into L2 (prefetcht1), advancing the
+/// stream state kept in the stack frame. TMP is free inside the K loop.
+fn emit_prefetch_lines(cb: &mut CodeBuilder) {
+    let (tmp, args) = (TMP.number(), ARGS.number());
+    dynasm!(cb.ops
+        ; .arch x64
+        ; mov Rq(tmp), [rsp + PF_A]
+        ; prefetcht1 [Rq(tmp)]
+        ; add Rq(tmp), 64
+        ; dec QWORD [rsp + PF_A_LEFT]
+        ; jnz >same_row
+        ; add Rq(tmp), [Rq(args) + field!(prefetch_a_skip)]
+        ; mov [rsp + PF_A], Rq(tmp)
+        ; mov Rq(tmp), [Rq(args) + field!(prefetch_a_row_lines)]
+        ; mov [rsp + PF_A_LEFT], Rq(tmp)
+        ; jmp >a_done
+        ; same_row:
+        ; mov [rsp + PF_A], Rq(tmp)
+        ; a_done:
+        ; mov Rq(tmp), [rsp + PF_B]
+        ; prefetcht1 [Rq(tmp)]
+        ; add QWORD [rsp + PF_B], 64
+    );
 }
 
 /// Calls `f` for every C tile with TMP pointing at its tile row and the
