@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tilejit_kernels::dense_amx::{DenseAmxArgs, DenseAmxKernel};
 use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::{AlignedBytes, PackedB};
-use tilejit_kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType, Int8Sign, Schedule};
+use tilejit_kernels::spec::{BLoad, Blocking, CInit, DenseAmxSpec, ElemType, Int8Sign, Schedule};
 
 use crate::cpu::{amx_ready, AmxUnavailable};
 
@@ -29,11 +29,12 @@ pub struct GemmOptions {
     /// Prefetch the next A slice and the next K block of B into L2 while
     /// the kernels run (2 lines of each per K step).
     pub prefetch: bool,
+    pub b_load: BLoad,
 }
 
 impl Default for GemmOptions {
     fn default() -> Self {
-        GemmOptions { threads: 1, blocking: Blocking::B2X2, schedule: Schedule::LoadThenCompute, prefetch: true }
+        GemmOptions { threads: 1, blocking: Blocking::B2X2, schedule: Schedule::LoadThenCompute, prefetch: true, b_load: BLoad::NonTemporal }
     }
 }
 
@@ -51,6 +52,8 @@ pub enum GemmError {
     Amx(#[from] AmxUnavailable),
     #[error("kernel generation failed: {0}")]
     Generate(#[from] GenerateError),
+    #[error("could not pack B: {0}")]
+    Pack(#[from] tilejit_kernels::pack::PackError),
 }
 
 /// Lines per prefetch stream per K step: 2 x 64 bytes per ~64 cycles of
@@ -295,6 +298,7 @@ fn run_task(
             last_tile_rows: last_rows,
             last_tile_cols: last_cols,
             prefetch_lines: if opts.prefetch { PREFETCH_LINES } else { 0 },
+            b_load: opts.b_load,
         }
     };
     let k_block_steps = b.layout().k_block_steps;

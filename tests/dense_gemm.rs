@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{gemm_bf16, gemm_int8, GemmOptions};
 use tilejit::kernels::pack::{BLayout, PackedB};
-use tilejit::kernels::spec::{Blocking, Int8Sign, Schedule};
+use tilejit::kernels::spec::{BLoad, Blocking, Int8Sign, Schedule};
 use tilejit_verify::{fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist};
 
 const DISTS: [Bf16Dist; 7] = [
@@ -68,7 +68,7 @@ impl Case {
     }
 
     fn options(&self) -> GemmOptions {
-        GemmOptions { threads: self.threads, blocking: self.blocking, schedule: self.schedule, prefetch: self.seed % 2 == 0 }
+        GemmOptions { threads: self.threads, blocking: self.blocking, schedule: self.schedule, prefetch: self.seed % 2 == 0, b_load: if self.seed % 3 == 0 { BLoad::Temporal } else { BLoad::NonTemporal } }
     }
 }
 

@@ -28,7 +28,7 @@ use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
 use crate::encoder::{self as enc, Gpr, Mem, Scale};
 use crate::jit::{CodeBuilder, GenerateError, JitCode};
-use crate::spec::{CInit, DenseAmxSpec};
+use crate::spec::{BLoad, CInit, DenseAmxSpec};
 use crate::tile_config::TileConfig;
 
 /// Arguments of a dense AMX kernel call. All strides are in bytes.
@@ -177,7 +177,13 @@ impl DenseAmxKernel {
         for &step in &plan.steps {
             let inst = match step {
                 Step::LoadA(i) => enc::tileloadd(plan.a[i], stride(a_ptr(i), LDA, 0)?)?,
-                Step::LoadB(j) => enc::tileloadd(plan.b[j], stride(b_ptr(j), B_STRIDE, 0)?)?,
+                Step::LoadB(j) => {
+                    let at = stride(b_ptr(j), B_STRIDE, 0)?;
+                    match spec.b_load {
+                        BLoad::Temporal => enc::tileloadd(plan.b[j], at)?,
+                        BLoad::NonTemporal => enc::tileloaddt1(plan.b[j], at)?,
+                    }
+                }
                 Step::Tdp(i, j) => enc::tdp(op, plan.c[i][j], plan.a[i], plan.b[j])?,
             };
             cb.emit(inst);

@@ -1,0 +1,120 @@
+//! `tilejit tour`: the main job in a few seconds. Detect the CPU, JIT the
+//! dense kernels, prove them against the oracle on random data, and print
+//! their throughput next to the TMUL peak measured in the same run.
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use tilejit::bench::{jit_compile_time, measure_gemm, tmul_peak_ops};
+use tilejit::cpu::{amx_ready, CpuFeatures};
+use tilejit::gemm::{gemm_bf16, gemm_int8, GemmError, GemmOptions};
+use tilejit::isa;
+use tilejit::kernels::pack::{BLayout, PackedB};
+use tilejit::kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType, Int8Sign};
+use tilejit_verify::{fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist, Int8Signedness};
+
+/// Every dense element type, in table order.
+const ELEMS: [ElemType; 5] = [
+    ElemType::Int8(Int8Sign::SS),
+    ElemType::Int8(Int8Sign::SU),
+    ElemType::Int8(Int8Sign::US),
+    ElemType::Int8(Int8Sign::UU),
+    ElemType::Bf16,
+];
+
+pub struct TourOptions {
+    pub threads: usize,
+    /// GEMM shape for the throughput table.
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+pub fn run(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
+    let f = CpuFeatures::get();
+    println!("== CPU");
+    println!("{}", f.brand);
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "AMX-TILE {} AMX-INT8 {} AMX-BF16 {} AMX-FP16 {} | AVX-512 F/BW/VL {} VNNI {} BF16 {} | OS tile state {}",
+        yes(f.amx_tile), yes(f.amx_int8), yes(f.amx_bf16), yes(f.amx_fp16),
+        yes(f.has_avx512()), yes(f.avx512_vnni), yes(f.avx512_bf16), yes(f.os_amx)
+    );
+    let chosen = isa::select()?;
+    println!("ISA: {chosen}{}", if isa::forced()?.is_some() { " (forced by TILEJIT_ISA)" } else { "" });
+    if let Err(e) = amx_ready() {
+        println!("{e}\nThe AMX kernels cannot run here; nothing more to show.");
+        return Ok(());
+    }
+
+    println!("\n== JIT (median of 20 fresh generations, no cache)");
+    println!("{:<34} {:>10} {:>8}", "kernel", "compile", "bytes");
+    for elem in ELEMS {
+        let spec = DenseAmxSpec::new(elem, Blocking::B2X2, CInit::Load);
+        let (t, size) = jit_compile_time(spec, 20)?;
+        println!("{:<34} {:>8.1}us {:>8}", spec.name(), t.as_secs_f64() * 1e6, size);
+    }
+
+    println!("\n== Verify: kernel == reference, bit for bit (M=77 N=53 K=301, tails in M, N and K)");
+    let gemm_opts = GemmOptions { threads: opts.threads, ..GemmOptions::default() };
+    for elem in ELEMS {
+        let (outputs, mismatch) = verify_once(elem, 77, 53, 301, &gemm_opts)?;
+        match mismatch {
+            None => println!("{:<6} bit-exact on {outputs} outputs", elem.name()),
+            Some(m) => return Err(format!("{}: kernel differs from the reference: {m}", elem.name()).into()),
+        }
+    }
+
+    let (m, n, k) = (opts.m, opts.n, opts.k);
+    println!("\n== Throughput ({} thread{}, GEMM {m}x{n}x{k}, B packed, median of 5)", opts.threads, if opts.threads == 1 { "" } else { "s" });
+    println!("{:<24} {:>12} {:>12} {:>8}", "case", "median", "Gop/s", "of peak");
+    for elem in [ElemType::Int8(Int8Sign::SS), ElemType::Bf16] {
+        // The bound is one core's TDP rate; with threads it scales per core.
+        let peak = tmul_peak_ops(elem)? * opts.threads as f64;
+        println!("{:<24} {:>12} {:>12.0} {:>8}", format!("tmul peak {}", elem.name()), "-", peak / 1e9, "100%");
+        let r = measure_gemm(elem, m, n, k, &gemm_opts, 5)?;
+        println!(
+            "{:<24} {:>10.1}us {:>12.0} {:>7.1}%",
+            format!("gemm {}", elem.name()),
+            r.median.as_secs_f64() * 1e6,
+            r.ops_per_s / 1e9,
+            100.0 * r.ops_per_s / peak
+        );
+    }
+    Ok(())
+}
+
+/// Runs one random GEMM through the driver and the oracle; returns the
+/// number of outputs compared and the first mismatch, if any.
+fn verify_once(elem: ElemType, m: usize, n: usize, k: usize, opts: &GemmOptions) -> Result<(usize, Option<String>), GemmError> {
+    let mut rng = StdRng::seed_from_u64(0x711e);
+    match elem {
+        ElemType::Int8(sign) => {
+            let (mut a, mut b) = (vec![0u8; m * k], vec![0u8; k * n]);
+            fill_i8(&mut rng, &mut a);
+            fill_i8(&mut rng, &mut b);
+            let c0: Vec<i32> = (0..m * n).map(|_| rng.random()).collect();
+            let packed = PackedB::pack_int8(&b, k, n, n, BLayout::default())?;
+            let mut c = c0.clone();
+            gemm_int8(sign, m, &a, k, &packed, &mut c, n, true, opts)?;
+            let mut expected = c0;
+            let oracle = match sign {
+                Int8Sign::SS => Int8Signedness::SS,
+                Int8Sign::SU => Int8Signedness::SU,
+                Int8Sign::US => Int8Signedness::US,
+                Int8Sign::UU => Int8Signedness::UU,
+            };
+            gemm_i8(oracle, m, n, k, &a, &b, &mut expected);
+            Ok((m * n, first_mismatch_i32(&expected, &c).map(|mm| mm.to_string())))
+        }
+        ElemType::Bf16 => {
+            let (mut a, mut b) = (vec![0u16; m * k], vec![0u16; k * n]);
+            fill_bf16(Bf16Dist::Specials, &mut rng, &mut a);
+            fill_bf16(Bf16Dist::Normal, &mut rng, &mut b);
+            let packed = PackedB::pack_bf16(&b, k, n, n, BLayout::default())?;
+            let mut c = vec![0f32; m * n];
+            gemm_bf16(m, &a, k, &packed, &mut c, n, false, opts)?;
+            let mut expected = vec![0f32; m * n];
+            gemm_bf16_amx(m, n, k, &a, &b, &mut expected, packed.k_groups_per_tdp() as usize);
+            Ok((m * n, first_mismatch_f32(&expected, &c).map(|mm| mm.to_string())))
+        }
+    }
+}
