@@ -28,14 +28,31 @@ pub fn median_time(reps: usize, mut f: impl FnMut()) -> Duration {
     times[times.len() / 2]
 }
 
+/// Random operand tiles for the peak loop: finite bf16 for bf16, any bytes
+/// for int8 (the data the GEMM benches use too).
+pub fn peak_operands(elem: ElemType) -> [u8; 4096] {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut out = [0u8; 4096];
+    match elem {
+        ElemType::Bf16 => out.chunks_exact_mut(2).for_each(|c| c.copy_from_slice(&random_bf16(&mut rng).to_le_bytes())),
+        ElemType::Int8(_) => rng.fill(&mut out[..]),
+    }
+    out
+}
+
+fn random_bf16(rng: &mut rand::rngs::StdRng) -> u16 {
+    f32_to_bf16(rng.random_range(-1.0f32..1.0))
+}
+
 /// Operations per second (2 per multiply-add) of one thread running
-/// register-resident TDPs: the TMUL peak of this core.
+/// register-resident TDPs on random tiles: the TMUL peak of this core.
 pub fn tmul_peak_ops(elem: ElemType) -> Result<f64, GemmError> {
     amx_ready()?;
     let kernel = TmulPeakKernel::generate(elem)?;
+    let operands = peak_operands(elem);
     let iterations = 20_000u64;
     // SAFETY: AMX permission granted above.
-    let t = median_time(7, || unsafe { kernel.run(iterations) });
+    let t = median_time(7, || unsafe { kernel.run(iterations, &operands) });
     let ops = iterations as f64 * TDPS_PER_ITERATION as f64 * kernel.ops_per_tdp() as f64;
     Ok(ops / t.as_secs_f64())
 }
@@ -54,34 +71,60 @@ pub struct GemmMeasurement {
     pub ops_per_s: f64,
 }
 
-/// Times `gemm_int8`/`gemm_bf16` on `m x n x k` (median of `reps`).
+/// Random A (64-byte aligned), B packed once, and C for one GEMM shape:
+/// the data every throughput measurement uses.
+pub struct GemmFixture {
+    pub elem: ElemType,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    a: AlignedBytes,
+    b: PackedB,
+    c: AlignedBytes,
+}
+
+impl GemmFixture {
+    pub fn new(elem: ElemType, m: usize, n: usize, k: usize) -> Result<GemmFixture, GemmError> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut a = AlignedBytes::zeroed(m * k * elem.elem_bytes());
+        // Random data: the TMUL is faster on zeros (see peak.rs).
+        let b = match elem {
+            ElemType::Bf16 => {
+                a.typed_mut::<u16>().iter_mut().for_each(|x| *x = random_bf16(&mut rng));
+                let b16: Vec<u16> = (0..k * n).map(|_| random_bf16(&mut rng)).collect();
+                PackedB::pack_bf16(&b16, k, n, n, BLayout::default())?
+            }
+            ElemType::Int8(_) => {
+                rng.fill(a.as_mut_slice());
+                let mut b8 = vec![0u8; k * n];
+                rng.fill(&mut b8[..]);
+                PackedB::pack_int8(&b8, k, n, n, BLayout::default())?
+            }
+        };
+        Ok(GemmFixture { elem, m, n, k, a, b, c: AlignedBytes::zeroed(m * n * 4) })
+    }
+
+    /// One GEMM, C overwritten.
+    pub fn run(&mut self, opts: &GemmOptions) -> Result<(), GemmError> {
+        let (m, n, k) = (self.m, self.n, self.k);
+        match self.elem {
+            ElemType::Bf16 => gemm_bf16(m, self.a.typed::<u16>(), k, &self.b, self.c.typed_mut::<f32>(), n, false, opts),
+            ElemType::Int8(sign) => gemm_int8(sign, m, self.a.as_slice(), k, &self.b, self.c.typed_mut::<i32>(), n, false, opts),
+        }
+    }
+
+    /// Operations of one GEMM (2 per multiply-add).
+    pub fn ops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k) as f64
+    }
+}
+
+/// Times one GEMM shape (median of `reps`, after a checked first run).
 pub fn measure_gemm(elem: ElemType, m: usize, n: usize, k: usize, opts: &GemmOptions, reps: usize) -> Result<GemmMeasurement, GemmError> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let mut a = AlignedBytes::zeroed(m * k * elem.elem_bytes());
-    let mut b_rows = vec![0u8; k * n * elem.elem_bytes()];
-    let mut c = AlignedBytes::zeroed(m * n * 4);
-    let median = match elem {
-        ElemType::Bf16 => {
-            // Small normal values: throughput does not depend on the data,
-            // but this keeps the C values finite and readable.
-            let bf16 = |r: &mut rand::rngs::StdRng| f32_to_bf16(r.random_range(-1.0f32..1.0));
-            a.typed_mut::<u16>().iter_mut().for_each(|x| *x = bf16(&mut rng));
-            let b16: Vec<u16> = (0..k * n).map(|_| bf16(&mut rng)).collect();
-            let packed = PackedB::pack_bf16(&b16, k, n, n, BLayout::default())?;
-            let c = c.typed_mut::<f32>();
-            gemm_bf16(m, a.typed::<u16>(), k, &packed, c, n, false, opts)?;
-            median_time(reps, || gemm_bf16(m, a.typed::<u16>(), k, &packed, c, n, false, opts).expect("checked by the first run"))
-        }
-        ElemType::Int8(sign) => {
-            rng.fill(a.as_mut_slice());
-            rng.fill(&mut b_rows[..]);
-            let packed = PackedB::pack_int8(&b_rows, k, n, n, BLayout::default())?;
-            let c = c.typed_mut::<i32>();
-            gemm_int8(sign, m, a.as_slice(), k, &packed, c, n, false, opts)?;
-            median_time(reps, || gemm_int8(sign, m, a.as_slice(), k, &packed, c, n, false, opts).expect("checked by the first run"))
-        }
-    };
-    let ops_per_s = 2.0 * (m * n * k) as f64 / median.as_secs_f64();
+    let mut fixture = GemmFixture::new(elem, m, n, k)?;
+    fixture.run(opts)?;
+    let median = median_time(reps, || fixture.run(opts).expect("checked by the first run"));
+    let ops_per_s = fixture.ops() / median.as_secs_f64();
     Ok(GemmMeasurement { elem, m, n, k, threads: opts.threads, median, ops_per_s })
 }
 

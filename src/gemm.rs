@@ -50,6 +50,10 @@ pub enum GemmError {
     Threads,
     #[error(transparent)]
     Amx(#[from] AmxUnavailable),
+    #[error("{0}; the dense GEMM has an AMX path only (AVX-512 and scalar paths are not built yet): unset TILEJIT_ISA or set it to amx")]
+    IsaForced(String),
+    #[error(transparent)]
+    Isa(#[from] crate::isa::IsaError),
     #[error("kernel generation failed: {0}")]
     Generate(#[from] GenerateError),
     #[error("could not pack B: {0}")]
@@ -189,7 +193,10 @@ fn run(
     if !blocking_ok {
         return Err(GemmError::Shape(format!("blocking {} is not supported; use one of {:?}", opts.blocking, Blocking::ALL)));
     }
-    amx_ready()?;
+    match crate::isa::forced()? {
+        Some(isa) if isa != crate::isa::Isa::Amx => return Err(GemmError::IsaForced(format!("TILEJIT_ISA forces {isa}"))),
+        _ => amx_ready()?,
+    }
 
     let step_bytes = b.k_groups_per_tdp() as usize * 4;
     let k_steps = b.k_steps();

@@ -47,16 +47,22 @@ pub fn availability(isa: Isa) -> Result<(), String> {
     }
 }
 
-/// The ISA forced by `TILEJIT_ISA`, if any.
+/// Parses an ISA name as `TILEJIT_ISA` accepts it; empty means "not forced".
+pub fn parse(name: &str) -> Result<Option<Isa>, IsaError> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "scalar" => Ok(Some(Isa::Scalar)),
+        "avx512" | "avx-512" => Ok(Some(Isa::Avx512)),
+        "amx" => Ok(Some(Isa::Amx)),
+        _ => Err(IsaError::UnknownName(name.to_string())),
+    }
+}
+
+/// The ISA forced by `TILEJIT_ISA`, if any; an error if the name is
+/// unknown or the forced ISA cannot run here.
 pub fn forced() -> Result<Option<Isa>, IsaError> {
-    let Ok(name) = std::env::var("TILEJIT_ISA") else { return Ok(None) };
-    let isa = match name.trim().to_ascii_lowercase().as_str() {
-        "" => return Ok(None),
-        "scalar" => Isa::Scalar,
-        "avx512" | "avx-512" => Isa::Avx512,
-        "amx" => Isa::Amx,
-        _ => return Err(IsaError::UnknownName(name)),
-    };
+    let Some(name) = std::env::var_os("TILEJIT_ISA") else { return Ok(None) };
+    let Some(isa) = parse(&name.to_string_lossy())? else { return Ok(None) };
     availability(isa).map_err(|reason| IsaError::Unavailable { isa, reason })?;
     Ok(Some(isa))
 }
@@ -67,4 +73,30 @@ pub fn select() -> Result<Isa, IsaError> {
         return Ok(isa);
     }
     Ok([Isa::Amx, Isa::Avx512].into_iter().find(|&i| availability(i).is_ok()).unwrap_or(Isa::Scalar))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_bad_names_are_typed_errors() {
+        assert_eq!(parse("AMX").unwrap(), Some(Isa::Amx));
+        assert_eq!(parse(" avx512 ").unwrap(), Some(Isa::Avx512));
+        assert_eq!(parse("avx-512").unwrap(), Some(Isa::Avx512));
+        assert_eq!(parse("scalar").unwrap(), Some(Isa::Scalar));
+        assert_eq!(parse("").unwrap(), None);
+        let err = parse("sse2").unwrap_err();
+        assert_eq!(err, IsaError::UnknownName("sse2".into()));
+        assert!(err.to_string().contains("use scalar, avx512 or amx"), "{err}");
+    }
+
+    #[test]
+    fn scalar_is_always_available_and_amx_answers_with_a_reason() {
+        assert_eq!(availability(Isa::Scalar), Ok(()));
+        match availability(Isa::Amx) {
+            Ok(()) => eprintln!("amx available here"),
+            Err(reason) => assert!(!reason.is_empty() && !reason.contains('\n'), "one-line reason: {reason:?}"),
+        }
+    }
 }

@@ -44,6 +44,10 @@ pub fn run(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
         println!("{e}\nThe AMX kernels cannot run here; nothing more to show.");
         return Ok(());
     }
+    if chosen != isa::Isa::Amx {
+        println!("The dense kernels have an AMX path only so far; with TILEJIT_ISA={chosen} there is nothing to run.");
+        return Ok(());
+    }
 
     println!("\n== JIT (median of 20 fresh generations, no cache)");
     println!("{:<34} {:>10} {:>8}", "kernel", "compile", "bytes");
