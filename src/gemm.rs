@@ -318,7 +318,7 @@ fn run_task(
     // zero padded past K: tile loads of rows that straddle cache lines run
     // ~7x slower, and 16 rows at a 4 KiB-multiple stride share one L1 set,
     // so such an A would be re-fetched for every N block (measured; see
-    // docs/PERFORMANCE.md).
+    // kernels/PERFORMANCE.md).
     let slice_row = steps * l.step_bytes;
     let k_first = s0 * l.step_bytes;
     let k_last = (k_first + slice_row).min(l.k_bytes);

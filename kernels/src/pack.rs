@@ -6,9 +6,11 @@
 //! panel). Tiles are laid out K block by K block:
 //! `[K block][panel][step in block][group][column][element]`, so the K
 //! slice the driver keeps in L2 while it walks the block rows is one
-//! contiguous range. (A panel-major layout put every panel's slice at a
-//! 64 KiB stride, into a sixteenth of the L2 sets, and ran at ~40 % of the
-//! TMUL peak instead of ~80 %; measured, docs/PERFORMANCE.md.)
+//! contiguous range, which the L2 prefetch stream can walk linearly. (A
+//! panel-major layout puts every panel's slice at a K-sized stride, for
+//! K = 4096 a 64 KiB one that maps all slices onto a sixteenth of the L2
+//! sets. At 512x512x4096 the two layouts measured the same within noise
+//! here; see kernels/PERFORMANCE.md.)
 //!
 //! K is zero padded to whole steps and N to whole panels: zero padding in
 //! B (with zeros in the padded A columns too) does not change int8
@@ -111,7 +113,7 @@ pub struct BLayout {
 
 impl Default for BLayout {
     /// Full 16-group tiles; K blocks of 16 steps (1 KiB of int8 K), which
-    /// keeps a 32-row A slice in L1 (docs/PERFORMANCE.md).
+    /// keeps a 32-row A slice in L1 (kernels/PERFORMANCE.md).
     fn default() -> Self {
         BLayout { k_groups_per_tdp: 16, k_block_steps: 16 }
     }

@@ -140,7 +140,8 @@ pub struct DenseAmxSpec {
     /// Lines (64 bytes) of each of the two prefetch streams (the next A
     /// slice and the next B slice, see `DenseAmxArgs`) brought into L2 per
     /// K step, 0..=4. Without it the first touch of each A slice and B
-    /// slice waits on L3 and the TMUL idles (docs/PERFORMANCE.md).
+    /// slice waits on L3 while the TMUL idles (+2-3 % of peak at
+    /// 512x512x4096 here, kernels/PERFORMANCE.md).
     pub prefetch_lines: u8,
     pub b_load: BLoad,
 }
