@@ -59,7 +59,13 @@ fn gemm(c: &mut Criterion) {
     for elem in ELEMS {
         let peak = tilejit::bench::tmul_peak_ops(elem).unwrap();
         let r = measure_gemm(elem, m, n, k, &opts, 9).unwrap();
-        eprintln!("gemm {} {m}x{n}x{k}: {:.0} Gop/s = {:.1} % of TMUL peak {:.0} Gop/s", elem.name(), r.ops_per_s / 1e9, 100.0 * r.ops_per_s / peak, peak / 1e9);
+        eprintln!(
+            "gemm {} {m}x{n}x{k}: {:.0} Gop/s = {:.1} % of TMUL peak {:.0} Gop/s",
+            elem.name(),
+            r.ops_per_s / 1e9,
+            100.0 * r.ops_per_s / peak,
+            peak / 1e9
+        );
     }
 }
 

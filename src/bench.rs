@@ -108,8 +108,12 @@ impl GemmFixture {
     pub fn run(&mut self, opts: &GemmOptions) -> Result<(), GemmError> {
         let (m, n, k) = (self.m, self.n, self.k);
         match self.elem {
-            ElemType::Bf16 => gemm_bf16(m, self.a.typed::<u16>(), k, &self.b, self.c.typed_mut::<f32>(), n, false, opts),
-            ElemType::Int8(sign) => gemm_int8(sign, m, self.a.as_slice(), k, &self.b, self.c.typed_mut::<i32>(), n, false, opts),
+            ElemType::Bf16 => {
+                gemm_bf16(m, self.a.typed::<u16>(), k, &self.b, self.c.typed_mut::<f32>(), n, false, opts)
+            }
+            ElemType::Int8(sign) => {
+                gemm_int8(sign, m, self.a.as_slice(), k, &self.b, self.c.typed_mut::<i32>(), n, false, opts)
+            }
         }
     }
 
@@ -120,7 +124,14 @@ impl GemmFixture {
 }
 
 /// Times one GEMM shape (median of `reps`, after a checked first run).
-pub fn measure_gemm(elem: ElemType, m: usize, n: usize, k: usize, opts: &GemmOptions, reps: usize) -> Result<GemmMeasurement, GemmError> {
+pub fn measure_gemm(
+    elem: ElemType,
+    m: usize,
+    n: usize,
+    k: usize,
+    opts: &GemmOptions,
+    reps: usize,
+) -> Result<GemmMeasurement, GemmError> {
     let mut fixture = GemmFixture::new(elem, m, n, k)?;
     fixture.run(opts)?;
     let median = median_time(reps, || fixture.run(opts).expect("checked by the first run"));

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 /// CPU features relevant to tilejit.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CpuFeatures {
     pub brand: String,
     pub amx_tile: bool,
@@ -145,24 +145,4 @@ fn request_amx() -> Result<(), AmxUnavailable> {
     }
     #[cfg(not(target_os = "linux"))]
     fail("tile permission is only requested on Linux")
-}
-
-impl Default for CpuFeatures {
-    fn default() -> Self {
-        CpuFeatures {
-            brand: String::new(),
-            amx_tile: false,
-            amx_int8: false,
-            amx_bf16: false,
-            amx_fp16: false,
-            avx512f: false,
-            avx512bw: false,
-            avx512vl: false,
-            avx512_vnni: false,
-            avx512_bf16: false,
-            avx512_vbmi2: false,
-            os_avx512: false,
-            os_amx: false,
-        }
-    }
 }

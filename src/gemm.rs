@@ -34,7 +34,13 @@ pub struct GemmOptions {
 
 impl Default for GemmOptions {
     fn default() -> Self {
-        GemmOptions { threads: 1, blocking: Blocking::B2X2, schedule: Schedule::LoadThenCompute, prefetch: true, b_load: BLoad::NonTemporal }
+        GemmOptions {
+            threads: 1,
+            blocking: Blocking::B2X2,
+            schedule: Schedule::LoadThenCompute,
+            prefetch: true,
+            b_load: BLoad::NonTemporal,
+        }
     }
 }
 
@@ -180,21 +186,35 @@ fn run(
     }
     let need_a = (m - 1).checked_mul(lda).and_then(|x| x.checked_add(k)).map(|x| x * esize);
     if need_a.is_none_or(|need| a.len() < need) {
-        return Err(GemmError::Shape(format!("A has {} elements; {m} rows at lda = {lda} need {}", a.len() / esize, (m - 1) * lda + k)));
+        return Err(GemmError::Shape(format!(
+            "A has {} elements; {m} rows at lda = {lda} need {}",
+            a.len() / esize,
+            (m - 1) * lda + k
+        )));
     }
     let need_c = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n)).map(|x| x * 4);
     if need_c.is_none_or(|need| c.len() < need) {
-        return Err(GemmError::Shape(format!("C has {} elements; {m} rows at ldc = {ldc} need {}", c.len() / 4, (m - 1) * ldc + n)));
+        return Err(GemmError::Shape(format!(
+            "C has {} elements; {m} rows at ldc = {ldc} need {}",
+            c.len() / 4,
+            (m - 1) * ldc + n
+        )));
     }
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
     let blocking_ok = Blocking::ALL.contains(&opts.blocking);
     if !blocking_ok {
-        return Err(GemmError::Shape(format!("blocking {} is not supported; use one of {:?}", opts.blocking, Blocking::ALL)));
+        return Err(GemmError::Shape(format!(
+            "blocking {} is not supported; use one of {:?}",
+            opts.blocking,
+            Blocking::ALL
+        )));
     }
     match crate::isa::forced()? {
-        Some(isa) if isa != crate::isa::Isa::Amx => return Err(GemmError::IsaForced(format!("TILEJIT_ISA forces {isa}"))),
+        Some(isa) if isa != crate::isa::Isa::Amx => {
+            return Err(GemmError::IsaForced(format!("TILEJIT_ISA forces {isa}")))
+        }
         _ => amx_ready()?,
     }
 
@@ -293,7 +313,8 @@ fn run_task(
     // Full-width blocks, then at most one narrower tail block at the end of N.
     let full_end = task.n_block_end.min(l.n / l.block_cols);
     let full = full_end.saturating_sub(task.n_block_start);
-    let tail_cols = (task.n_block_end * l.block_cols).min(l.n).saturating_sub(full_end.max(task.n_block_start) * l.block_cols);
+    let tail_cols =
+        (task.n_block_end * l.block_cols).min(l.n).saturating_sub(full_end.max(task.n_block_start) * l.block_cols);
     let spec_for = |cols: usize, c_init| {
         let (n_tiles, last_cols) = tail_shape(cols);
         DenseAmxSpec {
@@ -323,9 +344,9 @@ fn run_task(
     let k_first = s0 * l.step_bytes;
     let k_last = (k_first + slice_row).min(l.k_bytes);
     let a_row0 = &a[row0 * l.lda_bytes..];
-    let in_place = (a_row0.as_ptr() as usize) % 64 == 0
-        && l.lda_bytes % 64 == 0
-        && l.lda_bytes % 4096 != 0
+    let in_place = (a_row0.as_ptr() as usize).is_multiple_of(64)
+        && l.lda_bytes.is_multiple_of(64)
+        && !l.lda_bytes.is_multiple_of(4096)
         && k_last == k_first + slice_row
         && std::env::var_os("TJ_FORCECOPY").is_none();
     let (a_ptr, lda) = if in_place {

@@ -5,7 +5,11 @@ mod tour;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tilejit", version, about = "JIT-generated Intel AMX kernels, proven bit-exact against a scalar reference")]
+#[command(
+    name = "tilejit",
+    version,
+    about = "JIT-generated Intel AMX kernels, proven bit-exact against a scalar reference"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -9,7 +9,9 @@ use tilejit::gemm::{gemm_bf16, gemm_int8, GemmError, GemmOptions};
 use tilejit::isa;
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType, Int8Sign};
-use tilejit_verify::{fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist, Int8Signedness};
+use tilejit_verify::{
+    fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist, Int8Signedness,
+};
 
 /// Every dense element type, in table order.
 const ELEMS: [ElemType; 5] = [
@@ -35,8 +37,14 @@ pub fn run(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
     let yes = |b: bool| if b { "yes" } else { "no" };
     println!(
         "AMX-TILE {} AMX-INT8 {} AMX-BF16 {} AMX-FP16 {} | AVX-512 F/BW/VL {} VNNI {} BF16 {} | OS tile state {}",
-        yes(f.amx_tile), yes(f.amx_int8), yes(f.amx_bf16), yes(f.amx_fp16),
-        yes(f.has_avx512()), yes(f.avx512_vnni), yes(f.avx512_bf16), yes(f.os_amx)
+        yes(f.amx_tile),
+        yes(f.amx_int8),
+        yes(f.amx_bf16),
+        yes(f.amx_fp16),
+        yes(f.has_avx512()),
+        yes(f.avx512_vnni),
+        yes(f.avx512_bf16),
+        yes(f.os_amx)
     );
     let chosen = isa::select()?;
     println!("ISA: {chosen}{}", if isa::forced()?.is_some() { " (forced by TILEJIT_ISA)" } else { "" });
@@ -68,7 +76,11 @@ pub fn run(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let (m, n, k) = (opts.m, opts.n, opts.k);
-    println!("\n== Throughput ({} thread{}, GEMM {m}x{n}x{k}, B packed, median of 5)", opts.threads, if opts.threads == 1 { "" } else { "s" });
+    println!(
+        "\n== Throughput ({} thread{}, GEMM {m}x{n}x{k}, B packed, median of 5)",
+        opts.threads,
+        if opts.threads == 1 { "" } else { "s" }
+    );
     println!("{:<24} {:>12} {:>12} {:>8}", "case", "median", "Gop/s", "of peak");
     for elem in [ElemType::Int8(Int8Sign::SS), ElemType::Bf16] {
         // The bound is one core's TDP rate; with threads it scales per core.
@@ -88,7 +100,13 @@ pub fn run(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Runs one random GEMM through the driver and the oracle; returns the
 /// number of outputs compared and the first mismatch, if any.
-fn verify_once(elem: ElemType, m: usize, n: usize, k: usize, opts: &GemmOptions) -> Result<(usize, Option<String>), GemmError> {
+fn verify_once(
+    elem: ElemType,
+    m: usize,
+    n: usize,
+    k: usize,
+    opts: &GemmOptions,
+) -> Result<(usize, Option<String>), GemmError> {
     let mut rng = StdRng::seed_from_u64(0x711e);
     match elem {
         ElemType::Int8(sign) => {

@@ -11,7 +11,11 @@ fn tilejit(args: &[&str], isa: Option<&str>) -> (bool, String, String) {
         None => cmd.env_remove("TILEJIT_ISA"),
     };
     let out = cmd.output().expect("run tilejit");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]

@@ -68,7 +68,13 @@ impl Case {
     }
 
     fn options(&self) -> GemmOptions {
-        GemmOptions { threads: self.threads, blocking: self.blocking, schedule: self.schedule, prefetch: self.seed % 2 == 0, b_load: if self.seed % 3 == 0 { BLoad::Temporal } else { BLoad::NonTemporal } }
+        GemmOptions {
+            threads: self.threads,
+            blocking: self.blocking,
+            schedule: self.schedule,
+            prefetch: self.seed.is_multiple_of(2),
+            b_load: if self.seed.is_multiple_of(3) { BLoad::Temporal } else { BLoad::NonTemporal },
+        }
     }
 }
 

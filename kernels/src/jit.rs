@@ -45,7 +45,8 @@ impl CodeBuilder {
 
     /// Finishes assembly and maps the code read+execute.
     pub fn finish(self, entry: AssemblyOffset) -> Result<JitCode, GenerateError> {
-        let buffer = self.ops.finalize().map_err(|_| GenerateError::Assembler("finalize failed (unresolved label?)".into()))?;
+        let buffer =
+            self.ops.finalize().map_err(|_| GenerateError::Assembler("finalize failed (unresolved label?)".into()))?;
         Ok(JitCode { buffer, entry })
     }
 }

@@ -62,7 +62,9 @@ impl AlignedBytes {
     /// Mutable view of [`Self::typed`].
     pub fn typed_mut<T: Plain>(&mut self) -> &mut [T] {
         // SAFETY: as in `typed`, and we hold the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<T>(), self.len / std::mem::size_of::<T>()) }
+        unsafe {
+            std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<T>(), self.len / std::mem::size_of::<T>())
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -191,7 +193,8 @@ impl PackedB {
         let k_steps = k.div_ceil((4 / esize) * layout.k_groups_per_tdp as usize);
         let panels = n.div_ceil(16);
         let tile = layout.k_groups_per_tdp as usize * 64;
-        let bytes = panels.checked_mul(k_steps).and_then(|x| x.checked_mul(tile)).ok_or(PackError::TooLarge { k, n })?;
+        let bytes =
+            panels.checked_mul(k_steps).and_then(|x| x.checked_mul(tile)).ok_or(PackError::TooLarge { k, n })?;
         let mut packed = PackedB { elem, k, n, layout, k_steps, panels, data: AlignedBytes::zeroed(bytes) };
         let out = packed.data.as_mut_slice();
         for kk in 0..k {

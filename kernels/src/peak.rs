@@ -8,6 +8,8 @@
 //! tiles than on random data (the clock depends on the switching activity),
 //! so a bound measured on zeros would flatter nobody but itself.
 
+#![allow(clippy::useless_conversion)] // dynasm! register operands, see dense_amx
+
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
 use crate::encoder::{self as enc, Gpr, Mem, Tmm};

@@ -61,7 +61,7 @@ impl TileConfig {
     /// of 4 (otherwise the first load is #UD, measured), at most 64; rows at
     /// most 16 and non-zero.
     pub fn set(&mut self, tile: Tmm, rows: u8, colsb: u16) -> Result<(), TileConfigError> {
-        if rows == 0 || rows > MAX_ROWS || colsb == 0 || colsb > MAX_COLSB || colsb % 4 != 0 {
+        if rows == 0 || rows > MAX_ROWS || colsb == 0 || colsb > MAX_COLSB || !colsb.is_multiple_of(4) {
             return Err(TileConfigError::BadShape { tile, rows, colsb });
         }
         self.rows[tile.number() as usize] = rows;
@@ -117,7 +117,8 @@ mod tests {
         assert_eq!(bytes[0], 1, "palette id");
         assert_eq!(u16::from_le_bytes([bytes[16 + 6], bytes[16 + 7]]), 40, "colsb of tmm3");
         assert_eq!(bytes[48 + 3], 7, "rows of tmm3");
-        let others: usize = bytes.iter().enumerate().filter(|&(i, _)| ![0, 22, 51].contains(&i)).map(|(_, &b)| b as usize).sum();
+        let others: usize =
+            bytes.iter().enumerate().filter(|&(i, _)| ![0, 22, 51].contains(&i)).map(|(_, &b)| b as usize).sum();
         assert_eq!(others, 0, "reserved bytes and other tiles stay zero");
     }
 
@@ -133,6 +134,9 @@ mod tests {
         assert!(cfg.check_tdp("tdpbssd", Tmm::TMM0, Tmm::TMM1, Tmm::TMM2).is_ok());
         cfg.set(Tmm::TMM2, 15, 64).unwrap();
         assert!(cfg.check_tdp("tdpbssd", Tmm::TMM0, Tmm::TMM1, Tmm::TMM2).is_err());
-        assert!(matches!(cfg.check_tdp("tdpbssd", Tmm::TMM0, Tmm::TMM1, Tmm::TMM5), Err(TileConfigError::Unconfigured { .. })));
+        assert!(matches!(
+            cfg.check_tdp("tdpbssd", Tmm::TMM0, Tmm::TMM1, Tmm::TMM5),
+            Err(TileConfigError::Unconfigured { .. })
+        ));
     }
 }

@@ -58,9 +58,9 @@ impl TilePlan {
         let colsb = |j: usize| if j + 1 == nt { spec.last_tile_cols as u16 * 4 } else { 64 };
         let k_bytes = spec.a_step_bytes() as u16;
         let mut config = TileConfig::new();
-        for i in 0..mt {
-            for j in 0..nt {
-                config.set(c[i][j], rows(i), colsb(j))?;
+        for (i, row) in c.iter().enumerate() {
+            for (j, &tile) in row.iter().enumerate() {
+                config.set(tile, rows(i), colsb(j))?;
             }
         }
         for (i, &t) in a.iter().enumerate() {
@@ -100,7 +100,13 @@ impl TilePlan {
                     let stale = holds[a.number() as usize] != Some(Step::LoadA(i))
                         || holds[b.number() as usize] != Some(Step::LoadB(j));
                     if stale {
-                        return Err(TileConfigError::TdpShape { mnemonic, dst: c, a, b, rule: "operand tile overwritten before use (schedule bug)" });
+                        return Err(TileConfigError::TdpShape {
+                            mnemonic,
+                            dst: c,
+                            a,
+                            b,
+                            rule: "operand tile overwritten before use (schedule bug)",
+                        });
                     }
                     done[i][j] = true;
                 }
@@ -118,13 +124,13 @@ pub fn schedule(kind: Schedule, mt: usize, nt: usize) -> Vec<Step> {
     let mut loaded_b = vec![false; nt];
     // (loads this TDP triggers, the TDP)
     let mut groups = Vec::new();
-    for i in 0..mt {
-        for j in 0..nt {
+    for (i, a_loaded) in loaded_a.iter_mut().enumerate() {
+        for (j, b_loaded) in loaded_b.iter_mut().enumerate() {
             let mut loads = Vec::new();
-            if !std::mem::replace(&mut loaded_a[i], true) {
+            if !std::mem::replace(a_loaded, true) {
                 loads.push(Step::LoadA(i));
             }
-            if !std::mem::replace(&mut loaded_b[j], true) {
+            if !std::mem::replace(b_loaded, true) {
                 loads.push(Step::LoadB(j));
             }
             groups.push((loads, Step::Tdp(i, j)));

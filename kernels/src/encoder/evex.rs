@@ -147,7 +147,9 @@ impl EvexOp {
         out.push(inv(f.reg >> 3) << 7 | inv(f.x) << 6 | inv(f.b) << 5 | inv(f.reg >> 4) << 4 | self.map as u8);
         out.push((self.w as u8) << 7 | (!f.vvvv & 0xF) << 3 | 1 << 2 | self.pp as u8);
         // L'L = 10: 512-bit vectors. With broadcast L'L still gives the vector length.
-        out.push((mask.zeroing as u8) << 7 | 0b10 << 5 | (broadcast as u8) << 4 | inv(f.vvvv >> 4) << 3 | mask.k.number());
+        out.push(
+            (mask.zeroing as u8) << 7 | 0b10 << 5 | (broadcast as u8) << 4 | inv(f.vvvv >> 4) << 3 | mask.k.number(),
+        );
         out.push(self.opcode);
     }
 

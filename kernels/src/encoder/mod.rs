@@ -13,9 +13,7 @@ mod evex;
 mod mem;
 mod regs;
 
-pub use amx::{
-    ldtilecfg, sttilecfg, tdp, tileloadd, tileloaddt1, tilerelease, tilestored, tilezero, TdpOp,
-};
+pub use amx::{ldtilecfg, sttilecfg, tdp, tileloadd, tileloaddt1, tilerelease, tilestored, tilezero, TdpOp};
 pub use evex::{kmovq_k_mem, kmovq_k_r64, EvexOp, Mask};
 pub use mem::{Mem, Scale};
 pub use regs::{Gpr, KReg, Tmm, Zmm};
@@ -28,9 +26,13 @@ pub enum EncodeError {
     RegisterOutOfRange { class: &'static str, number: u8, count: u8 },
     #[error("scale {0} is not encodable; use 1, 2, 4 or 8")]
     BadScale(u8),
-    #[error("rsp cannot be an index register (SIB index 100 means 'none'); swap base and index or use another register")]
+    #[error(
+        "rsp cannot be an index register (SIB index 100 means 'none'); swap base and index or use another register"
+    )]
     RspIndex,
-    #[error("{mnemonic} needs an index register (it is the row stride; without one the stride is 0): use Mem::with_index")]
+    #[error(
+        "{mnemonic} needs an index register (it is the row stride; without one the stride is 0): use Mem::with_index"
+    )]
     MissingStride { mnemonic: &'static str },
     #[error("{mnemonic} needs three distinct tiles, got dst={dst}, a={a}, b={b} (the CPU raises #UD otherwise)")]
     TileAliasing { mnemonic: &'static str, dst: Tmm, a: Tmm, b: Tmm },
@@ -97,6 +99,8 @@ pub(crate) enum Map {
 
 /// Appends a 3-byte VEX prefix (C4). `r`, `x`, `b` are the (non-inverted)
 /// extension bits; `vvvv` the second source register number (0 if unused).
+/// One argument per prefix field, in the order the SDM lists them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn vex3(out: &mut Encoded, r: u8, x: u8, b: u8, map: Map, w: bool, vvvv: u8, pp: Pp) {
     out.push(0xC4);
     out.push((!r & 1) << 7 | (!x & 1) << 6 | (!b & 1) << 5 | map as u8);
