@@ -2,22 +2,25 @@
 //! buffers, and conversions between the kernels' and the oracle's enums.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use tilejit::kernels::spec::Int8Sign;
 use tilejit_verify::Int8Signedness;
 
 /// True when AMX can run here; otherwise prints why the caller skips, so
-/// the reason shows in CI output.
+/// the reason shows in CI output (`cargo test -- --show-output`). Prints
+/// once per test name: proptest calls this for every case.
 pub fn amx_or_skip(test: &str) -> bool {
-    match tilejit::cpu::amx_ready() {
-        Ok(()) => {
-            eprintln!("[{test}] ISA path: amx (executed)");
-            true
-        }
-        Err(e) => {
-            eprintln!("[{test}] SKIPPED amx path: {e}");
-            false
+    static REPORTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let ready = tilejit::cpu::amx_ready();
+    if REPORTED.lock().unwrap_or_else(|p| p.into_inner()).insert(test.to_string()) {
+        match &ready {
+            Ok(()) => eprintln!("[{test}] ISA path: amx (executed)"),
+            Err(e) => eprintln!("SKIPPED {test}: amx path: {e}"),
         }
     }
+    ready.is_ok()
 }
 
 pub fn oracle_sign(s: Int8Sign) -> Int8Signedness {
@@ -54,7 +57,14 @@ impl<T: Copy> Guarded<T> {
         let map_len = body + 2 * page;
         // SAFETY: anonymous private mapping; checked for failure below.
         let base = unsafe {
-            libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         assert_ne!(base, libc::MAP_FAILED, "mmap failed");
         let base = base.cast::<u8>();
@@ -90,4 +100,48 @@ impl<T: Copy> Drop for Guarded<T> {
         // SAFETY: unmapping exactly what `new` mapped.
         unsafe { libc::munmap(self.base.cast(), self.map_len) };
     }
+}
+
+/// Like [`amx_or_skip`], and also prints the one-line
+/// `SKIPPED <family>: <reason>` that the conformance tests promise.
+/// [`amx_or_skip`] for a conformance family.
+pub fn amx_family_or_skip(family: &str) -> bool {
+    amx_or_skip(family)
+}
+
+/// True when AVX512F/BW plus AVX512_BF16 (if `bf16`) and AVX512_VNNI (if
+/// `vnni`) are reported by CPUID, enabled by the OS, and detected by std
+/// (which the `#[target_feature]` callers rely on for soundness); otherwise
+/// prints `SKIPPED <family>: <reason>` and returns false.
+pub fn avx512_or_skip(family: &str, bf16: bool, vnni: bool) -> bool {
+    let f = tilejit::cpu::CpuFeatures::get();
+    let mut missing = Vec::new();
+    if !(f.avx512f && f.avx512bw) {
+        missing.push("AVX512F/BW");
+    }
+    if !f.os_avx512 {
+        missing.push("OS support for AVX-512 state (XCR0 bits 1,2,5-7)");
+    }
+    if bf16 && !f.avx512_bf16 {
+        missing.push("AVX512_BF16 (CPUID.(7,1):EAX[5])");
+    }
+    if vnni && !f.avx512_vnni {
+        missing.push("AVX512_VNNI (CPUID.(7,0):ECX[11])");
+    }
+    #[cfg(target_arch = "x86_64")]
+    let std_ok = std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && (!bf16 || std::is_x86_feature_detected!("avx512bf16"))
+        && (!vnni || std::is_x86_feature_detected!("avx512vnni"));
+    #[cfg(not(target_arch = "x86_64"))]
+    let std_ok = false;
+    if missing.is_empty() && !std_ok {
+        missing.push("std::is_x86_feature_detected disagrees with CPUID");
+    }
+    if missing.is_empty() {
+        eprintln!("[{family}] ISA path: avx512 (executed)");
+        return true;
+    }
+    eprintln!("SKIPPED {family}: the CPU/OS lacks {} ({})", missing.join(", "), f.brand);
+    false
 }
