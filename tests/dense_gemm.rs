@@ -123,7 +123,7 @@ fn check_bf16(dist: Bf16Dist, case: &Case, flush: Flush) -> Result<(), TestCaseE
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn int8_gemm_matches_reference(case in case(), sign in prop::sample::select(Int8Sign::ALL.to_vec()), end in any::<bool>()) {

@@ -1,0 +1,16 @@
+//! One summary of which ISA paths this test run executes and which it
+//! skips, with the reason, so CI output answers the question directly.
+
+use tilejit::isa::{availability, Isa};
+
+#[test]
+fn report_isa_paths() {
+    let line = |isa: Isa, runs: &str| match availability(isa) {
+        Ok(()) => eprintln!("ISA path {:<6}: available -> {runs}", isa.name()),
+        Err(reason) => eprintln!("ISA path {:<6}: SKIPPED ({reason})", isa.name()),
+    };
+    line(Isa::Amx, "dense GEMM differential tests, AMX conformance tests");
+    line(Isa::Avx512, "VDPBF16PS/VCVTNEPS2BF16/VPDPBUSD conformance tests (no AVX-512 GEMM kernels exist yet)");
+    line(Isa::Scalar, "the oracle (tilejit-verify) in every differential and conformance test");
+    assert_eq!(availability(Isa::Scalar), Ok(()), "the scalar path can always run");
+}
