@@ -406,7 +406,7 @@ const fn row(op: EvexOp, mnemonic: Mnemonic, form: Form, n: i32, bcst_n: Option<
 }
 
 #[rustfmt::skip]
-const ROWS: [Row; 18] = [
+const ROWS: [Row; 22] = [
     row(EvexOp::VPDPBUSD, Mnemonic::Vpdpbusd, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VDPBF16PS, Mnemonic::Vdpbf16ps, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VFMADD231PS, Mnemonic::Vfmadd231ps, Form::Rvm, 64, Some(4), false),
@@ -425,6 +425,10 @@ const ROWS: [Row; 18] = [
     row(EvexOp::VPEXPANDB, Mnemonic::Vpexpandb, Form::Rm, 1, None, false),
     row(EvexOp::VPEXPANDW, Mnemonic::Vpexpandw, Form::Rm, 2, None, false),
     row(EvexOp::VPBROADCASTD, Mnemonic::Vpbroadcastd, Form::Rm, 4, None, true),
+    row(EvexOp::VBROADCASTSS, Mnemonic::Vbroadcastss, Form::Rm, 4, None, true),
+    row(EvexOp::VFMADD213PS, Mnemonic::Vfmadd213ps, Form::Rvm, 64, Some(4), false),
+    row(EvexOp::VPANDD, Mnemonic::Vpandd, Form::Rvm, 64, Some(4), false),
+    row(EvexOp::VPSHUFB, Mnemonic::Vpshufb, Form::Rvm, 64, None, false),
 ];
 
 impl Row {

@@ -76,6 +76,10 @@ evex_table! {
     VPEXPANDB = "vpexpandb", P66, M0F38, 0x62, w = 0, Tuple::Scalar { elem: 1 }, Rm, false;
     VPEXPANDW = "vpexpandw", P66, M0F38, 0x62, w = 1, Tuple::Scalar { elem: 2 }, Rm, false;
     VPBROADCASTD = "vpbroadcastd", P66, M0F38, 0x58, w = 0, Tuple::Scalar { elem: 4 }, Rm, true;
+    VBROADCASTSS = "vbroadcastss", P66, M0F38, 0x18, w = 0, Tuple::Scalar { elem: 4 }, Rm, true;
+    VFMADD213PS = "vfmadd213ps", P66, M0F38, 0xA8, w = 0, Tuple::Full { elem: 4 }, Rvm, false;
+    VPANDD = "vpandd", P66, M0F, 0xDB, w = 0, Tuple::Full { elem: 4 }, Rvm, false;
+    VPSHUFB = "vpshufb", P66, M0F38, 0x00, w = 0, Tuple::FullMem, Rvm, false;
 }
 
 /// Write mask `{k}` or `{k}{z}`; `Mask::NONE` is no masking (k0).
