@@ -53,7 +53,9 @@ pub fn run(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     if chosen != isa::Isa::Amx {
-        println!("The dense kernels have an AMX path only so far; with TILEJIT_ISA={chosen} there is nothing to run.");
+        println!(
+            "TILEJIT_ISA={chosen} forces another path; the tour shows the AMX kernels, so there is nothing to run."
+        );
         return Ok(());
     }
 

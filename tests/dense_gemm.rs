@@ -73,6 +73,7 @@ impl Case {
             blocking: self.blocking,
             schedule: self.schedule,
             prefetch: self.seed.is_multiple_of(2),
+            isa: None,
             b_load: if self.seed.is_multiple_of(3) { BLoad::Temporal } else { BLoad::NonTemporal },
         }
     }

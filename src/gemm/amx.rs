@@ -1,5 +1,5 @@
-//! The dense GEMM driver: C[M,N] (+)= A[M,K] x B[K,N] for any M, N, K >= 1
-//! and any thread count, over JIT-compiled AMX micro-kernels.
+//! The AMX path: C[M,N] (+)= A[M,K] x B[K,N] for any M, N, K >= 1 and any
+//! thread count, over JIT-compiled AMX micro-kernels.
 //!
 //! The output is cut into blocks of the kernel's blocking; the last block
 //! row/column uses a tail spec whose tile config has fewer rows/columns.
@@ -14,57 +14,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tilejit_kernels::dense_amx::{DenseAmxArgs, DenseAmxKernel};
 use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::{AlignedBytes, PackedB};
-use tilejit_kernels::spec::{BLoad, Blocking, CInit, DenseAmxSpec, ElemType, Int8Sign, Schedule};
+use tilejit_kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType};
 
-use crate::cpu::{amx_ready, AmxUnavailable};
-
-/// Tuning knobs of a GEMM call; none of them changes the result bits. (The
-/// K chunk per TDP, which does for bf16, and the K block size belong to the
-/// packed B: see `BLayout`.)
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GemmOptions {
-    pub threads: usize,
-    pub blocking: Blocking,
-    pub schedule: Schedule,
-    /// Prefetch the next A slice and the next K block of B into L2 while
-    /// the kernels run (2 lines of each per K step).
-    pub prefetch: bool,
-    pub b_load: BLoad,
-}
-
-impl Default for GemmOptions {
-    fn default() -> Self {
-        GemmOptions {
-            threads: 1,
-            blocking: Blocking::B2X2,
-            schedule: Schedule::LoadThenCompute,
-            prefetch: true,
-            b_load: BLoad::NonTemporal,
-        }
-    }
-}
-
-/// Why a GEMM did not run.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GemmError {
-    #[error("bad GEMM shape: {0}")]
-    Shape(String),
-    #[error("B was packed as {packed:?} but the GEMM is {gemm}: pack B for this element type")]
-    ElemMismatch { packed: tilejit_kernels::pack::PackedElem, gemm: &'static str },
-    #[error("threads must be at least 1")]
-    Threads,
-    #[error(transparent)]
-    Amx(#[from] AmxUnavailable),
-    #[error("{0}; the dense GEMM has an AMX path only (AVX-512 and scalar paths are not built yet): unset TILEJIT_ISA or set it to amx")]
-    IsaForced(String),
-    #[error(transparent)]
-    Isa(#[from] crate::isa::IsaError),
-    #[error("kernel generation failed: {0}")]
-    Generate(#[from] GenerateError),
-    #[error("could not pack B: {0}")]
-    Pack(#[from] tilejit_kernels::pack::PackError),
-}
+use super::{GemmError, GemmOptions, Problem, SharedC};
+use crate::cpu::amx_ready;
 
 /// Lines per prefetch stream per K step: 2 x 64 bytes per ~64 cycles of
 /// TDPs covers a 32-row A slice over 16 N blocks and a B slice over a pass.
@@ -82,52 +35,6 @@ pub fn kernel(spec: DenseAmxSpec) -> Result<Arc<DenseAmxKernel>, GenerateError> 
     let k = Arc::new(DenseAmxKernel::generate(spec)?);
     Ok(cache.lock().unwrap_or_else(|p| p.into_inner()).entry(spec).or_insert(k).clone())
 }
-
-/// int8 GEMM: `c[i*ldc + j] (+)= sum_k a[i*lda + k] * B[k][j]`, wrapping,
-/// bytes read as signed or unsigned per `sign`.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_int8(
-    sign: Int8Sign,
-    m: usize,
-    a: &[u8],
-    lda: usize,
-    b: &PackedB,
-    c: &mut [i32],
-    ldc: usize,
-    accumulate: bool,
-    opts: &GemmOptions,
-) -> Result<(), GemmError> {
-    // SAFETY: i32 and f32 C are both 4-byte elements; the driver only moves bytes.
-    let c_bytes = unsafe { std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(c)) };
-    run(ElemType::Int8(sign), m, a, lda, b, c_bytes, ldc, accumulate, opts)
-}
-
-/// bf16 GEMM with TDPBF16PS semantics (docs/NUMERICS.md): A and B are bf16
-/// bit patterns, C is f32.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_bf16(
-    m: usize,
-    a: &[u16],
-    lda: usize,
-    b: &PackedB,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-    opts: &GemmOptions,
-) -> Result<(), GemmError> {
-    // SAFETY: reading u16 as bytes and writing f32 as bytes is always valid.
-    let a_bytes = unsafe { std::slice::from_raw_parts(a.as_ptr().cast::<u8>(), std::mem::size_of_val(a)) };
-    let c_bytes = unsafe { std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(c)) };
-    run(ElemType::Bf16, m, a_bytes, lda, b, c_bytes, ldc, accumulate, opts)
-}
-
-/// A C pointer that may cross threads: every thread writes its own blocks.
-#[derive(Clone, Copy)]
-struct SharedC(*mut u8);
-// SAFETY: threads write disjoint C blocks (see `Task`), and the scope joins
-// them before the borrow of C ends.
-unsafe impl Send for SharedC {}
-unsafe impl Sync for SharedC {}
 
 /// One unit of thread work: a block row and a range of N blocks in it.
 #[derive(Clone, Copy, Debug)]
@@ -162,62 +69,18 @@ struct Layout {
     ldc_bytes: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    elem: ElemType,
-    m: usize,
-    a: &[u8],
-    lda: usize,
-    b: &PackedB,
-    c: &mut [u8],
-    ldc: usize,
-    accumulate: bool,
-    opts: &GemmOptions,
-) -> Result<(), GemmError> {
+/// Runs a validated problem on AMX.
+pub(super) fn run(p: &Problem, opts: &GemmOptions) -> Result<(), GemmError> {
+    amx_ready()?;
+    let Problem { elem, m, a, lda, b, c: shared_c, ldc, accumulate } = *p;
     let (n, k, esize) = (b.n(), b.k(), elem.elem_bytes());
-    if !b.elem().matches(elem) {
-        return Err(GemmError::ElemMismatch { packed: b.elem(), gemm: elem.name() });
-    }
-    if m == 0 {
-        return Err(GemmError::Shape("m must be at least 1".into()));
-    }
-    if lda < k || ldc < n {
-        return Err(GemmError::Shape(format!("lda = {lda} must be >= k = {k} and ldc = {ldc} >= n = {n}")));
-    }
-    let need_a = (m - 1).checked_mul(lda).and_then(|x| x.checked_add(k)).map(|x| x * esize);
-    if need_a.is_none_or(|need| a.len() < need) {
-        return Err(GemmError::Shape(format!(
-            "A has {} elements; {m} rows at lda = {lda} need {}",
-            a.len() / esize,
-            (m - 1) * lda + k
-        )));
-    }
-    let need_c = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n)).map(|x| x * 4);
-    if need_c.is_none_or(|need| c.len() < need) {
-        return Err(GemmError::Shape(format!(
-            "C has {} elements; {m} rows at ldc = {ldc} need {}",
-            c.len() / 4,
-            (m - 1) * ldc + n
-        )));
-    }
-    if opts.threads == 0 {
-        return Err(GemmError::Threads);
-    }
-    let blocking_ok = Blocking::ALL.contains(&opts.blocking);
-    if !blocking_ok {
+    if !Blocking::ALL.contains(&opts.blocking) {
         return Err(GemmError::Shape(format!(
             "blocking {} is not supported; use one of {:?}",
             opts.blocking,
             Blocking::ALL
         )));
     }
-    match crate::isa::forced()? {
-        Some(isa) if isa != crate::isa::Isa::Amx => {
-            return Err(GemmError::IsaForced(format!("TILEJIT_ISA forces {isa}")))
-        }
-        _ => amx_ready()?,
-    }
-
     let step_bytes = b.k_groups_per_tdp() as usize * 4;
     let k_steps = b.k_steps();
     let block_rows = opts.blocking.m_tiles as usize * 16;
@@ -237,7 +100,6 @@ fn run(
     };
     let tasks = split_tasks(&layout, opts.threads);
     let threads = opts.threads.min(tasks.len());
-    let shared_c = SharedC(c.as_mut_ptr());
     let k_block_steps = b.layout().k_block_steps;
     let k_blocks = k_steps.div_ceil(k_block_steps);
     // K blocks outermost: B's K slice (k_block x N) then stays in L2 while

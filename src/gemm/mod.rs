@@ -1,0 +1,205 @@
+//! Dense GEMM: C[M,N] (+)= A[M,K] x B[K,N] with B packed once.
+//!
+//! The public functions validate the shapes once, then pick an ISA path:
+//! `opts.isa` if set, else `TILEJIT_ISA` if set, else the best available.
+//! Every path gives the same bits for the same semantics (int8: wrapping
+//! i32; bf16: TDPBF16PS with the packed B's chunking).
+
+mod amx;
+mod scalar;
+
+use tilejit_kernels::jit::GenerateError;
+use tilejit_kernels::pack::PackedB;
+use tilejit_kernels::spec::{BLoad, Blocking, ElemType, Int8Sign, Schedule};
+
+use crate::cpu::AmxUnavailable;
+use crate::isa::{self, Isa};
+
+pub use amx::kernel;
+/// Tuning knobs of a GEMM call; none of them changes the result bits. (The
+/// K chunk per TDP, which does for bf16, and the K block size belong to the
+/// packed B: see `BLayout`.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmOptions {
+    pub threads: usize,
+    pub blocking: Blocking,
+    pub schedule: Schedule,
+    /// Prefetch the next A slice and the next K block of B into L2 while
+    /// the kernels run (2 lines of each per K step).
+    pub prefetch: bool,
+    pub b_load: BLoad,
+    /// Force an ISA path (tests compare paths this way); `None` honours
+    /// `TILEJIT_ISA`, then picks the best available.
+    pub isa: Option<Isa>,
+}
+
+impl Default for GemmOptions {
+    fn default() -> Self {
+        GemmOptions {
+            threads: 1,
+            blocking: Blocking::B2X2,
+            schedule: Schedule::LoadThenCompute,
+            prefetch: true,
+            b_load: BLoad::NonTemporal,
+            isa: None,
+        }
+    }
+}
+
+/// Why a GEMM did not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GemmError {
+    #[error("bad GEMM shape: {0}")]
+    Shape(String),
+    #[error("B was packed as {packed:?} but the GEMM is {gemm}: pack B for this element type")]
+    ElemMismatch { packed: tilejit_kernels::pack::PackedElem, gemm: &'static str },
+    #[error("threads must be at least 1")]
+    Threads,
+    #[error(transparent)]
+    Amx(#[from] AmxUnavailable),
+    #[error("the {isa} path is not available here: {reason}")]
+    IsaUnavailable { isa: Isa, reason: String },
+    #[error(transparent)]
+    Isa(#[from] crate::isa::IsaError),
+    #[error("kernel generation failed: {0}")]
+    Generate(#[from] GenerateError),
+    #[error("could not pack B: {0}")]
+    Pack(#[from] tilejit_kernels::pack::PackError),
+}
+
+/// int8 GEMM: `c[i*ldc + j] (+)= sum_k a[i*lda + k] * B[k][j]`, wrapping,
+/// bytes read as signed or unsigned per `sign`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_int8(
+    sign: Int8Sign,
+    m: usize,
+    a: &[u8],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [i32],
+    ldc: usize,
+    accumulate: bool,
+    opts: &GemmOptions,
+) -> Result<(), GemmError> {
+    // SAFETY: i32 and f32 C are both 4-byte elements; the driver only moves bytes.
+    let c_bytes = unsafe { std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(c)) };
+    dispatch(Problem::new(ElemType::Int8(sign), m, a, lda, b, c_bytes, ldc, accumulate)?, opts)
+}
+
+/// bf16 GEMM with TDPBF16PS semantics (docs/NUMERICS.md): A and B are bf16
+/// bit patterns, C is f32.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16(
+    m: usize,
+    a: &[u16],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    opts: &GemmOptions,
+) -> Result<(), GemmError> {
+    // SAFETY: reading u16 as bytes and writing f32 as bytes is always valid.
+    let a_bytes = unsafe { std::slice::from_raw_parts(a.as_ptr().cast::<u8>(), std::mem::size_of_val(a)) };
+    let c_bytes = unsafe { std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(c)) };
+    dispatch(Problem::new(ElemType::Bf16, m, a_bytes, lda, b, c_bytes, ldc, accumulate)?, opts)
+}
+
+/// A C pointer that may cross threads: every thread writes its own blocks.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedC(pub *mut u8);
+// SAFETY: threads write disjoint C blocks (each path splits the output, never
+// K), and the paths join their threads before the borrow of C ends.
+unsafe impl Send for SharedC {}
+unsafe impl Sync for SharedC {}
+
+/// A GEMM call whose shapes have been checked against its buffers: every
+/// path may touch A rows `0..m` (`k` elements at `lda`), all of the packed
+/// B, and C rows `0..m` (`n` elements at `ldc`), nothing else.
+#[derive(Clone, Copy)]
+pub(crate) struct Problem<'a> {
+    pub elem: ElemType,
+    pub m: usize,
+    /// A as bytes; `lda` in elements.
+    pub a: &'a [u8],
+    pub lda: usize,
+    pub b: &'a PackedB,
+    /// C as a raw pointer (4-byte elements); `ldc` in elements.
+    pub c: SharedC,
+    pub ldc: usize,
+    pub accumulate: bool,
+}
+
+impl<'a> Problem<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        elem: ElemType,
+        m: usize,
+        a: &'a [u8],
+        lda: usize,
+        b: &'a PackedB,
+        c: &'a mut [u8],
+        ldc: usize,
+        accumulate: bool,
+    ) -> Result<Problem<'a>, GemmError> {
+        let (n, k, esize) = (b.n(), b.k(), elem.elem_bytes());
+        if !b.elem().matches(elem) {
+            return Err(GemmError::ElemMismatch { packed: b.elem(), gemm: elem.name() });
+        }
+        if m == 0 {
+            return Err(GemmError::Shape("m must be at least 1".into()));
+        }
+        if lda < k || ldc < n {
+            return Err(GemmError::Shape(format!("lda = {lda} must be >= k = {k} and ldc = {ldc} >= n = {n}")));
+        }
+        let need_a = (m - 1).checked_mul(lda).and_then(|x| x.checked_add(k)).map(|x| x * esize);
+        if need_a.is_none_or(|need| a.len() < need) {
+            return Err(GemmError::Shape(format!(
+                "A has {} elements; {m} rows at lda = {lda} need {}",
+                a.len() / esize,
+                (m - 1) * lda + k
+            )));
+        }
+        let need_c = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n)).map(|x| x * 4);
+        if need_c.is_none_or(|need| c.len() < need) {
+            return Err(GemmError::Shape(format!(
+                "C has {} elements; {m} rows at ldc = {ldc} need {}",
+                c.len() / 4,
+                (m - 1) * ldc + n
+            )));
+        }
+        Ok(Problem { elem, m, a, lda, b, c: SharedC(c.as_mut_ptr()), ldc, accumulate })
+    }
+
+    pub fn n(&self) -> usize {
+        self.b.n()
+    }
+
+    pub fn k(&self) -> usize {
+        self.b.k()
+    }
+}
+
+/// Picks the path and runs it.
+fn dispatch(p: Problem, opts: &GemmOptions) -> Result<(), GemmError> {
+    if opts.threads == 0 {
+        return Err(GemmError::Threads);
+    }
+    let isa = match opts.isa {
+        Some(isa) => isa,
+        None => match isa::forced()? {
+            Some(isa) => isa,
+            None => isa::select()?,
+        },
+    };
+    isa::availability(isa).map_err(|reason| GemmError::IsaUnavailable { isa, reason })?;
+    match isa {
+        Isa::Amx => amx::run(&p, opts),
+        Isa::Scalar => {
+            scalar::run(&p);
+            Ok(())
+        }
+        Isa::Avx512 => Err(GemmError::IsaUnavailable { isa, reason: "no AVX-512 GEMM kernels yet".into() }),
+    }
+}

@@ -1,0 +1,114 @@
+//! Every ISA path gives the same bits, and so does every thread count:
+//! AMX == AVX-512 == scalar for the operations whose semantics they share
+//! (int8 wrapping, bf16 with TDPBF16PS semantics), through the public API.
+
+mod common;
+
+use proptest::prelude::*;
+use rand::{rngs::StdRng, SeedableRng};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use tilejit::gemm::{gemm_bf16, gemm_int8, GemmError, GemmOptions};
+use tilejit::isa::Isa;
+use tilejit::kernels::pack::{BLayout, PackedB};
+use tilejit::kernels::spec::Int8Sign;
+use tilejit_verify::{fill_bf16, fill_i8, Bf16Dist};
+
+const ISAS: [Isa; 3] = [Isa::Scalar, Isa::Avx512, Isa::Amx];
+
+/// Runs `f` on every ISA path; paths that cannot run here are reported
+/// once (with the reason) and left out. Returns (isa, bits) per path run.
+fn on_every_isa(
+    mut f: impl FnMut(&GemmOptions) -> Result<Vec<u32>, GemmError>,
+    threads: usize,
+) -> Vec<(Isa, Vec<u32>)> {
+    static REPORTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let mut out = Vec::new();
+    for isa in ISAS {
+        let opts = GemmOptions { isa: Some(isa), threads, ..GemmOptions::default() };
+        match f(&opts) {
+            Ok(bits) => {
+                if REPORTED.lock().unwrap().insert(format!("{isa} ran")) {
+                    eprintln!("[cross_isa] ISA path: {isa} (executed)");
+                }
+                out.push((isa, bits));
+            }
+            Err(GemmError::IsaUnavailable { isa, reason }) => {
+                if REPORTED.lock().unwrap().insert(format!("{isa} skipped")) {
+                    eprintln!("SKIPPED cross_isa {isa} path: {reason}");
+                }
+            }
+            Err(e) => panic!("{isa}: {e}"),
+        }
+    }
+    out
+}
+
+fn assert_all_equal(what: &str, runs: &[(Isa, Vec<u32>)]) -> Result<(), TestCaseError> {
+    let (first_isa, first) = &runs[0];
+    for (isa, bits) in &runs[1..] {
+        if let Some(i) = first.iter().zip(bits).position(|(a, b)| a != b) {
+            return Err(TestCaseError::fail(format!(
+                "{what}: {first_isa} and {isa} differ at output {i}: {:#010x} vs {:#010x}",
+                first[i], bits[i]
+            )));
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn int8_paths_agree(m in 1usize..40, n in 1usize..70, k in 1usize..200,
+                        sign in prop::sample::select(Int8Sign::ALL.to_vec()), seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut a, mut b) = (vec![0u8; m * k], vec![0u8; k * n]);
+        fill_i8(&mut rng, &mut a);
+        fill_i8(&mut rng, &mut b);
+        let packed = PackedB::pack_int8(&b, k, n, n, BLayout::default()).unwrap();
+        let runs = on_every_isa(|opts| {
+            let mut c = vec![7i32; m * n];
+            gemm_int8(sign, m, &a, k, &packed, &mut c, n, true, opts).map(|()| c.iter().map(|&x| x as u32).collect())
+        }, 1);
+        assert_all_equal(&format!("int8 {sign:?} {m}x{n}x{k}"), &runs)?;
+    }
+
+    #[test]
+    fn bf16_paths_agree(m in 1usize..40, n in 1usize..70, k in 1usize..200,
+                        dist in prop::sample::select(Bf16Dist::ALL.to_vec()), kg in prop::sample::select(vec![16u8, 5]),
+                        seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut a, mut b) = (vec![0u16; m * k], vec![0u16; k * n]);
+        fill_bf16(dist, &mut rng, &mut a);
+        fill_bf16(dist, &mut rng, &mut b);
+        let layout = BLayout { k_groups_per_tdp: kg, ..BLayout::default() };
+        let packed = PackedB::pack_bf16(&b, k, n, n, layout).unwrap();
+        let runs = on_every_isa(|opts| {
+            let mut c = vec![0f32; m * n];
+            gemm_bf16(m, &a, k, &packed, &mut c, n, false, opts).map(|()| c.iter().map(|x| x.to_bits()).collect())
+        }, 1);
+        assert_all_equal(&format!("bf16 {dist:?} {m}x{n}x{k} kg={kg}"), &runs)?;
+    }
+
+    #[test]
+    fn thread_counts_agree(m in 1usize..120, n in 1usize..120, k in 1usize..150, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut a, mut b) = (vec![0u16; m * k], vec![0u16; k * n]);
+        fill_bf16(Bf16Dist::Normal, &mut rng, &mut a);
+        fill_bf16(Bf16Dist::Cancellation, &mut rng, &mut b);
+        let packed = PackedB::pack_bf16(&b, k, n, n, BLayout::default()).unwrap();
+        for threads in [2, 3, 7] {
+            let mut runs = Vec::new();
+            for t in [1, threads] {
+                let r = on_every_isa(|opts| {
+                    let mut c = vec![0f32; m * n];
+                    gemm_bf16(m, &a, k, &packed, &mut c, n, false, opts).map(|()| c.iter().map(|x| x.to_bits()).collect())
+                }, t);
+                runs.extend(r);
+            }
+            assert_all_equal(&format!("bf16 {m}x{n}x{k}, 1 vs {threads} threads"), &runs)?;
+        }
+    }
+}
