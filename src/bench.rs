@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use tilejit_kernels::dense_amx::DenseAmxKernel;
 use tilejit_kernels::pack::{AlignedBytes, BLayout, PackedB};
-use tilejit_kernels::peak::{TmulPeakKernel, TDPS_PER_ITERATION};
+use tilejit_kernels::peak::{ReadBandwidthKernel, TmulPeakKernel, READ_CHUNK, TDPS_PER_ITERATION};
 use tilejit_kernels::spec::{DenseAmxSpec, ElemType};
 use tilejit_verify::f32_to_bf16;
 
@@ -154,4 +154,78 @@ pub fn jit_compile_time(spec: DenseAmxSpec, reps: usize) -> Result<(Duration, us
         DenseAmxKernel::generate(spec).expect("generated once above");
     });
     Ok((t, size))
+}
+
+/// Streaming-read bandwidth in bytes per second: `threads` threads each
+/// read their share of a `bytes`-sized buffer (make it larger than the
+/// last-level cache to measure DRAM), median of `reps` passes.
+pub fn read_bandwidth(bytes: usize, threads: usize, reps: usize) -> Result<f64, String> {
+    crate::isa::availability(crate::isa::Isa::Avx512)?;
+    let kernel = ReadBandwidthKernel::generate().map_err(|e| e.to_string())?;
+    let threads = threads.max(1);
+    let share = (bytes / threads / READ_CHUNK).max(1) * READ_CHUNK;
+    let mut buf = AlignedBytes::zeroed(share * threads);
+    // Touch every page so the pass measures reads, not page faults.
+    buf.as_mut_slice().iter_mut().step_by(4096).for_each(|b| *b = 1);
+    let buf = &buf;
+    let kernel = &kernel;
+    let pass = || {
+        std::thread::scope(|s| {
+            for part in buf.as_slice().chunks(share) {
+                // SAFETY: AVX-512 availability was checked above.
+                s.spawn(move || unsafe { kernel.run(part) });
+            }
+        })
+    };
+    let t = median_time(reps, pass);
+    Ok((share * threads) as f64 / t.as_secs_f64())
+}
+
+/// GEMV (or small-M GEMM) throughput over weights that are not cache
+/// resident: `copies` independently packed B matrices are cycled through,
+/// so each call reads its weights from DRAM when `copies * B bytes` exceeds
+/// the last-level cache. Returns bytes of packed B read per second (median
+/// over `reps` rounds of `copies` calls).
+#[allow(clippy::too_many_arguments)]
+pub fn gemv_weight_bandwidth(
+    elem: ElemType,
+    m: usize,
+    n: usize,
+    k: usize,
+    copies: usize,
+    opts: &GemmOptions,
+    reps: usize,
+) -> Result<f64, GemmError> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let copies = copies.max(1);
+    let mut weights = Vec::with_capacity(copies);
+    let mut a = AlignedBytes::zeroed(m * k * elem.elem_bytes());
+    match elem {
+        ElemType::Bf16 => {
+            a.typed_mut::<u16>().iter_mut().for_each(|x| *x = random_bf16(&mut rng));
+            let b16: Vec<u16> = (0..k * n).map(|_| random_bf16(&mut rng)).collect();
+            let first = PackedB::pack_bf16(&b16, k, n, n, BLayout::default())?;
+            weights.resize(copies, first);
+        }
+        ElemType::Int8(_) => {
+            rng.fill(a.as_mut_slice());
+            let mut b8 = vec![0u8; k * n];
+            rng.fill(&mut b8[..]);
+            let first = PackedB::pack_int8(&b8, k, n, n, BLayout::default())?;
+            weights.resize(copies, first);
+        }
+    }
+    let mut c = AlignedBytes::zeroed(m * n * 4);
+    let mut call = |b: &PackedB| match elem {
+        ElemType::Bf16 => gemm_bf16(m, a.typed::<u16>(), k, b, c.typed_mut::<f32>(), n, false, opts),
+        ElemType::Int8(sign) => gemm_int8(sign, m, a.as_slice(), k, b, c.typed_mut::<i32>(), n, false, opts),
+    };
+    call(&weights[0])?;
+    let round = median_time(reps, || {
+        for b in &weights {
+            call(b).expect("checked by the first call");
+        }
+    });
+    let bytes = weights.iter().map(|b| b.as_bytes().len()).sum::<usize>();
+    Ok(bytes as f64 / round.as_secs_f64())
 }

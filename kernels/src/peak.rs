@@ -90,3 +90,52 @@ impl TmulPeakKernel {
         f(iterations, operands.as_ptr())
     }
 }
+
+/// The streaming-read probe: the bound that memory-bound kernels (GEMV,
+/// decode) are reported against. Eight independent 64-byte loads per
+/// iteration, nothing else, so the only limit is how fast lines arrive.
+pub struct ReadBandwidthKernel {
+    code: JitCode,
+}
+
+/// Bytes read per loop iteration; buffers must be a multiple of it.
+pub const READ_CHUNK: usize = 512;
+
+impl ReadBandwidthKernel {
+    pub fn generate() -> Result<ReadBandwidthKernel, GenerateError> {
+        use crate::encoder::{EvexOp, Mask, Zmm};
+        let mut cb = CodeBuilder::new()?;
+        let entry = cb.offset();
+        dynasm!(cb.ops
+            ; .arch x64
+            ; test rsi, rsi
+            ; jz ->done
+            ; ->again:
+        );
+        for i in 0..8u8 {
+            cb.emit(EvexOp::VMOVDQU32_LOAD.rm_mem(Zmm::new(i)?, Mem::base_disp(Gpr::RDI, i as i32 * 64), Mask::NONE)?);
+        }
+        dynasm!(cb.ops
+            ; .arch x64
+            ; add rdi, READ_CHUNK as i32
+            ; sub rsi, READ_CHUNK as i32
+            ; jnz ->again
+            ; ->done:
+            ; vzeroupper
+            ; ret
+        );
+        Ok(ReadBandwidthKernel { code: cb.finish(entry)? })
+    }
+
+    /// Reads `buf` once, front to back.
+    ///
+    /// # Safety
+    /// The CPU and OS must support AVX-512F.
+    pub unsafe fn run(&self, buf: &[u8]) {
+        let len = buf.len() - buf.len() % READ_CHUNK;
+        // SAFETY: the code reads exactly `len` <= buf.len() bytes from
+        // buf.as_ptr() and writes nothing (zmm registers are caller-saved).
+        let f: extern "sysv64" fn(*const u8, usize) = unsafe { std::mem::transmute(self.code.entry_ptr()) };
+        f(buf.as_ptr(), len)
+    }
+}
