@@ -3,7 +3,7 @@
 //! their throughput next to the TMUL peak measured in the same run.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use tilejit::bench::{jit_compile_time, measure_gemm, tmul_peak_ops};
+use tilejit::bench::{gemv_weight_bandwidth, jit_compile_time, measure_gemm, read_bandwidth, tmul_peak_ops};
 use tilejit::cpu::{amx_ready, CpuFeatures};
 use tilejit::gemm::{gemm_bf16, gemm_int8, GemmError, GemmOptions};
 use tilejit::isa;
@@ -96,6 +96,25 @@ pub fn run(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
             r.ops_per_s / 1e9,
             100.0 * r.ops_per_s / peak
         );
+    }
+
+    decode_table(opts, &gemm_opts)?;
+    Ok(())
+}
+
+/// GEMV (M = 1) against the streaming-read bandwidth of the same run, with
+/// weights cycled through 1 GiB so that they come from DRAM.
+fn decode_table(opts: &TourOptions, gemm_opts: &GemmOptions) -> Result<(), Box<dyn std::error::Error>> {
+    const SPAN: usize = 1 << 30;
+    let (n, k) = (opts.n.max(opts.k), opts.n.max(opts.k));
+    let (n, k) = (n.min(4096), k.min(4096));
+    println!("\n== Decode: GEMV M=1 N={n} K={k}, weights cycled through 1 GiB ({} thread{})", opts.threads, if opts.threads == 1 { "" } else { "s" });
+    let bound = read_bandwidth(SPAN, opts.threads, 5)?;
+    println!("{:<24} {:>10.1} GB/s {:>8}", "streaming read", bound / 1e9, "100%");
+    for elem in [ElemType::Int8(Int8Sign::US), ElemType::Bf16] {
+        let copies = SPAN / (n * k * elem.elem_bytes());
+        let bw = gemv_weight_bandwidth(elem, 1, n, k, copies, gemm_opts, 5)?;
+        println!("{:<24} {:>10.1} GB/s {:>7.1}%", format!("gemv {}", elem.name()), bw / 1e9, 100.0 * bw / bound);
     }
     Ok(())
 }
