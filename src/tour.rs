@@ -5,13 +5,11 @@
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::bench::{gemv_weight_bandwidth, jit_compile_time, measure_gemm, read_bandwidth, tmul_peak_ops};
 use tilejit::cpu::{amx_ready, CpuFeatures};
-use tilejit::gemm::{gemm_bf16, gemm_int8, GemmError, GemmOptions};
+use tilejit::gemm::{gemm_bf16, gemm_int8, oracle_sign, GemmError, GemmOptions};
 use tilejit::isa;
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType, Int8Sign};
-use tilejit_verify::{
-    fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist, Int8Signedness,
-};
+use tilejit_verify::{fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist};
 
 /// Every dense element type, in table order.
 const ELEMS: [ElemType; 5] = [
@@ -108,7 +106,11 @@ fn decode_table(opts: &TourOptions, gemm_opts: &GemmOptions) -> Result<(), Box<d
     const SPAN: usize = 1 << 30;
     let (n, k) = (opts.n.max(opts.k), opts.n.max(opts.k));
     let (n, k) = (n.min(4096), k.min(4096));
-    println!("\n== Decode: GEMV M=1 N={n} K={k}, weights cycled through 1 GiB ({} thread{})", opts.threads, if opts.threads == 1 { "" } else { "s" });
+    println!(
+        "\n== Decode: GEMV M=1 N={n} K={k}, weights cycled through 1 GiB ({} thread{})",
+        opts.threads,
+        if opts.threads == 1 { "" } else { "s" }
+    );
     let bound = read_bandwidth(SPAN, opts.threads, 5)?;
     println!("{:<24} {:>10.1} GB/s {:>8}", "streaming read", bound / 1e9, "100%");
     for elem in [ElemType::Int8(Int8Sign::US), ElemType::Bf16] {
@@ -139,13 +141,7 @@ fn verify_once(
             let mut c = c0.clone();
             gemm_int8(sign, m, &a, k, &packed, &mut c, n, true, opts)?;
             let mut expected = c0;
-            let oracle = match sign {
-                Int8Sign::SS => Int8Signedness::SS,
-                Int8Sign::SU => Int8Signedness::SU,
-                Int8Sign::US => Int8Signedness::US,
-                Int8Sign::UU => Int8Signedness::UU,
-            };
-            gemm_i8(oracle, m, n, k, &a, &b, &mut expected);
+            gemm_i8(oracle_sign(sign), m, n, k, &a, &b, &mut expected);
             Ok((m * n, first_mismatch_i32(&expected, &c).map(|mm| mm.to_string())))
         }
         ElemType::Bf16 => {

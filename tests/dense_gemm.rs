@@ -4,23 +4,14 @@
 
 mod common;
 
-use common::{amx_or_skip, oracle_sign, Flush, Guarded};
+use common::{amx_or_skip, Flush, Guarded};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use tilejit::gemm::oracle_sign;
 use tilejit::gemm::{gemm_bf16, gemm_int8, GemmOptions};
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::spec::{BLoad, Blocking, Int8Sign, Schedule};
 use tilejit_verify::{fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist};
-
-const DISTS: [Bf16Dist; 7] = [
-    Bf16Dist::Normal,
-    Bf16Dist::WideExponent,
-    Bf16Dist::Subnormal,
-    Bf16Dist::Specials,
-    Bf16Dist::Cancellation,
-    Bf16Dist::Overflow,
-    Bf16Dist::SmallInt,
-];
 
 /// Everything one differential case varies.
 #[derive(Clone, Debug)]
@@ -133,7 +124,7 @@ proptest! {
     }
 
     #[test]
-    fn bf16_gemm_matches_reference(case in case(), dist in prop::sample::select(DISTS.to_vec()), end in any::<bool>()) {
+    fn bf16_gemm_matches_reference(case in case(), dist in prop::sample::select(Bf16Dist::ALL.to_vec()), end in any::<bool>()) {
         if !amx_or_skip("bf16_gemm_matches_reference") { return Ok(()); }
         check_bf16(dist, &case, if end { Flush::End } else { Flush::Start })?;
     }

@@ -43,7 +43,8 @@ pub(super) fn run(p: &Problem) {
     }
 }
 
-fn oracle_sign(s: Int8Sign) -> Int8Signedness {
+/// The oracle's name for an int8 signedness pair.
+pub fn oracle_sign(s: Int8Sign) -> Int8Signedness {
     match s {
         Int8Sign::SS => Int8Signedness::SS,
         Int8Sign::SU => Int8Signedness::SU,

@@ -5,9 +5,6 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use tilejit::kernels::spec::Int8Sign;
-use tilejit_verify::Int8Signedness;
-
 /// True when AMX can run here; otherwise prints why the caller skips, so
 /// the reason shows in CI output (`cargo test -- --show-output`). Prints
 /// once per test name: proptest calls this for every case.
@@ -21,15 +18,6 @@ pub fn amx_or_skip(test: &str) -> bool {
         }
     }
     ready.is_ok()
-}
-
-pub fn oracle_sign(s: Int8Sign) -> Int8Signedness {
-    match s {
-        Int8Sign::SS => Int8Signedness::SS,
-        Int8Sign::SU => Int8Signedness::SU,
-        Int8Sign::US => Int8Signedness::US,
-        Int8Sign::UU => Int8Signedness::UU,
-    }
 }
 
 /// A buffer placed flush against PROT_NONE guard pages, so that a read or
