@@ -1,5 +1,6 @@
 //! The `tilejit` command line.
 
+mod calibrate;
 mod tour;
 
 use clap::{Parser, Subcommand};
@@ -27,12 +28,29 @@ enum Command {
         #[arg(long, num_args = 3, value_names = ["M", "N", "K"], default_values_t = [512, 512, 4096])]
         shape: Vec<usize>,
     },
+    /// Time AVX-512 against AMX for M = 1..64 on N x K weights: the
+    /// measurement behind the ISA dispatch (src/gemm/dispatch.rs).
+    Calibrate {
+        #[arg(long, default_value_t = 4096)]
+        n: usize,
+        #[arg(long, default_value_t = 4096)]
+        k: usize,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Tour { threads: 1, shape: vec![512, 512, 4096] });
     let result = match command {
+        Command::Calibrate { n, k, threads } => {
+            if n == 0 || k == 0 || threads == 0 {
+                Err("--n, --k and --threads must be at least 1".into())
+            } else {
+                calibrate::run(&calibrate::CalibrateOptions { n, k, threads })
+            }
+        }
         Command::Tour { threads, shape } => {
             if threads == 0 || shape.contains(&0) {
                 Err("--threads and every --shape dimension must be at least 1".into())
