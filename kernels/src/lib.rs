@@ -4,10 +4,13 @@
 //! - [`tile_config`]: the LDTILECFG image and the TDP shape rules.
 //! - [`spec`]: `DenseAmxSpec`, everything that changes code or bits.
 //! - [`dense_amx`]: the staged generator (plan -> schedule -> code).
+//! - [`dense_avx512`]: AVX-512 kernels for decode shapes (int8 VPDPBUSD,
+//!   bf16 two-chain FMA emulation of AMX, native VDPBF16PS).
 //! - [`pack`]: B into the VNNI tile layout the kernels read.
 //! - [`peak`]: the register-resident TDP loop that measures TMUL peak.
 //! - [`jit`]: executable buffers and dumps.
 pub mod dense_amx;
+pub mod dense_avx512;
 pub mod encoder;
 pub mod jit;
 pub mod pack;

@@ -149,6 +149,31 @@ pub struct PackedB {
     k_steps: usize,
     panels: usize,
     data: AlignedBytes,
+    /// Int8 only: per-column sums of B, computed while packing.
+    col_sums: Option<ColSums>,
+}
+
+/// Per-column sums of an int8 B over all of K, wrapping modulo 2^32 (exact
+/// for K < 2^23). The AVX-512 int8 kernels need them: VPDPBUSD is u8 x s8,
+/// so s8 x s8 and u8 x u8 shift one operand by 128 and subtract
+/// `128 * column sum` afterwards (docs/AMX.md, "VPDPBUSD").
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ColSums {
+    signed: Vec<i32>,
+    unsigned: Vec<i32>,
+}
+
+impl ColSums {
+    fn of(b: &[u8], k: usize, n: usize, ldb: usize) -> ColSums {
+        let mut sums = ColSums { signed: vec![0; n], unsigned: vec![0; n] };
+        for row in b.chunks(ldb).take(k) {
+            for ((s, u), &x) in sums.signed.iter_mut().zip(&mut sums.unsigned).zip(&row[..n]) {
+                *s = s.wrapping_add(i32::from(x as i8));
+                *u = u.wrapping_add(i32::from(x));
+            }
+        }
+        sums
+    }
 }
 
 impl PackedB {
@@ -195,7 +220,8 @@ impl PackedB {
         let tile = layout.k_groups_per_tdp as usize * 64;
         let bytes =
             panels.checked_mul(k_steps).and_then(|x| x.checked_mul(tile)).ok_or(PackError::TooLarge { k, n })?;
-        let mut packed = PackedB { elem, k, n, layout, k_steps, panels, data: AlignedBytes::zeroed(bytes) };
+        let col_sums = (elem == PackedElem::Int8).then(|| ColSums::of(b, k, n, ldb));
+        let mut packed = PackedB { elem, k, n, layout, k_steps, panels, data: AlignedBytes::zeroed(bytes), col_sums };
         let out = packed.data.as_mut_slice();
         for kk in 0..k {
             for nn in 0..n {
@@ -260,6 +286,23 @@ impl PackedB {
     pub fn as_bytes(&self) -> &[u8] {
         self.data.as_slice()
     }
+
+    /// Int8 B: `sum_k B[k][n]` for each of the `n()` columns, the bytes read
+    /// as i8 (`signed`) or u8, wrapping modulo 2^32; computed at packing
+    /// time so no GEMM has to pass over B for them. `None` for bf16.
+    pub fn col_sums(&self, signed: bool) -> Option<&[i32]> {
+        self.col_sums.as_ref().map(|s| if signed { &s.signed[..] } else { &s.unsigned[..] })
+    }
+
+    /// [`Self::col_sums`] with the bytes read as i8.
+    pub fn col_sums_signed(&self) -> Option<&[i32]> {
+        self.col_sums(true)
+    }
+
+    /// [`Self::col_sums`] with the bytes read as u8.
+    pub fn col_sums_unsigned(&self) -> Option<&[i32]> {
+        self.col_sums(false)
+    }
 }
 
 fn tile_offset(layout: &BLayout, k_steps: usize, panels: usize, step: usize, panel: usize) -> usize {
@@ -309,6 +352,21 @@ mod tests {
             let back: Vec<u16> = p.unpack_bytes().chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
             assert_eq!(back, bf);
         }
+    }
+
+    #[test]
+    fn column_sums_are_computed_while_packing() {
+        let (k, n, ldb) = (37, 19, 23);
+        let b: Vec<u8> = (0..k * ldb).map(|i| (i * 131 + 7) as u8).collect();
+        let p = PackedB::pack_int8(&b, k, n, ldb, BLayout { k_groups_per_tdp: 5, k_block_steps: 2 }).unwrap();
+        for j in 0..n {
+            let col = (0..k).map(|kk| b[kk * ldb + j]);
+            assert_eq!(p.col_sums_signed().unwrap()[j], col.clone().map(|x| i32::from(x as i8)).sum::<i32>());
+            assert_eq!(p.col_sums_unsigned().unwrap()[j], col.map(i32::from).sum::<i32>());
+        }
+        assert_eq!(p.col_sums(true).unwrap().len(), n);
+        let bf = PackedB::pack_bf16(&[0x3f80; 4], 2, 2, 2, BLayout::default()).unwrap();
+        assert!(bf.col_sums(true).is_none() && bf.col_sums(false).is_none());
     }
 
     #[test]
