@@ -1,16 +1,19 @@
 //! Dense GEMM: C[M,N] (+)= A[M,K] x B[K,N] with B packed once.
 //!
 //! The public functions validate the shapes once, then pick an ISA path:
-//! `opts.isa` if set, else `TILEJIT_ISA` if set, else the best available.
+//! `opts.isa` if set, else `TILEJIT_ISA` if set, else by measurement
+//! ([`dispatch`]: AVX-512 for small M, AMX from a calibrated crossover).
 //! Every path gives the same bits for the same semantics (int8: wrapping
 //! i32; bf16: TDPBF16PS with the packed B's chunking).
 
 mod amx;
+mod avx512;
+pub mod dispatch;
 mod scalar;
 
 use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::PackedB;
-use tilejit_kernels::spec::{BLoad, Blocking, ElemType, Int8Sign, Schedule};
+use tilejit_kernels::spec::{Avx512Kind, BLoad, Blocking, ElemType, Int8Sign, Schedule};
 
 use crate::cpu::AmxUnavailable;
 use crate::isa::{self, Isa};
@@ -191,7 +194,7 @@ fn dispatch(p: Problem, opts: &GemmOptions) -> Result<(), GemmError> {
         Some(isa) => isa,
         None => match isa::forced()? {
             Some(isa) => isa,
-            None => isa::select()?,
+            None => dispatch::choose(p.elem, p.m),
         },
     };
     isa::availability(isa).map_err(|reason| GemmError::IsaUnavailable { isa, reason })?;
@@ -201,6 +204,12 @@ fn dispatch(p: Problem, opts: &GemmOptions) -> Result<(), GemmError> {
             scalar::run(&p);
             Ok(())
         }
-        Isa::Avx512 => Err(GemmError::IsaUnavailable { isa, reason: "no AVX-512 GEMM kernels yet".into() }),
+        Isa::Avx512 => {
+            let kind = match p.elem {
+                ElemType::Int8(sign) => Avx512Kind::Int8(sign),
+                ElemType::Bf16 => Avx512Kind::Bf16Chains,
+            };
+            avx512::run(&p, opts, kind)
+        }
     }
 }

@@ -1,0 +1,164 @@
+//! The AVX-512 path: any M over the decode-shaped kernels of
+//! `tilejit_kernels::dense_avx512`, which read the same packed B as AMX.
+//!
+//! A is widened (bf16 -> f32 for the chains, exact) or copied into rows
+//! zero padded to whole K steps once per call; then for each K block (the
+//! packed B's), each thread walks its range of N blocks for every group of
+//! up to 16 rows. Every output lives in a register for one kernel call, so
+//! B is read once per row group and K block. Threads split N, never K.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tilejit_kernels::dense_avx512::{int8_col_bias, DenseAvx512Args, DenseAvx512Kernel};
+use tilejit_kernels::jit::GenerateError;
+use tilejit_kernels::pack::AlignedBytes;
+use tilejit_kernels::spec::{Avx512Kind, CInit, DenseAvx512Spec};
+
+use super::{GemmError, GemmOptions, Problem};
+
+/// Rows of C per kernel call at most (the kernels take 1..=16).
+const MAX_ROWS: usize = 16;
+/// Widest block tried; the register budget may allow fewer panels.
+const MAX_PANELS: u8 = 8;
+
+fn kernel(spec: DenseAvx512Spec) -> Result<Arc<DenseAvx512Kernel>, GenerateError> {
+    static CACHE: OnceLock<Mutex<HashMap<DenseAvx512Spec, Arc<DenseAvx512Kernel>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(k) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&spec) {
+        return Ok(k.clone());
+    }
+    let k = Arc::new(DenseAvx512Kernel::generate(spec)?);
+    Ok(cache.lock().unwrap_or_else(|p| p.into_inner()).entry(spec).or_insert(k).clone())
+}
+
+/// The widest full-panel spec whose accumulators fit the registers for `rows` rows.
+fn block_spec(kind: Avx512Kind, rows: usize, kg: u8, c_init: CInit) -> DenseAvx512Spec {
+    (1..=MAX_PANELS)
+        .rev()
+        .map(|panels| DenseAvx512Spec { k_groups_per_tdp: kg, ..DenseAvx512Spec::new(kind, rows as u8, panels, c_init) })
+        .find(|s| s.validate().is_ok())
+        .expect("one panel of 16 rows fits every kind (checked by the kernel crate's tests)")
+}
+
+pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(), GemmError> {
+    let f = crate::cpu::CpuFeatures::get();
+    let missing = match kind {
+        _ if kind.needs_vnni() && !f.avx512_vnni => Some("AVX512_VNNI"),
+        _ if kind.needs_bf16() && !f.avx512_bf16 => Some("AVX512_BF16"),
+        _ => None,
+    };
+    if let Some(what) = missing {
+        return Err(GemmError::IsaUnavailable { isa: crate::isa::Isa::Avx512, reason: format!("the {} kernel needs {what}", kind.name()) });
+    }
+    let Problem { m, a, lda, b, accumulate, .. } = *p;
+    let (n, k) = (b.n(), b.k());
+    let kg = b.k_groups_per_tdp();
+    let k_steps = b.k_steps();
+    let k_block_steps = b.layout().k_block_steps;
+    let probe = DenseAvx512Spec { k_groups_per_tdp: kg, ..DenseAvx512Spec::new(kind, 1, 1, CInit::Zero) };
+    // A rows padded to whole K steps, in the form the kind reads.
+    let a_step = probe.a_step_bytes();
+    let a_row = k_steps * a_step;
+    let mut a_prep = AlignedBytes::zeroed(m * a_row);
+    let esize = p.elem.elem_bytes();
+    for (i, dst) in a_prep.as_mut_slice().chunks_exact_mut(a_row).enumerate() {
+        let src = &a[i * lda * esize..(i * lda + k) * esize];
+        match kind {
+            Avx512Kind::Bf16Chains => {
+                for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(2)) {
+                    d.copy_from_slice(&(u32::from(u16::from_le_bytes([s[0], s[1]])) << 16).to_le_bytes());
+                }
+            }
+            Avx512Kind::Int8(_) | Avx512Kind::Bf16Dot => dst[..src.len()].copy_from_slice(src),
+        }
+    }
+    let bias = match kind {
+        Avx512Kind::Int8(sign) => int8_col_bias(sign, b),
+        _ => None,
+    };
+    let panels = b.panels();
+    let threads = opts.threads.min(panels).max(1);
+    let work = |t: usize| -> Result<(), GemmError> {
+        // This thread's panels; blocks of the widest spec, a narrower tail.
+        let (p0, p1) = (t * panels / threads, (t + 1) * panels / threads);
+        for (kb, s0) in (0..k_steps).step_by(k_block_steps).enumerate() {
+            let steps = k_block_steps.min(k_steps - s0);
+            let c_init = if kb == 0 && !accumulate { CInit::Zero } else { CInit::Load };
+            for row0 in (0..m).step_by(MAX_ROWS) {
+                let rows = MAX_ROWS.min(m - row0);
+                let full = block_spec(kind, rows, kg, c_init);
+                let width = full.n_panels as usize;
+                // Panels whose 16 columns are all inside N; the partial last
+                // panel (the N tail) goes into the final, masked block.
+                let tail = p1 == panels && n % 16 != 0;
+                let whole_end = if tail { p1 - 1 } else { p1 };
+                let mut panel = p0;
+                let plain = whole_end.saturating_sub(panel) / width;
+                if plain > 0 {
+                    call(p, &a_prep, a_row, (s0, steps), row0, panel, plain, full, bias.as_deref(), kb)?;
+                    panel += plain * width;
+                }
+                if panel < p1 {
+                    let last_panel_cols = if tail { (n % 16) as u8 } else { 16 };
+                    let rest = DenseAvx512Spec { n_panels: (p1 - panel) as u8, last_panel_cols, ..full };
+                    call(p, &a_prep, a_row, (s0, steps), row0, panel, 1, rest, bias.as_deref(), kb)?;
+                }
+            }
+        }
+        Ok(())
+    };
+    if threads == 1 {
+        return work(0);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads).map(|t| s.spawn(move || work(t))).collect();
+        let mine = work(0);
+        handles.into_iter().map(|h| h.join().expect("GEMM worker panicked")).chain([mine]).collect()
+    })
+}
+
+/// One kernel call: `blocks` blocks of `spec` starting at `panel`, rows
+/// `row0..row0 + spec.m_rows`, K steps `s0..s0 + steps`.
+#[allow(clippy::too_many_arguments)]
+fn call(
+    p: &Problem,
+    a_prep: &AlignedBytes,
+    a_row: usize,
+    (s0, steps): (usize, usize),
+    row0: usize,
+    panel: usize,
+    blocks: usize,
+    spec: DenseAvx512Spec,
+    bias: Option<&[i32]>,
+    kb: usize,
+) -> Result<(), GemmError> {
+    let kernel = kernel(spec)?;
+    let (b, c) = (p.b, p.c);
+    let a_step = spec.a_step_bytes();
+    let args = DenseAvx512Args {
+        a: a_prep.as_slice()[row0 * a_row + s0 * a_step..].as_ptr(),
+        lda: a_row,
+        b: b.as_bytes()[b.tile_offset(s0, panel)..].as_ptr(),
+        b_panel_stride: b.block_panel_stride(s0),
+        // SAFETY (pointer arithmetic): row0 < m and panel * 16 < n, so the
+        // offset lies inside the C that Problem::new checked.
+        c: unsafe { c.0.add((row0 * p.ldc + panel * 16) * 4) },
+        ldc: p.ldc * 4,
+        k_steps: steps,
+        n_blocks: blocks,
+        // The correction belongs to the whole K: pass it with the first K block only.
+        col_bias: match bias {
+            Some(v) if kb == 0 => v[panel * 16..].as_ptr(),
+            _ => std::ptr::null(),
+        },
+    };
+    // SAFETY: AVX-512 availability was checked by the dispatcher. The kernel
+    // reads spec.m_rows rows of `steps` whole K steps from a_prep (rows hold
+    // all k_steps), the packed B panels panel.. inside this K block, the
+    // bias columns of those panels, and reads/writes spec.m_rows rows of the
+    // blocks' columns of C (masked at the N tail) inside the checked C. This
+    // thread is the only one writing these panels.
+    unsafe { kernel.run(&args) };
+    Ok(())
+}
