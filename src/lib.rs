@@ -8,5 +8,6 @@ pub mod bench;
 pub mod cpu;
 pub mod gemm;
 pub mod isa;
+pub mod threads;
 
 pub use tilejit_kernels as kernels;

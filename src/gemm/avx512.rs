@@ -108,14 +108,7 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(
         }
         Ok(())
     };
-    if threads == 1 {
-        return work(0);
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (1..threads).map(|t| s.spawn(move || work(t))).collect();
-        let mine = work(0);
-        handles.into_iter().map(|h| h.join().expect("GEMM worker panicked")).chain([mine]).collect()
-    })
+    crate::threads::run_parallel(threads, work)
 }
 
 /// One kernel call: `blocks` blocks of `spec` starting at `panel`, rows
