@@ -79,79 +79,111 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(
     };
     let panels = b.panels();
     let threads = opts.threads.min(panels).max(1);
-    let work = |t: usize| -> Result<(), GemmError> {
-        // This thread's panels; blocks of the widest spec, a narrower tail.
-        let (p0, p1) = (t * panels / threads, (t + 1) * panels / threads);
-        for (kb, s0) in (0..k_steps).step_by(k_block_steps).enumerate() {
-            let steps = k_block_steps.min(k_steps - s0);
-            let c_init = if kb == 0 && !accumulate { CInit::Zero } else { CInit::Load };
-            for row0 in (0..m).step_by(MAX_ROWS) {
-                let rows = MAX_ROWS.min(m - row0);
-                let full = block_spec(kind, rows, kg, c_init);
-                let width = full.n_panels as usize;
-                // Panels whose 16 columns are all inside N; the partial last
-                // panel (the N tail) goes into the final, masked block.
-                let tail = p1 == panels && n % 16 != 0;
-                let whole_end = if tail { p1 - 1 } else { p1 };
-                let mut panel = p0;
-                let plain = whole_end.saturating_sub(panel) / width;
-                if plain > 0 {
-                    call(p, &a_prep, a_row, (s0, steps), row0, panel, plain, full, bias.as_deref(), kb)?;
-                    panel += plain * width;
-                }
-                if panel < p1 {
-                    let last_panel_cols = if tail { (n % 16) as u8 } else { 16 };
-                    let rest = DenseAvx512Spec { n_panels: (p1 - panel) as u8, last_panel_cols, ..full };
-                    call(p, &a_prep, a_row, (s0, steps), row0, panel, 1, rest, bias.as_deref(), kb)?;
-                }
-            }
+    // Plan every thread's calls first and fetch their kernels once, so the
+    // workers share no lock: a 16-thread GEMV is over in tens of microseconds.
+    let plans: Vec<Vec<Call>> = (0..threads)
+        .map(|t| plan(kind, m, n, kg, (k_steps, k_block_steps), accumulate, (t * panels / threads, (t + 1) * panels / threads), panels))
+        .collect();
+    let mut kernels: HashMap<DenseAvx512Spec, Arc<DenseAvx512Kernel>> = HashMap::new();
+    for call in plans.iter().flatten() {
+        if !kernels.contains_key(&call.spec) {
+            kernels.insert(call.spec, kernel(call.spec)?);
+        }
+    }
+    let inputs = Inputs { p, a_prep: &a_prep, a_row, bias: bias.as_deref() };
+    crate::threads::run_parallel(threads, |t| {
+        for c in &plans[t] {
+            inputs.run(&kernels[&c.spec], c);
         }
         Ok(())
-    };
-    crate::threads::run_parallel(threads, work)
+    })
 }
 
 /// One kernel call: `blocks` blocks of `spec` starting at `panel`, rows
-/// `row0..row0 + spec.m_rows`, K steps `s0..s0 + steps`.
-#[allow(clippy::too_many_arguments)]
-fn call(
-    p: &Problem,
-    a_prep: &AlignedBytes,
-    a_row: usize,
-    (s0, steps): (usize, usize),
+/// `row0..row0 + spec.m_rows`, K steps `s0..s0 + steps` (K block `kb`).
+struct Call {
+    spec: DenseAvx512Spec,
+    kb: usize,
+    s0: usize,
+    steps: usize,
     row0: usize,
     panel: usize,
     blocks: usize,
-    spec: DenseAvx512Spec,
-    bias: Option<&[i32]>,
-    kb: usize,
-) -> Result<(), GemmError> {
-    let kernel = kernel(spec)?;
-    let (b, c) = (p.b, p.c);
-    let a_step = spec.a_step_bytes();
-    let args = DenseAvx512Args {
-        a: a_prep.as_slice()[row0 * a_row + s0 * a_step..].as_ptr(),
-        lda: a_row,
-        b: b.as_bytes()[b.tile_offset(s0, panel)..].as_ptr(),
-        b_panel_stride: b.block_panel_stride(s0),
-        // SAFETY (pointer arithmetic): row0 < m and panel * 16 < n, so the
-        // offset lies inside the C that Problem::new checked.
-        c: unsafe { c.0.add((row0 * p.ldc + panel * 16) * 4) },
-        ldc: p.ldc * 4,
-        k_steps: steps,
-        n_blocks: blocks,
-        // The correction belongs to the whole K: pass it with the first K block only.
-        col_bias: match bias {
-            Some(v) if kb == 0 => v[panel * 16..].as_ptr(),
-            _ => std::ptr::null(),
-        },
-    };
-    // SAFETY: AVX-512 availability was checked by the dispatcher. The kernel
-    // reads spec.m_rows rows of `steps` whole K steps from a_prep (rows hold
-    // all k_steps), the packed B panels panel.. inside this K block, the
-    // bias columns of those panels, and reads/writes spec.m_rows rows of the
-    // blocks' columns of C (masked at the N tail) inside the checked C. This
-    // thread is the only one writing these panels.
-    unsafe { kernel.run(&args) };
-    Ok(())
+}
+
+/// The calls that cover panels `p0..p1` of C for all rows and K blocks:
+/// blocks of the widest spec that fits the registers, then one narrower
+/// block for the rest, which also carries the N tail (masked).
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    kind: Avx512Kind,
+    m: usize,
+    n: usize,
+    kg: u8,
+    (k_steps, k_block_steps): (usize, usize),
+    accumulate: bool,
+    (p0, p1): (usize, usize),
+    panels: usize,
+) -> Vec<Call> {
+    let mut calls = Vec::new();
+    for (kb, s0) in (0..k_steps).step_by(k_block_steps).enumerate() {
+        let steps = k_block_steps.min(k_steps - s0);
+        let c_init = if kb == 0 && !accumulate { CInit::Zero } else { CInit::Load };
+        for row0 in (0..m).step_by(MAX_ROWS) {
+            let full = block_spec(kind, MAX_ROWS.min(m - row0), kg, c_init);
+            let width = full.n_panels as usize;
+            let tail = p1 == panels && n % 16 != 0;
+            let whole_end = if tail { p1 - 1 } else { p1 };
+            let plain = whole_end.saturating_sub(p0) / width;
+            if plain > 0 {
+                calls.push(Call { spec: full, kb, s0, steps, row0, panel: p0, blocks: plain });
+            }
+            let panel = p0 + plain * width;
+            if panel < p1 {
+                let last_panel_cols = if tail { (n % 16) as u8 } else { 16 };
+                let spec = DenseAvx512Spec { n_panels: (p1 - panel) as u8, last_panel_cols, ..full };
+                calls.push(Call { spec, kb, s0, steps, row0, panel, blocks: 1 });
+            }
+        }
+    }
+    calls
+}
+
+/// What every call of one GEMM shares.
+struct Inputs<'a> {
+    p: &'a Problem<'a>,
+    a_prep: &'a AlignedBytes,
+    a_row: usize,
+    bias: Option<&'a [i32]>,
+}
+
+impl Inputs<'_> {
+    fn run(&self, kernel: &DenseAvx512Kernel, call: &Call) {
+        let Call { spec, kb, s0, steps, row0, panel, blocks } = *call;
+        let (p, b) = (self.p, self.p.b);
+        let args = DenseAvx512Args {
+            a: self.a_prep.as_slice()[row0 * self.a_row + s0 * spec.a_step_bytes()..].as_ptr(),
+            lda: self.a_row,
+            b: b.as_bytes()[b.tile_offset(s0, panel)..].as_ptr(),
+            b_panel_stride: b.block_panel_stride(s0),
+            // SAFETY (pointer arithmetic): row0 < m and panel * 16 < n, so the
+            // offset lies inside the C that Problem::new checked.
+            c: unsafe { p.c.0.add((row0 * p.ldc + panel * 16) * 4) },
+            ldc: p.ldc * 4,
+            k_steps: steps,
+            n_blocks: blocks,
+            // The correction belongs to the whole K: pass it with the first K block only.
+            col_bias: match self.bias {
+                Some(v) if kb == 0 => v[panel * 16..].as_ptr(),
+                _ => std::ptr::null(),
+            },
+        };
+        // SAFETY: AVX-512 (and the kind's VNNI/BF16) was checked before
+        // planning. The kernel reads spec.m_rows rows of `steps` whole K steps
+        // from a_prep (rows hold all k_steps), the packed B panels panel..
+        // inside this K block, the bias columns of those panels, and
+        // reads/writes spec.m_rows rows of the blocks' columns of C (masked at
+        // the N tail) inside the checked C. Only this thread writes these panels.
+        unsafe { kernel.run(&args) };
+    }
 }
