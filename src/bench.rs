@@ -171,13 +171,14 @@ pub fn read_bandwidth(bytes: usize, threads: usize, reps: usize) -> Result<f64, 
     for (streams, prefetch) in [(1, 0), (2, 2048), (4, 1024)] {
         let kernel = ReadBandwidthKernel::generate(streams, prefetch).map_err(|e| e.to_string())?;
         let (buf, kernel) = (&buf, &kernel);
+        // The same worker threads as the GEMM paths.
         let pass = || {
-            std::thread::scope(|s| {
-                for part in buf.as_slice().chunks(share) {
-                    // SAFETY: AVX-512 availability was checked above.
-                    s.spawn(move || unsafe { kernel.run(part) });
-                }
+            crate::threads::run_parallel::<()>(threads, |t| {
+                // SAFETY: AVX-512 availability was checked above.
+                unsafe { kernel.run(&buf.as_slice()[t * share..(t + 1) * share]) };
+                Ok(())
             })
+            .expect("the read probe cannot fail")
         };
         let t = median_time(reps, pass);
         best = best.max((share * threads) as f64 / t.as_secs_f64());

@@ -5,9 +5,11 @@
 //! zero padded to whole K steps once per call; then for each K block (the
 //! packed B's), each thread walks its range of N blocks for every group of
 //! up to 16 rows. Every output lives in a register for one kernel call, so
-//! B is read once per row group and K block. Threads split N, never K.
+//! B is read once per row group and K block. Threads take units of a few
+//! panels over the whole K (never a split of K), handed out dynamically.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tilejit_kernels::dense_avx512::{int8_col_bias, DenseAvx512Args, DenseAvx512Kernel};
@@ -21,6 +23,8 @@ use super::{GemmError, GemmOptions, Problem};
 const MAX_ROWS: usize = 16;
 /// Widest block tried; the register budget may allow fewer panels.
 const MAX_PANELS: u8 = 8;
+/// Work units per thread when several threads share a call.
+const UNITS_PER_THREAD: usize = 4;
 
 fn kernel(spec: DenseAvx512Spec) -> Result<Arc<DenseAvx512Kernel>, GenerateError> {
     static CACHE: OnceLock<Mutex<HashMap<DenseAvx512Spec, Arc<DenseAvx512Kernel>>>> = OnceLock::new();
@@ -36,7 +40,10 @@ fn kernel(spec: DenseAvx512Spec) -> Result<Arc<DenseAvx512Kernel>, GenerateError
 fn block_spec(kind: Avx512Kind, rows: usize, kg: u8, c_init: CInit) -> DenseAvx512Spec {
     (1..=MAX_PANELS)
         .rev()
-        .map(|panels| DenseAvx512Spec { k_groups_per_tdp: kg, ..DenseAvx512Spec::new(kind, rows as u8, panels, c_init) })
+        .map(|panels| DenseAvx512Spec {
+            k_groups_per_tdp: kg,
+            ..DenseAvx512Spec::new(kind, rows as u8, panels, c_init)
+        })
         .find(|s| s.validate().is_ok())
         .expect("one panel of 16 rows fits every kind (checked by the kernel crate's tests)")
 }
@@ -49,7 +56,10 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(
         _ => None,
     };
     if let Some(what) = missing {
-        return Err(GemmError::IsaUnavailable { isa: crate::isa::Isa::Avx512, reason: format!("the {} kernel needs {what}", kind.name()) });
+        return Err(GemmError::IsaUnavailable {
+            isa: crate::isa::Isa::Avx512,
+            reason: format!("the {} kernel needs {what}", kind.name()),
+        });
     }
     let Problem { m, a, lda, b, accumulate, .. } = *p;
     let (n, k) = (b.n(), b.k());
@@ -79,10 +89,20 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(
     };
     let panels = b.panels();
     let threads = opts.threads.min(panels).max(1);
-    // Plan every thread's calls first and fetch their kernels once, so the
-    // workers share no lock: a 16-thread GEMV is over in tens of microseconds.
-    let plans: Vec<Vec<Call>> = (0..threads)
-        .map(|t| plan(kind, m, n, kg, (k_steps, k_block_steps), accumulate, (t * panels / threads, (t + 1) * panels / threads), panels))
+    // Work units of a few panels over the whole K, handed out dynamically:
+    // a decode GEMV is over in ~100 us, so a statically split thread that
+    // starts late would hold up the call. Each unit's K blocks run in order
+    // on one thread (C is reloaded between them), so the bits do not depend
+    // on the split.
+    let unit_panels = if threads == 1 { panels } else { panels.div_ceil(threads * UNITS_PER_THREAD).max(1) };
+    let units = panels.div_ceil(unit_panels);
+    // Plan every unit's calls first and fetch their kernels once, so the
+    // workers share no lock.
+    let plans: Vec<Vec<Call>> = (0..units)
+        .map(|u| {
+            let range = (u * unit_panels, ((u + 1) * unit_panels).min(panels));
+            plan(kind, m, n, kg, (k_steps, k_block_steps), accumulate, range, panels)
+        })
         .collect();
     let mut kernels: HashMap<DenseAvx512Spec, Arc<DenseAvx512Kernel>> = HashMap::new();
     for call in plans.iter().flatten() {
@@ -91,11 +111,13 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(
         }
     }
     let inputs = Inputs { p, a_prep: &a_prep, a_row, bias: bias.as_deref() };
-    crate::threads::run_parallel(threads, |t| {
-        for c in &plans[t] {
+    let next = AtomicUsize::new(0);
+    crate::threads::run_parallel(threads, |_| loop {
+        let u = next.fetch_add(1, Ordering::Relaxed);
+        let Some(calls) = plans.get(u) else { return Ok(()) };
+        for c in calls {
             inputs.run(&kernels[&c.spec], c);
         }
-        Ok(())
     })
 }
 
