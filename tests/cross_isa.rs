@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use tilejit::gemm::{gemm_bf16, gemm_int8, GemmError, GemmOptions};
+use tilejit::gemm::{gemm_bf16, gemm_bf16_dot, gemm_int8, GemmError, GemmOptions};
 use tilejit::isa::Isa;
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::spec::Int8Sign;
@@ -90,6 +90,24 @@ proptest! {
             gemm_bf16(m, &a, k, &packed, &mut c, n, false, opts).map(|()| c.iter().map(|x| x.to_bits()).collect())
         }, 1);
         assert_all_equal(&format!("bf16 {dist:?} {m}x{n}x{k} kg={kg}"), &runs)?;
+    }
+
+    /// VDPBF16PS semantics: AVX-512 == scalar (AMX has no such path and
+    /// must say so rather than run TDPBF16PS).
+    #[test]
+    fn bf16_dot_paths_agree(m in 1usize..20, n in 1usize..70, k in 1usize..200,
+                            dist in prop::sample::select(Bf16Dist::ALL.to_vec()), seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut a, mut b) = (vec![0u16; m * k], vec![0u16; k * n]);
+        fill_bf16(dist, &mut rng, &mut a);
+        fill_bf16(dist, &mut rng, &mut b);
+        let packed = PackedB::pack_bf16(&b, k, n, n, BLayout::default()).unwrap();
+        let runs = on_every_isa(|opts| {
+            let mut c = vec![1.5f32; m * n];
+            gemm_bf16_dot(m, &a, k, &packed, &mut c, n, true, opts).map(|()| c.iter().map(|x| x.to_bits()).collect())
+        }, 2);
+        prop_assert!(runs.iter().all(|(isa, _)| *isa != Isa::Amx), "AMX ran VDPBF16PS semantics");
+        assert_all_equal(&format!("bf16 dot {dist:?} {m}x{n}x{k}"), &runs)?;
     }
 
     #[test]

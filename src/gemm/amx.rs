@@ -72,7 +72,7 @@ struct Layout {
 /// Runs a validated problem on AMX.
 pub(super) fn run(p: &Problem, opts: &GemmOptions) -> Result<(), GemmError> {
     amx_ready()?;
-    let Problem { elem, m, a, lda, b, c: shared_c, ldc, accumulate } = *p;
+    let Problem { elem, m, a, lda, b, c: shared_c, ldc, accumulate, .. } = *p;
     let (n, k, esize) = (b.n(), b.k(), elem.elem_bytes());
     if !Blocking::ALL.contains(&opts.blocking) {
         return Err(GemmError::Shape(format!(

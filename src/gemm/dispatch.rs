@@ -29,7 +29,11 @@ pub const AMX_FROM_M_INT8: usize = 12;
 pub const AMX_FROM_M_BF16: usize = 4;
 
 /// The ISA for an M-row GEMM of `elem`, among those available here.
-pub fn choose(elem: ElemType, m: usize) -> Isa {
+/// `dot` (VDPBF16PS semantics) exists on AVX-512 and scalar only.
+pub fn choose(elem: ElemType, m: usize, dot: bool) -> Isa {
+    if dot {
+        return if availability(Isa::Avx512).is_ok() { Isa::Avx512 } else { Isa::Scalar };
+    }
     let amx_from = match elem {
         ElemType::Int8(_) => AMX_FROM_M_INT8,
         ElemType::Bf16 => AMX_FROM_M_BF16,

@@ -4,7 +4,7 @@
 //! reproduces the reference bits through the public API.
 
 use tilejit_kernels::spec::{ElemType, Int8Sign};
-use tilejit_verify::{gemm_bf16_amx, gemm_i8, Int8Signedness};
+use tilejit_verify::{gemm_bf16_amx, gemm_bf16_vdpbf16ps, gemm_i8, Int8Signedness};
 
 use super::Problem;
 
@@ -32,7 +32,27 @@ pub(super) fn run(p: &Problem) {
             let a16: Vec<u16> = a.chunks_exact(2).map(|x| u16::from_le_bytes([x[0], x[1]])).collect();
             let b16: Vec<u16> = b.chunks_exact(2).map(|x| u16::from_le_bytes([x[0], x[1]])).collect();
             let mut cf: Vec<f32> = c.iter().map(|&x| f32::from_bits(x)).collect();
-            gemm_bf16_amx(m, n, k, &a16, &b16, &mut cf, p.b.k_groups_per_tdp() as usize);
+            if p.dot {
+                // The kernels pad K with zeros to whole chunks, and for
+                // VDPBF16PS that is not bit-neutral (-0 + 0*0 = +0): pad the same.
+                let kp = p.b.k_steps() * p.b.k_groups_per_tdp() as usize * 2;
+                let pad = |v: &[u16], rows: usize, cols: usize, row_major_k: bool| -> Vec<u16> {
+                    if row_major_k {
+                        // A: rows x k -> rows x kp
+                        (0..rows)
+                            .flat_map(|r| (0..kp).map(move |j| if j < cols { v[r * cols + j] } else { 0 }))
+                            .collect()
+                    } else {
+                        // B: k x n -> kp x n
+                        (0..kp)
+                            .flat_map(|r| (0..cols).map(move |j| if r < rows { v[r * cols + j] } else { 0 }))
+                            .collect()
+                    }
+                };
+                gemm_bf16_vdpbf16ps(m, n, kp, &pad(&a16, m, k, true), &pad(&b16, k, n, false), &mut cf);
+            } else {
+                gemm_bf16_amx(m, n, k, &a16, &b16, &mut cf, p.b.k_groups_per_tdp() as usize);
+            }
             c = cf.iter().map(|x| x.to_bits()).collect();
         }
     }
