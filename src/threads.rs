@@ -108,7 +108,7 @@ impl Pool {
         while s.remaining.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 // More threads than cores (tests do that): let the workers run.
                 std::thread::yield_now();
             }
@@ -132,7 +132,7 @@ fn worker(s: &'static Shared, index: usize) {
         while s.epoch.load(Ordering::Acquire) == seen {
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 if start.elapsed() < SPIN {
                     std::thread::yield_now();
                     continue;

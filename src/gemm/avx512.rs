@@ -106,8 +106,8 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(
         .collect();
     let mut kernels: HashMap<DenseAvx512Spec, Arc<DenseAvx512Kernel>> = HashMap::new();
     for call in plans.iter().flatten() {
-        if !kernels.contains_key(&call.spec) {
-            kernels.insert(call.spec, kernel(call.spec)?);
+        if let std::collections::hash_map::Entry::Vacant(slot) = kernels.entry(call.spec) {
+            slot.insert(kernel(call.spec)?);
         }
     }
     let inputs = Inputs { p, a_prep: &a_prep, a_row, bias: bias.as_deref() };
@@ -154,7 +154,7 @@ fn plan(
         for row0 in (0..m).step_by(MAX_ROWS) {
             let full = block_spec(kind, MAX_ROWS.min(m - row0), kg, c_init);
             let width = full.n_panels as usize;
-            let tail = p1 == panels && n % 16 != 0;
+            let tail = p1 == panels && !n.is_multiple_of(16);
             let whole_end = if tail { p1 - 1 } else { p1 };
             let plain = whole_end.saturating_sub(p0) / width;
             if plain > 0 {

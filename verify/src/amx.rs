@@ -36,23 +36,12 @@ use crate::fp::{add_step, fma_step};
 /// If `a.len() != b.len()` or the length is odd.
 pub fn tdpbf16ps_bits(c: u32, a: &[u16], b: &[u16]) -> u32 {
     assert_eq!(a.len(), b.len(), "tdpbf16ps: A and B lane counts differ");
-    assert!(
-        a.len() & 1 == 0,
-        "tdpbf16ps: lane count must be even (pairs)"
-    );
+    assert!(a.len() & 1 == 0, "tdpbf16ps: lane count must be even (pairs)");
     let mut even = 0u32; // +0.0
     let mut odd = 0u32; // +0.0
     for (pair_a, pair_b) in a.chunks_exact(2).zip(b.chunks_exact(2)) {
-        even = fma_step(
-            even,
-            bf16_to_f32_bits(pair_a[0]),
-            bf16_to_f32_bits(pair_b[0]),
-        );
-        odd = fma_step(
-            odd,
-            bf16_to_f32_bits(pair_a[1]),
-            bf16_to_f32_bits(pair_b[1]),
-        );
+        even = fma_step(even, bf16_to_f32_bits(pair_a[0]), bf16_to_f32_bits(pair_b[0]));
+        odd = fma_step(odd, bf16_to_f32_bits(pair_a[1]), bf16_to_f32_bits(pair_b[1]));
     }
     let t = add_step(even, odd);
     add_step(c, t)
@@ -85,12 +74,8 @@ pub enum Int8Signedness {
 
 impl Int8Signedness {
     /// All four variants, for exhaustive tests.
-    pub const ALL: [Int8Signedness; 4] = [
-        Int8Signedness::SS,
-        Int8Signedness::SU,
-        Int8Signedness::US,
-        Int8Signedness::UU,
-    ];
+    pub const ALL: [Int8Signedness; 4] =
+        [Int8Signedness::SS, Int8Signedness::SU, Int8Signedness::US, Int8Signedness::UU];
 
     /// Whether A's bytes are read as `i8`.
     pub fn a_signed(self) -> bool {
@@ -230,17 +215,11 @@ mod tests {
     fn invalid_operations_give_negative_default_nan() {
         assert_eq!(tdpbf16ps_bits(0, &[INF, 0], &[0, 0]), DEFAULT_NAN);
         // inf - inf inside a chain.
-        assert_eq!(
-            tdpbf16ps_bits(0, &[INF, 0, NEG_INF, 0], &[ONE, 0, ONE, 0]),
-            DEFAULT_NAN
-        );
+        assert_eq!(tdpbf16ps_bits(0, &[INF, 0, NEG_INF, 0], &[ONE, 0, ONE, 0]), DEFAULT_NAN);
         // inf - inf in even + odd.
         assert_eq!(tdpbf16ps_bits(0, &[INF, NEG_INF], &[ONE, ONE]), DEFAULT_NAN);
         // inf - inf in C + t.
-        assert_eq!(
-            tdpbf16ps_bits(0xFF80_0000, &[INF, 0], &[ONE, 0]),
-            DEFAULT_NAN
-        );
+        assert_eq!(tdpbf16ps_bits(0xFF80_0000, &[INF, 0], &[ONE, 0]), DEFAULT_NAN);
         // inf times a subnormal (read as zero).
         assert_eq!(tdpbf16ps_bits(0, &[0, INF], &[0, 0x0001]), DEFAULT_NAN);
     }
@@ -254,36 +233,18 @@ mod tests {
         assert_eq!(tdpbf16ps_bits(0, &[nan1, 0], &[nan2, 0]), 0x7FC1_0000);
         assert_eq!(tdpbf16ps_bits(0, &[ONE, 0], &[nan2, 0]), 0xFFC2_0000);
         // A later NaN product overrides the earlier NaN accumulator.
-        assert_eq!(
-            tdpbf16ps_bits(0, &[nan1, 0, nan3, 0], &[ONE, 0, ONE, 0]),
-            0x7FE3_0000
-        );
-        assert_eq!(
-            tdpbf16ps_bits(0, &[nan1, 0, ONE, 0], &[ONE, 0, nan2, 0]),
-            0xFFC2_0000
-        );
+        assert_eq!(tdpbf16ps_bits(0, &[nan1, 0, nan3, 0], &[ONE, 0, ONE, 0]), 0x7FE3_0000);
+        assert_eq!(tdpbf16ps_bits(0, &[nan1, 0, ONE, 0], &[ONE, 0, nan2, 0]), 0xFFC2_0000);
         // even beats odd, whichever pair the NaNs are in.
-        assert_eq!(
-            tdpbf16ps_bits(0, &[ONE, nan1, nan2, ONE], &[ONE; 4]),
-            0xFFC2_0000
-        );
+        assert_eq!(tdpbf16ps_bits(0, &[ONE, nan1, nan2, ONE], &[ONE; 4]), 0xFFC2_0000);
         assert_eq!(tdpbf16ps_bits(0, &[nan2, nan1], &[ONE; 2]), 0xFFC2_0000);
         // A NaN in C wins over everything, and is quieted.
-        assert_eq!(
-            tdpbf16ps_bits(0x7F80_0005, &[nan2, nan1], &[ONE; 2]),
-            0x7FC0_0005
-        );
+        assert_eq!(tdpbf16ps_bits(0x7F80_0005, &[nan2, nan1], &[ONE; 2]), 0x7FC0_0005);
         assert_eq!(tdpbf16ps_bits(0xFFC0_0007, &[INF, 0], &[0, 0]), 0xFFC0_0007);
         // A NaN in the chain beats a later invalid inf*0 in the same chain
         // (interpretation, see fp::fma_step), and beats inf in C.
-        assert_eq!(
-            tdpbf16ps_bits(0, &[nan1, 0, INF, 0], &[ONE, 0, 0, 0]),
-            0x7FC1_0000
-        );
-        assert_eq!(
-            tdpbf16ps_bits(0xFF80_0000, &[nan1, 0], &[ONE, 0]),
-            0x7FC1_0000
-        );
+        assert_eq!(tdpbf16ps_bits(0, &[nan1, 0, INF, 0], &[ONE, 0, 0, 0]), 0x7FC1_0000);
+        assert_eq!(tdpbf16ps_bits(0xFF80_0000, &[nan1, 0], &[ONE, 0]), 0x7FC1_0000);
     }
 
     #[test]
@@ -293,15 +254,9 @@ mod tests {
         assert_eq!(tdpbf16ps_bits(0, &[max, 0], &[max, 0]), 0x7F80_0000);
         // Each chain finite, even + odd overflows.
         assert_eq!(tdpbf16ps_bits(0, &[max, max], &[ONE, ONE]), 0x7F80_0000);
-        assert_eq!(
-            tdpbf16ps_bits(0, &[max | 0x8000, max], &[ONE, 0xBF80]),
-            0xFF80_0000
-        );
+        assert_eq!(tdpbf16ps_bits(0, &[max | 0x8000, max], &[ONE, 0xBF80]), 0xFF80_0000);
         // C + t overflows.
-        assert_eq!(
-            tdpbf16ps_bits(0x7F7F_FFFF, &[max, 0], &[ONE, 0]),
-            0x7F80_0000
-        );
+        assert_eq!(tdpbf16ps_bits(0x7F7F_FFFF, &[max, 0], &[ONE, 0]), 0x7F80_0000);
     }
 
     #[test]
@@ -332,16 +287,10 @@ mod tests {
     #[test]
     fn int8_wraps_modulo_2_32() {
         assert_eq!(tdpb_dot(Int8Signedness::SS, i32::MAX, &[1], &[1]), i32::MIN);
-        assert_eq!(
-            tdpb_dot(Int8Signedness::SS, i32::MIN, &[0xFF], &[1]),
-            i32::MAX
-        );
+        assert_eq!(tdpb_dot(Int8Signedness::SS, i32::MIN, &[0xFF], &[1]), i32::MAX);
         // Many maximal UU products wrap too.
         let a = vec![0xFF; 64];
         let expected = (i64::from(i32::MAX - 10) + 64 * 65_025) as u64 as u32 as i32;
-        assert_eq!(
-            tdpb_dot(Int8Signedness::UU, i32::MAX - 10, &a, &a),
-            expected
-        );
+        assert_eq!(tdpb_dot(Int8Signedness::UU, i32::MAX - 10, &a, &a), expected);
     }
 }

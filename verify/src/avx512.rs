@@ -95,10 +95,7 @@ mod tests {
         // Subnormal acc reads as +0; product 1*1.
         assert_eq!(vdpbf16ps_bits(0x0000_0001, [ONE, 0], [ONE, 0]), 0x3F80_0000);
         // Subnormal negative acc + -0 products: -0 + -0 = -0 throughout.
-        assert_eq!(
-            vdpbf16ps_bits(0x8000_0001, [0x8000, 0x8000], [ONE, ONE]),
-            0x8000_0000
-        );
+        assert_eq!(vdpbf16ps_bits(0x8000_0001, [0x8000, 0x8000], [ONE, ONE]), 0x8000_0000);
         // FTZ corner: 2^-126 in acc, high product -3 * 2^-152: flushed to
         // +0; low product 0.
         let acc = 0x0080_0000;

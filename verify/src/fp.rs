@@ -372,20 +372,14 @@ mod tests {
     #[test]
     fn infinities_propagate() {
         assert_eq!(fma_step(0x3F80_0000, POS_INF, 0x4000_0000), POS_INF);
-        assert_eq!(
-            fma_step(POS_INF | SIGN, 0x3F80_0000, 0x3F80_0000),
-            POS_INF | SIGN
-        );
+        assert_eq!(fma_step(POS_INF | SIGN, 0x3F80_0000, 0x3F80_0000), POS_INF | SIGN);
         assert_eq!(add_step(POS_INF, 0xFF7F_FFFF), POS_INF);
     }
 
     #[test]
     fn invalid_operations_give_default_nan() {
         assert_eq!(fma_step(0, POS_INF, 0), DEFAULT_NAN);
-        assert_eq!(
-            fma_step(0x3F80_0000, 0x8000_0000, POS_INF | SIGN),
-            DEFAULT_NAN
-        );
+        assert_eq!(fma_step(0x3F80_0000, 0x8000_0000, POS_INF | SIGN), DEFAULT_NAN);
         // inf * (subnormal read as 0).
         assert_eq!(fma_step(0, POS_INF, 0x0000_0001), DEFAULT_NAN);
         // inf - inf.
@@ -417,11 +411,7 @@ mod tests {
                 continue;
             }
             checked += 1;
-            assert_eq!(
-                fma_step(acc, a, b),
-                ieee.to_bits(),
-                "acc {acc:#x} a {a:#x} b {b:#x}"
-            );
+            assert_eq!(fma_step(acc, a, b), ieee.to_bits(), "acc {acc:#x} a {a:#x} b {b:#x}");
             let sum = f32::from_bits(acc) + f32::from_bits(a);
             if sum.is_normal() {
                 assert_eq!(add_step(acc, a), sum.to_bits(), "{acc:#x} + {a:#x}");
@@ -442,11 +432,7 @@ mod tests {
         let mut flushed = 0;
         for _ in 0..300_000 {
             let acc = random_f32(&mut rng, 0..=4) & !0x0000_FFFF;
-            let acc = if rng.random_bool(0.5) {
-                acc
-            } else {
-                random_f32(&mut rng, 0..=4)
-            };
+            let acc = if rng.random_bool(0.5) { acc } else { random_f32(&mut rng, 0..=4) };
             let a = random_f32(&mut rng, 56..=72) & 0xFFFF_0000;
             let b = random_f32(&mut rng, 56..=72) & 0xFFFF_0000;
             let exact = value(daz(acc)) + value(a) * value(b);
@@ -461,11 +447,7 @@ mod tests {
                 (scaled as f32).to_bits()
             };
             flushed += usize::from(recipe & !SIGN == 0);
-            assert_eq!(
-                fma_step(acc, a, b),
-                recipe,
-                "acc {acc:#x} a {a:#x} b {b:#x}"
-            );
+            assert_eq!(fma_step(acc, a, b), recipe, "acc {acc:#x} a {a:#x} b {b:#x}");
         }
         assert!(flushed > 10_000 && flushed < 290_000, "{flushed} flushed");
     }

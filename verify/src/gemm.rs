@@ -30,15 +30,7 @@ fn check_shapes(m: usize, n: usize, k: usize, a: usize, b: usize, c: usize) {
 ///
 /// # Panics
 /// On inconsistent slice lengths.
-pub fn gemm_i8(
-    sign: Int8Signedness,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[u8],
-    b: &[u8],
-    c: &mut [i32],
-) {
+pub fn gemm_i8(sign: Int8Signedness, m: usize, n: usize, k: usize, a: &[u8], b: &[u8], c: &mut [i32]) {
     check_shapes(m, n, k, a.len(), b.len(), c.len());
     for i in 0..m {
         for j in 0..n {
@@ -54,15 +46,7 @@ pub fn gemm_i8(
 }
 
 /// Row `i` of A and column `j` of B, zero-padded to `k_padded` elements.
-fn gather(
-    a: &[u16],
-    b: &[u16],
-    i: usize,
-    j: usize,
-    n: usize,
-    k: usize,
-    k_padded: usize,
-) -> (Vec<u16>, Vec<u16>) {
+fn gather(a: &[u16], b: &[u16], i: usize, j: usize, n: usize, k: usize, k_padded: usize) -> (Vec<u16>, Vec<u16>) {
     let mut row = vec![0u16; k_padded];
     let mut col = vec![0u16; k_padded];
     row[..k].copy_from_slice(&a[i * k..(i + 1) * k]);
@@ -94,15 +78,7 @@ fn gather(
 ///
 /// # Panics
 /// On inconsistent slice lengths, or if `pairs_per_tdp` is zero.
-pub fn gemm_bf16_amx(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[u16],
-    b: &[u16],
-    c: &mut [f32],
-    pairs_per_tdp: usize,
-) {
+pub fn gemm_bf16_amx(m: usize, n: usize, k: usize, a: &[u16], b: &[u16], c: &mut [f32], pairs_per_tdp: usize) {
     check_shapes(m, n, k, a.len(), b.len(), c.len());
     assert!(pairs_per_tdp > 0, "pairs_per_tdp must be at least 1");
     let chunk = 2 * pairs_per_tdp;
@@ -157,17 +133,8 @@ mod tests {
 
     /// Shapes grouped by what they exercise: no tail, K tails of every
     /// parity, degenerate sizes, K beyond one 16-pair TDP.
-    const SHAPES: [(usize, usize, usize); 9] = [
-        (1, 1, 1),
-        (2, 3, 2),
-        (3, 2, 5),
-        (4, 4, 32),
-        (2, 5, 33),
-        (5, 3, 67),
-        (1, 7, 100),
-        (0, 3, 4),
-        (3, 3, 0),
-    ];
+    const SHAPES: [(usize, usize, usize); 9] =
+        [(1, 1, 1), (2, 3, 2), (3, 2, 5), (4, 4, 32), (2, 5, 33), (5, 3, 67), (1, 7, 100), (0, 3, 4), (3, 3, 0)];
 
     fn bf16_data(dist: Bf16Dist, len: usize, rng: &mut StdRng) -> Vec<u16> {
         let mut v = vec![0u16; len];
@@ -193,10 +160,7 @@ mod tests {
                     .map(|idx| {
                         let (i, j) = (idx / n, idx % n);
                         let dot: i64 = (0..k)
-                            .map(|p| {
-                                widen(a[i * k + p], sign.a_signed())
-                                    * widen(b[p * n + j], sign.b_signed())
-                            })
+                            .map(|p| widen(a[i * k + p], sign.a_signed()) * widen(b[p * n + j], sign.b_signed()))
                             .sum();
                         (i64::from(c0[idx]) + dot) as u64 as u32 as i32
                     })
@@ -292,12 +256,7 @@ mod tests {
         gemm_bf16_amx(m, n, k, &a, &b, &mut one, 16);
         gemm_bf16_amx(m, n, k, &a, &b, &mut two, 8);
         let diff = first_mismatch_f32(&one, &two).expect("chunkings should differ");
-        assert!(
-            diff.count > m * n / 5,
-            "only {} of {} differ",
-            diff.count,
-            m * n
-        );
+        assert!(diff.count > m * n / 5, "only {} of {} differ", diff.count, m * n);
     }
 
     /// Tolerance for a reference result against f64 ground truth: each of
@@ -325,9 +284,7 @@ mod tests {
             for idx in 0..m * n {
                 let (i, j) = (idx / n, idx % n);
                 let terms: Vec<f64> = (0..k)
-                    .map(|p| {
-                        f64::from(bf16_to_f32(a[i * k + p])) * f64::from(bf16_to_f32(b[p * n + j]))
-                    })
+                    .map(|p| f64::from(bf16_to_f32(a[i * k + p])) * f64::from(bf16_to_f32(b[p * n + j])))
                     .collect();
                 assert_close_to_exact(k, c0[idx], &terms, amx[idx]);
                 assert_close_to_exact(k, c0[idx], &terms, avx[idx]);
@@ -396,14 +353,7 @@ mod tests {
         let a = [0x2000, 0x2000];
         let b = [0x9F80, 0x9F80];
         assert_eq!(tdpbf16ps_bits(0x8000_0000, &a, &b), 0x8000_0000);
-        assert_eq!(
-            tdpbf16ps_bits(
-                0x8000_0000,
-                &[0x2000, 0x2000, 0, 0],
-                &[0x9F80, 0x9F80, 0, 0]
-            ),
-            0
-        );
+        assert_eq!(tdpbf16ps_bits(0x8000_0000, &[0x2000, 0x2000, 0, 0], &[0x9F80, 0x9F80, 0, 0]), 0);
         let mut c = [-0.0f32];
         gemm_bf16_amx(1, 1, 2, &a, &b, &mut c, 2);
         assert_eq!(c[0].to_bits(), 0);

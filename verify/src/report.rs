@@ -75,11 +75,7 @@ fn first_mismatch_bits(
     actual: impl ExactSizeIterator<Item = u32>,
     kind: ValueKind,
 ) -> Option<Mismatch> {
-    assert_eq!(
-        expected.len(),
-        actual.len(),
-        "compared results have different lengths"
-    );
+    assert_eq!(expected.len(), actual.len(), "compared results have different lengths");
     let mut first = None;
     let mut count = 0;
     for (index, (e, a)) in expected.zip(actual).enumerate() {
@@ -88,13 +84,7 @@ fn first_mismatch_bits(
             first.get_or_insert((index, e, a));
         }
     }
-    first.map(|(index, expected_bits, actual_bits)| Mismatch {
-        index,
-        expected_bits,
-        actual_bits,
-        count,
-        kind,
-    })
+    first.map(|(index, expected_bits, actual_bits)| Mismatch { index, expected_bits, actual_bits, count, kind })
 }
 
 /// The first element whose f32 *bits* differ, with the total count, or
@@ -103,11 +93,7 @@ fn first_mismatch_bits(
 /// # Panics
 /// If the lengths differ (a shape bug in the test, not a result to report).
 pub fn first_mismatch_f32(expected: &[f32], actual: &[f32]) -> Option<Mismatch> {
-    first_mismatch_bits(
-        expected.iter().map(|x| x.to_bits()),
-        actual.iter().map(|x| x.to_bits()),
-        ValueKind::F32,
-    )
+    first_mismatch_bits(expected.iter().map(|x| x.to_bits()), actual.iter().map(|x| x.to_bits()), ValueKind::F32)
 }
 
 /// The first differing i32 element, with the total count, or `None`.
@@ -115,11 +101,7 @@ pub fn first_mismatch_f32(expected: &[f32], actual: &[f32]) -> Option<Mismatch> 
 /// # Panics
 /// If the lengths differ.
 pub fn first_mismatch_i32(expected: &[i32], actual: &[i32]) -> Option<Mismatch> {
-    first_mismatch_bits(
-        expected.iter().map(|&x| x as u32),
-        actual.iter().map(|&x| x as u32),
-        ValueKind::I32,
-    )
+    first_mismatch_bits(expected.iter().map(|&x| x as u32), actual.iter().map(|&x| x as u32), ValueKind::I32)
 }
 
 /// Panics with a full report (including row and column for `n` columns)
@@ -148,10 +130,7 @@ mod tests {
     #[test]
     fn equal_bits_are_no_mismatch() {
         let nan = f32::from_bits(0x7FC1_0000);
-        assert_eq!(
-            first_mismatch_f32(&[1.0, nan, -0.0], &[1.0, nan, -0.0]),
-            None
-        );
+        assert_eq!(first_mismatch_f32(&[1.0, nan, -0.0], &[1.0, nan, -0.0]), None);
         assert_eq!(first_mismatch_i32(&[1, -2], &[1, -2]), None);
         assert_same_f32(&[nan], &[nan], 1);
     }
@@ -161,13 +140,7 @@ mod tests {
         let m = first_mismatch_f32(&[1.0, 0.0, 2.0, 3.0], &[1.0, -0.0, 2.5, 3.0]).unwrap();
         assert_eq!(
             m,
-            Mismatch {
-                index: 1,
-                expected_bits: 0,
-                actual_bits: 0x8000_0000,
-                count: 2,
-                kind: ValueKind::F32
-            }
+            Mismatch { index: 1, expected_bits: 0, actual_bits: 0x8000_0000, count: 2, kind: ValueKind::F32 }
         );
         let a = f32::from_bits(0x7FC1_0000);
         let b = f32::from_bits(0x7FC2_0000);
@@ -176,10 +149,12 @@ mod tests {
 
     #[test]
     fn display_shows_hex_values_and_count() {
-        let m =
-            first_mismatch_f32(&[0.0, 1.0, 2.0], &[0.0, f32::from_bits(0xFFC0_0000), 2.0]).unwrap();
+        let m = first_mismatch_f32(&[0.0, 1.0, 2.0], &[0.0, f32::from_bits(0xFFC0_0000), 2.0]).unwrap();
         let text = m.to_string();
-        assert_eq!(text, "1 mismatching element(s); first at index 1: expected 0x3f800000 (1.0), actual 0xffc00000 (NaN)");
+        assert_eq!(
+            text,
+            "1 mismatching element(s); first at index 1: expected 0x3f800000 (1.0), actual 0xffc00000 (NaN)"
+        );
         let m = first_mismatch_i32(&[5, i32::MIN], &[5, i32::MAX]).unwrap();
         assert!(m.to_string().contains("0x80000000 (-2147483648)"));
         assert!(m.to_string().contains("0x7fffffff (2147483647)"));

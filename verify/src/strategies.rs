@@ -157,11 +157,7 @@ pub fn random_bf16<R: Rng + ?Sized>(dist: Bf16Dist, rng: &mut R) -> u16 {
             }
         }
         Bf16Dist::Overflow => match rng.random_range(0..100) {
-            0..45 => bf16_parts(
-                random_sign(rng),
-                rng.random_range(190..=254),
-                rng.random_range(0..=0x7F),
-            ),
+            0..45 => bf16_parts(random_sign(rng), rng.random_range(190..=254), rng.random_range(0..=0x7F)),
             45..55 => bf16_parts(random_sign(rng), 254, 0x7F), // largest finite
             _ => normal_bf16(rng),
         },
@@ -186,9 +182,7 @@ pub fn fill_f32(dist: Bf16Dist, rng: &mut impl Rng, out: &mut [f32]) {
     for x in out.iter_mut() {
         let bits = match dist {
             Bf16Dist::SmallInt => (rng.random_range(-64i32..=64) as f32).to_bits(),
-            Bf16Dist::Specials if rng.random_bool(0.2) => {
-                F32_SPECIALS[rng.random_range(0..F32_SPECIALS.len())]
-            }
+            Bf16Dist::Specials if rng.random_bool(0.2) => F32_SPECIALS[rng.random_range(0..F32_SPECIALS.len())],
             _ => {
                 let high = u32::from(random_bf16(dist, rng)) << 16;
                 let exponent = high & 0x7F80_0000;
@@ -211,11 +205,7 @@ pub const I8_EXTREMES: [u8; 6] = [0, 1, 127, 128, 129, 255];
 /// every signedness reaches its extreme products and sums wrap.
 pub fn fill_i8(rng: &mut impl Rng, out: &mut [u8]) {
     for x in out.iter_mut() {
-        *x = if rng.random_bool(0.25) {
-            I8_EXTREMES[rng.random_range(0..I8_EXTREMES.len())]
-        } else {
-            rng.random()
-        };
+        *x = if rng.random_bool(0.25) { I8_EXTREMES[rng.random_range(0..I8_EXTREMES.len())] } else { rng.random() };
     }
 }
 
@@ -271,26 +261,15 @@ mod tests {
     #[test]
     fn distributions_hit_their_families() {
         let specials = sample(Bf16Dist::Specials, 4000);
-        assert!(
-            specials.iter().any(|&x| bf16_is_nan(x) && x & 0x40 == 0),
-            "no sNaN"
-        );
-        assert!(
-            specials.iter().any(|&x| bf16_is_nan(x) && x & 0x40 != 0),
-            "no qNaN"
-        );
+        assert!(specials.iter().any(|&x| bf16_is_nan(x) && x & 0x40 == 0), "no sNaN");
+        assert!(specials.iter().any(|&x| bf16_is_nan(x) && x & 0x40 != 0), "no qNaN");
         assert!(specials.contains(&0x8000) && specials.contains(&0xFF80));
         assert!(specials.iter().any(|&x| bf16_is_subnormal(x)));
         let sub = sample(Bf16Dist::Subnormal, 1000);
         assert!(sub.iter().filter(|&&x| bf16_is_subnormal(x)).count() > 200);
         assert!(!sub.iter().any(|&x| bf16_is_nan(x)));
         let over = sample(Bf16Dist::Overflow, 1000);
-        assert!(
-            over.iter()
-                .filter(|&&x| bf16_to_f32(x).abs() > 1e18)
-                .count()
-                > 400
-        );
+        assert!(over.iter().filter(|&&x| bf16_to_f32(x).abs() > 1e18).count() > 400);
         assert!(over.iter().all(|&x| bf16_to_f32(x).is_finite()));
         let wide = sample(Bf16Dist::WideExponent, 1000);
         assert!(wide.iter().any(|&x| bf16_to_f32(x).abs() < 1e-15));
@@ -329,9 +308,7 @@ mod tests {
     fn any_bf16_is_biased_toward_specials() {
         let mut runner = TestRunner::deterministic();
         let strategy = any_bf16();
-        let draws: Vec<u16> = (0..2000)
-            .map(|_| strategy.new_tree(&mut runner).unwrap().current())
-            .collect();
+        let draws: Vec<u16> = (0..2000).map(|_| strategy.new_tree(&mut runner).unwrap().current()).collect();
         let nans = draws.iter().filter(|&&x| bf16_is_nan(x)).count();
         let subs = draws.iter().filter(|&&x| bf16_is_subnormal(x)).count();
         // Uniform bits would give about 0.4 % NaNs and 0.4 % subnormals.
