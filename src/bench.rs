@@ -156,41 +156,117 @@ pub fn jit_compile_time(spec: DenseAmxSpec, reps: usize) -> Result<(Duration, us
     Ok((t, size))
 }
 
-/// Streaming-read bandwidth in bytes per second: `threads` threads each
-/// read their share of a `bytes`-sized buffer (make it larger than the
-/// last-level cache to measure DRAM); the best of several probe shapes
-/// (streams x prefetch distance), each the median of `reps` passes.
-pub fn read_bandwidth(bytes: usize, threads: usize, reps: usize) -> Result<f64, String> {
-    crate::isa::availability(crate::isa::Isa::Avx512)?;
-    let threads = threads.max(1);
-    let share = (bytes / threads / READ_CHUNK).max(1) * READ_CHUNK;
-    let mut buf = AlignedBytes::zeroed(share * threads);
-    // Touch every page so the pass measures reads, not page faults.
-    buf.as_mut_slice().iter_mut().step_by(4096).for_each(|b| *b = 1);
-    let mut best: f64 = 0.0;
-    for (streams, prefetch) in [(1, 0), (2, 2048), (4, 1024)] {
-        let kernel = ReadBandwidthKernel::generate(streams, prefetch).map_err(|e| e.to_string())?;
-        let (buf, kernel) = (&buf, &kernel);
-        // The same worker threads as the GEMM paths.
-        let pass = || {
-            crate::threads::run_parallel::<()>(threads, |t| {
-                // SAFETY: AVX-512 availability was checked above.
-                unsafe { kernel.run(&buf.as_slice()[t * share..(t + 1) * share]) };
-                Ok(())
-            })
-            .expect("the read probe cannot fail")
-        };
-        let t = median_time(reps, pass);
-        best = best.max((share * threads) as f64 / t.as_secs_f64());
-    }
-    Ok(best)
+/// The streaming-read bound: `threads` threads each read their share of a
+/// buffer (make it larger than the last-level cache to measure DRAM) with
+/// the best of several probe shapes (streams x prefetch distance).
+pub struct ReadProbe {
+    buf: AlignedBytes,
+    share: usize,
+    threads: usize,
+    kernels: Vec<ReadBandwidthKernel>,
 }
 
-/// GEMV (or small-M GEMM) throughput over weights that are not cache
-/// resident: `copies` independently packed B matrices are cycled through,
-/// so each call reads its weights from DRAM when `copies * B bytes` exceeds
-/// the last-level cache. Returns bytes of packed B read per second (median
-/// over `reps` rounds of `copies` calls).
+impl ReadProbe {
+    pub fn new(bytes: usize, threads: usize) -> Result<ReadProbe, String> {
+        crate::isa::availability(crate::isa::Isa::Avx512)?;
+        let threads = threads.max(1);
+        let share = (bytes / threads / READ_CHUNK).max(1) * READ_CHUNK;
+        let mut buf = AlignedBytes::zeroed(share * threads);
+        // Touch every page so a pass measures reads, not page faults.
+        buf.as_mut_slice().iter_mut().step_by(4096).for_each(|b| *b = 1);
+        let kernels = [(1, 0), (2, 2048), (4, 1024)]
+            .into_iter()
+            .map(|(streams, prefetch)| ReadBandwidthKernel::generate(streams, prefetch).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        Ok(ReadProbe { buf, share, threads, kernels })
+    }
+
+    /// Bytes per second: the best probe shape, each the median of `reps` passes.
+    pub fn bandwidth(&self, reps: usize) -> f64 {
+        let (buf, share) = (&self.buf, self.share);
+        let mut best: f64 = 0.0;
+        for kernel in &self.kernels {
+            // The same worker threads as the GEMM paths.
+            let pass = || {
+                crate::threads::run_parallel::<()>(self.threads, |t| {
+                    // SAFETY: AVX-512 availability was checked in `new`.
+                    unsafe { kernel.run(&buf.as_slice()[t * share..(t + 1) * share]) };
+                    Ok(())
+                })
+                .expect("the read probe cannot fail")
+            };
+            let t = median_time(reps, pass);
+            best = best.max((share * self.threads) as f64 / t.as_secs_f64());
+        }
+        best
+    }
+}
+
+/// [`ReadProbe::bandwidth`] of a fresh probe over `bytes`.
+pub fn read_bandwidth(bytes: usize, threads: usize, reps: usize) -> Result<f64, String> {
+    Ok(ReadProbe::new(bytes, threads)?.bandwidth(reps))
+}
+
+/// Weights that are not cache resident for GEMV (or small-M GEMM)
+/// measurements: `copies` packed B matrices are cycled through, so each call reads its weights from DRAM when
+/// `copies * B bytes` exceeds the last-level cache.
+pub struct GemvFixture {
+    elem: ElemType,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: AlignedBytes,
+    weights: Vec<PackedB>,
+    c: AlignedBytes,
+}
+
+impl GemvFixture {
+    pub fn new(elem: ElemType, m: usize, n: usize, k: usize, copies: usize) -> Result<GemvFixture, GemmError> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut a = AlignedBytes::zeroed(m * k * elem.elem_bytes());
+        let first = match elem {
+            ElemType::Bf16 => {
+                a.typed_mut::<u16>().iter_mut().for_each(|x| *x = random_bf16(&mut rng));
+                let b16: Vec<u16> = (0..k * n).map(|_| random_bf16(&mut rng)).collect();
+                PackedB::pack_bf16(&b16, k, n, n, BLayout::default())?
+            }
+            ElemType::Int8(_) => {
+                rng.fill(a.as_mut_slice());
+                let mut b8 = vec![0u8; k * n];
+                rng.fill(&mut b8[..]);
+                PackedB::pack_int8(&b8, k, n, n, BLayout::default())?
+            }
+        };
+        let weights = vec![first; copies.max(1)];
+        Ok(GemvFixture { elem, m, n, k, a, weights, c: AlignedBytes::zeroed(m * n * 4) })
+    }
+
+    fn call(&mut self, b: usize, opts: &GemmOptions) -> Result<(), GemmError> {
+        let (m, n, k, b) = (self.m, self.n, self.k, &self.weights[b]);
+        match self.elem {
+            ElemType::Bf16 => gemm_bf16(m, self.a.typed::<u16>(), k, b, self.c.typed_mut::<f32>(), n, false, opts),
+            ElemType::Int8(sign) => {
+                gemm_int8(sign, m, self.a.as_slice(), k, b, self.c.typed_mut::<i32>(), n, false, opts)
+            }
+        }
+    }
+
+    /// Bytes of packed weights per second over one round of every copy
+    /// (median of `reps` rounds, after one checked call).
+    pub fn bandwidth(&mut self, opts: &GemmOptions, reps: usize) -> Result<f64, GemmError> {
+        self.call(0, opts)?;
+        let copies = self.weights.len();
+        let round = median_time(reps, || {
+            for b in 0..copies {
+                self.call(b, opts).expect("checked by the first call");
+            }
+        });
+        let bytes = self.weights.iter().map(|b| b.as_bytes().len()).sum::<usize>();
+        Ok(bytes as f64 / round.as_secs_f64())
+    }
+}
+
+/// [`GemvFixture::bandwidth`] of a fresh fixture.
 #[allow(clippy::too_many_arguments)]
 pub fn gemv_weight_bandwidth(
     elem: ElemType,
@@ -201,36 +277,5 @@ pub fn gemv_weight_bandwidth(
     opts: &GemmOptions,
     reps: usize,
 ) -> Result<f64, GemmError> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let copies = copies.max(1);
-    let mut weights = Vec::with_capacity(copies);
-    let mut a = AlignedBytes::zeroed(m * k * elem.elem_bytes());
-    match elem {
-        ElemType::Bf16 => {
-            a.typed_mut::<u16>().iter_mut().for_each(|x| *x = random_bf16(&mut rng));
-            let b16: Vec<u16> = (0..k * n).map(|_| random_bf16(&mut rng)).collect();
-            let first = PackedB::pack_bf16(&b16, k, n, n, BLayout::default())?;
-            weights.resize(copies, first);
-        }
-        ElemType::Int8(_) => {
-            rng.fill(a.as_mut_slice());
-            let mut b8 = vec![0u8; k * n];
-            rng.fill(&mut b8[..]);
-            let first = PackedB::pack_int8(&b8, k, n, n, BLayout::default())?;
-            weights.resize(copies, first);
-        }
-    }
-    let mut c = AlignedBytes::zeroed(m * n * 4);
-    let mut call = |b: &PackedB| match elem {
-        ElemType::Bf16 => gemm_bf16(m, a.typed::<u16>(), k, b, c.typed_mut::<f32>(), n, false, opts),
-        ElemType::Int8(sign) => gemm_int8(sign, m, a.as_slice(), k, b, c.typed_mut::<i32>(), n, false, opts),
-    };
-    call(&weights[0])?;
-    let round = median_time(reps, || {
-        for b in &weights {
-            call(b).expect("checked by the first call");
-        }
-    });
-    let bytes = weights.iter().map(|b| b.as_bytes().len()).sum::<usize>();
-    Ok(bytes as f64 / round.as_secs_f64())
+    GemvFixture::new(elem, m, n, k, copies)?.bandwidth(opts, reps)
 }

@@ -3,7 +3,7 @@
 //! their throughput next to the TMUL peak measured in the same run.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use tilejit::bench::{gemv_weight_bandwidth, jit_compile_time, measure_gemm, read_bandwidth, tmul_peak_ops};
+use tilejit::bench::{jit_compile_time, measure_gemm, tmul_peak_ops, GemvFixture, ReadProbe};
 use tilejit::cpu::{amx_ready, CpuFeatures};
 use tilejit::gemm::{gemm_bf16, gemm_int8, oracle_sign, GemmError, GemmOptions};
 use tilejit::isa;
@@ -112,16 +112,20 @@ fn decode_table(opts: &TourOptions, gemm_opts: &GemmOptions) -> Result<(), Box<d
         opts.threads,
         if opts.threads == 1 { "" } else { "s" }
     );
-    // Bound and kernels interleaved, five rounds, medians: the machine's
+    // Bound and kernels interleaved, eleven rounds, medians: the machine's
     // bandwidth drifts between runs by more than the margins that matter.
     let elems = [ElemType::Int8(Int8Sign::US), ElemType::Bf16];
+    let mut fixtures = elems
+        .iter()
+        .map(|&e| GemvFixture::new(e, 1, n, k, SPAN / (n * k * e.elem_bytes())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let probe = ReadProbe::new(SPAN, opts.threads)?;
     let mut bounds = Vec::new();
     let mut gemvs = vec![Vec::new(); elems.len()];
-    for _ in 0..5 {
-        bounds.push(read_bandwidth(SPAN, opts.threads, 1)?);
-        for (elem, out) in elems.iter().zip(&mut gemvs) {
-            let copies = SPAN / (n * k * elem.elem_bytes());
-            out.push(gemv_weight_bandwidth(*elem, 1, n, k, copies, gemm_opts, 1)?);
+    for _ in 0..11 {
+        bounds.push(probe.bandwidth(1));
+        for (fixture, out) in fixtures.iter_mut().zip(&mut gemvs) {
+            out.push(fixture.bandwidth(gemm_opts, 1)?);
         }
     }
     let median = |v: &mut Vec<f64>| {

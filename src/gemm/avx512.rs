@@ -87,44 +87,82 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(
         Avx512Kind::Int8(sign) => int8_col_bias(sign, b),
         _ => None,
     };
-    let panels = b.panels();
-    let threads = opts.threads.min(panels).max(1);
-    // Work units of a few panels over the whole K, handed out dynamically:
-    // a decode GEMV is over in ~100 us, so a statically split thread that
-    // starts late would hold up the call. Each unit's K blocks run in order
-    // on one thread (C is reloaded between them), so the bits do not depend
-    // on the split.
-    let unit_panels = if threads == 1 { panels } else { panels.div_ceil(threads * UNITS_PER_THREAD).max(1) };
-    let units = panels.div_ceil(unit_panels);
-    // Plan every unit's calls first and fetch their kernels once, so the
-    // workers share no lock.
-    let plans: Vec<Vec<Call>> = (0..units)
-        .map(|u| {
-            let range = (u * unit_panels, ((u + 1) * unit_panels).min(panels));
-            plan(kind, m, n, kg, (k_steps, k_block_steps), accumulate, range, panels)
-        })
-        .collect();
-    let mut kernels: HashMap<DenseAvx512Spec, Arc<DenseAvx512Kernel>> = HashMap::new();
-    for call in plans.iter().flatten() {
-        if let std::collections::hash_map::Entry::Vacant(slot) = kernels.entry(call.spec) {
-            slot.insert(kernel(call.spec)?);
-        }
-    }
+    let threads = opts.threads.min(b.panels()).max(1);
+    let key = PlanKey { kind, m, n, kg, k_steps, k_block_steps, accumulate, threads };
+    let schedule = schedule(key)?;
     let inputs = Inputs { p, a_prep: &a_prep, a_row, bias: bias.as_deref() };
     let next = AtomicUsize::new(0);
     crate::threads::run_parallel(threads, |_| loop {
         let u = next.fetch_add(1, Ordering::Relaxed);
-        let Some(calls) = plans.get(u) else { return Ok(()) };
+        let Some(calls) = schedule.units.get(u) else { return Ok(()) };
         for c in calls {
-            inputs.run(&kernels[&c.spec], c);
+            inputs.run(&schedule.kernels[c.kernel], c);
         }
     })
+}
+
+/// Everything a schedule depends on.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PlanKey {
+    kind: Avx512Kind,
+    m: usize,
+    n: usize,
+    kg: u8,
+    k_steps: usize,
+    k_block_steps: usize,
+    accumulate: bool,
+    threads: usize,
+}
+
+/// The kernel calls of one GEMM shape, grouped into work units, with their
+/// kernels resolved: built once per shape and kept, so a call does no
+/// planning and the workers take no lock (a decode GEMV on 16 threads is
+/// over in ~150 us).
+struct Schedule {
+    units: Vec<Vec<Call>>,
+    kernels: Vec<Arc<DenseAvx512Kernel>>,
+}
+
+fn schedule(key: PlanKey) -> Result<Arc<Schedule>, GemmError> {
+    static CACHE: OnceLock<Mutex<HashMap<PlanKey, Arc<Schedule>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(s) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(s.clone());
+    }
+    let panels = key.n.div_ceil(16);
+    // Work units of a few panels over the whole K, handed out dynamically:
+    // a thread that starts late must not hold up the call. Each unit's K
+    // blocks run in order on one thread (C is reloaded between them), so
+    // the bits do not depend on the split.
+    let unit_panels = if key.threads == 1 { panels } else { panels.div_ceil(key.threads * UNITS_PER_THREAD).max(1) };
+    let mut specs: Vec<DenseAvx512Spec> = Vec::new();
+    let mut kernels = Vec::new();
+    let mut units = Vec::new();
+    for u in 0..panels.div_ceil(unit_panels) {
+        let range = (u * unit_panels, ((u + 1) * unit_panels).min(panels));
+        let mut calls = plan(key, range, panels);
+        for c in &mut calls {
+            c.kernel = match specs.iter().position(|s| *s == c.spec) {
+                Some(i) => i,
+                None => {
+                    specs.push(c.spec);
+                    kernels.push(kernel(c.spec)?);
+                    specs.len() - 1
+                }
+            };
+        }
+        units.push(calls);
+    }
+    let s = Arc::new(Schedule { units, kernels });
+    Ok(cache.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert(s).clone())
 }
 
 /// One kernel call: `blocks` blocks of `spec` starting at `panel`, rows
 /// `row0..row0 + spec.m_rows`, K steps `s0..s0 + steps` (K block `kb`).
 struct Call {
     spec: DenseAvx512Spec,
+    /// Index into `Schedule::kernels`.
+    kernel: usize,
     kb: usize,
     s0: usize,
     steps: usize,
@@ -136,17 +174,8 @@ struct Call {
 /// The calls that cover panels `p0..p1` of C for all rows and K blocks:
 /// blocks of the widest spec that fits the registers, then one narrower
 /// block for the rest, which also carries the N tail (masked).
-#[allow(clippy::too_many_arguments)]
-fn plan(
-    kind: Avx512Kind,
-    m: usize,
-    n: usize,
-    kg: u8,
-    (k_steps, k_block_steps): (usize, usize),
-    accumulate: bool,
-    (p0, p1): (usize, usize),
-    panels: usize,
-) -> Vec<Call> {
+fn plan(key: PlanKey, (p0, p1): (usize, usize), panels: usize) -> Vec<Call> {
+    let PlanKey { kind, m, n, kg, k_steps, k_block_steps, accumulate, .. } = key;
     let mut calls = Vec::new();
     for (kb, s0) in (0..k_steps).step_by(k_block_steps).enumerate() {
         let steps = k_block_steps.min(k_steps - s0);
@@ -158,13 +187,13 @@ fn plan(
             let whole_end = if tail { p1 - 1 } else { p1 };
             let plain = whole_end.saturating_sub(p0) / width;
             if plain > 0 {
-                calls.push(Call { spec: full, kb, s0, steps, row0, panel: p0, blocks: plain });
+                calls.push(Call { spec: full, kernel: 0, kb, s0, steps, row0, panel: p0, blocks: plain });
             }
             let panel = p0 + plain * width;
             if panel < p1 {
                 let last_panel_cols = if tail { (n % 16) as u8 } else { 16 };
                 let spec = DenseAvx512Spec { n_panels: (p1 - panel) as u8, last_panel_cols, ..full };
-                calls.push(Call { spec, kb, s0, steps, row0, panel, blocks: 1 });
+                calls.push(Call { spec, kernel: 0, kb, s0, steps, row0, panel, blocks: 1 });
             }
         }
     }
@@ -181,7 +210,7 @@ struct Inputs<'a> {
 
 impl Inputs<'_> {
     fn run(&self, kernel: &DenseAvx512Kernel, call: &Call) {
-        let Call { spec, kb, s0, steps, row0, panel, blocks } = *call;
+        let Call { spec, kb, s0, steps, row0, panel, blocks, .. } = *call;
         let (p, b) = (self.p, self.p.b);
         let args = DenseAvx512Args {
             a: self.a_prep.as_slice()[row0 * self.a_row + s0 * spec.a_step_bytes()..].as_ptr(),
