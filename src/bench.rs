@@ -79,6 +79,48 @@ pub struct GemmMeasurement {
     pub ops_per_s: f64,
 }
 
+/// Random A (64-byte aligned) and packed B for an `m x n x k` GEMM. Random
+/// data, because the TMUL runs faster on zeros (see peak.rs).
+fn random_operands(
+    elem: ElemType,
+    m: usize,
+    n: usize,
+    k: usize,
+    seed: u64,
+) -> Result<(AlignedBytes, PackedB), GemmError> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut a = AlignedBytes::zeroed(m * k * elem.elem_bytes());
+    let b = match elem {
+        ElemType::Bf16 => {
+            a.typed_mut::<u16>().iter_mut().for_each(|x| *x = random_bf16(&mut rng));
+            let b16: Vec<u16> = (0..k * n).map(|_| random_bf16(&mut rng)).collect();
+            PackedB::pack_bf16(&b16, k, n, n, BLayout::default())?
+        }
+        ElemType::Int8(_) => {
+            rng.fill(a.as_mut_slice());
+            let mut b8 = vec![0u8; k * n];
+            rng.fill(&mut b8[..]);
+            PackedB::pack_int8(&b8, k, n, n, BLayout::default())?
+        }
+    };
+    Ok((a, b))
+}
+
+/// One GEMM of `elem` on bytes, C overwritten.
+fn run_on(
+    elem: ElemType,
+    (m, n, k): (usize, usize, usize),
+    a: &AlignedBytes,
+    b: &PackedB,
+    c: &mut AlignedBytes,
+    opts: &GemmOptions,
+) -> Result<(), GemmError> {
+    match elem {
+        ElemType::Bf16 => gemm_bf16(m, a.typed::<u16>(), k, b, c.typed_mut::<f32>(), n, false, opts),
+        ElemType::Int8(sign) => gemm_int8(sign, m, a.as_slice(), k, b, c.typed_mut::<i32>(), n, false, opts),
+    }
+}
+
 /// Random A (64-byte aligned), B packed once, and C for one GEMM shape:
 /// the data every throughput measurement uses.
 pub struct GemmFixture {
@@ -93,36 +135,13 @@ pub struct GemmFixture {
 
 impl GemmFixture {
     pub fn new(elem: ElemType, m: usize, n: usize, k: usize) -> Result<GemmFixture, GemmError> {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut a = AlignedBytes::zeroed(m * k * elem.elem_bytes());
-        // Random data: the TMUL is faster on zeros (see peak.rs).
-        let b = match elem {
-            ElemType::Bf16 => {
-                a.typed_mut::<u16>().iter_mut().for_each(|x| *x = random_bf16(&mut rng));
-                let b16: Vec<u16> = (0..k * n).map(|_| random_bf16(&mut rng)).collect();
-                PackedB::pack_bf16(&b16, k, n, n, BLayout::default())?
-            }
-            ElemType::Int8(_) => {
-                rng.fill(a.as_mut_slice());
-                let mut b8 = vec![0u8; k * n];
-                rng.fill(&mut b8[..]);
-                PackedB::pack_int8(&b8, k, n, n, BLayout::default())?
-            }
-        };
+        let (a, b) = random_operands(elem, m, n, k, 7)?;
         Ok(GemmFixture { elem, m, n, k, a, b, c: AlignedBytes::zeroed(m * n * 4) })
     }
 
     /// One GEMM, C overwritten.
     pub fn run(&mut self, opts: &GemmOptions) -> Result<(), GemmError> {
-        let (m, n, k) = (self.m, self.n, self.k);
-        match self.elem {
-            ElemType::Bf16 => {
-                gemm_bf16(m, self.a.typed::<u16>(), k, &self.b, self.c.typed_mut::<f32>(), n, false, opts)
-            }
-            ElemType::Int8(sign) => {
-                gemm_int8(sign, m, self.a.as_slice(), k, &self.b, self.c.typed_mut::<i32>(), n, false, opts)
-            }
-        }
+        run_on(self.elem, (self.m, self.n, self.k), &self.a, &self.b, &mut self.c, opts)
     }
 
     /// Operations of one GEMM (2 per multiply-add).
@@ -229,33 +248,13 @@ pub struct GemvFixture {
 
 impl GemvFixture {
     pub fn new(elem: ElemType, m: usize, n: usize, k: usize, copies: usize) -> Result<GemvFixture, GemmError> {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let mut a = AlignedBytes::zeroed(m * k * elem.elem_bytes());
-        let first = match elem {
-            ElemType::Bf16 => {
-                a.typed_mut::<u16>().iter_mut().for_each(|x| *x = random_bf16(&mut rng));
-                let b16: Vec<u16> = (0..k * n).map(|_| random_bf16(&mut rng)).collect();
-                PackedB::pack_bf16(&b16, k, n, n, BLayout::default())?
-            }
-            ElemType::Int8(_) => {
-                rng.fill(a.as_mut_slice());
-                let mut b8 = vec![0u8; k * n];
-                rng.fill(&mut b8[..]);
-                PackedB::pack_int8(&b8, k, n, n, BLayout::default())?
-            }
-        };
+        let (a, first) = random_operands(elem, m, n, k, 5)?;
         let weights = vec![first; copies.max(1)];
         Ok(GemvFixture { elem, m, n, k, a, weights, c: AlignedBytes::zeroed(m * n * 4) })
     }
 
     fn call(&mut self, b: usize, opts: &GemmOptions) -> Result<(), GemmError> {
-        let (m, n, k, b) = (self.m, self.n, self.k, &self.weights[b]);
-        match self.elem {
-            ElemType::Bf16 => gemm_bf16(m, self.a.typed::<u16>(), k, b, self.c.typed_mut::<f32>(), n, false, opts),
-            ElemType::Int8(sign) => {
-                gemm_int8(sign, m, self.a.as_slice(), k, b, self.c.typed_mut::<i32>(), n, false, opts)
-            }
-        }
+        run_on(self.elem, (self.m, self.n, self.k), &self.a, &self.weights[b], &mut self.c, opts)
     }
 
     /// Bytes of packed weights per second over one round of every copy

@@ -12,7 +12,7 @@ pub mod dispatch;
 mod scalar;
 
 use tilejit_kernels::jit::GenerateError;
-use tilejit_kernels::pack::PackedB;
+use tilejit_kernels::pack::{PackedB, Plain};
 use tilejit_kernels::spec::{Avx512Kind, BLoad, Blocking, ElemType, Int8Sign, Schedule};
 
 use crate::cpu::AmxUnavailable;
@@ -86,9 +86,7 @@ pub fn gemm_int8(
     accumulate: bool,
     opts: &GemmOptions,
 ) -> Result<(), GemmError> {
-    // SAFETY: i32 and f32 C are both 4-byte elements; the driver only moves bytes.
-    let c_bytes = unsafe { std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(c)) };
-    dispatch(Problem::new(ElemType::Int8(sign), m, a, lda, b, c_bytes, ldc, accumulate)?, opts)
+    dispatch(Problem::new(ElemType::Int8(sign), m, a, lda, b, bytes_mut(c), ldc, accumulate)?, opts)
 }
 
 /// bf16 GEMM with TDPBF16PS semantics (docs/NUMERICS.md): A and B are bf16
@@ -104,10 +102,7 @@ pub fn gemm_bf16(
     accumulate: bool,
     opts: &GemmOptions,
 ) -> Result<(), GemmError> {
-    // SAFETY: reading u16 as bytes and writing f32 as bytes is always valid.
-    let a_bytes = unsafe { std::slice::from_raw_parts(a.as_ptr().cast::<u8>(), std::mem::size_of_val(a)) };
-    let c_bytes = unsafe { std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(c)) };
-    dispatch(Problem::new(ElemType::Bf16, m, a_bytes, lda, b, c_bytes, ldc, accumulate)?, opts)
+    dispatch(Problem::new(ElemType::Bf16, m, bytes(a), lda, b, bytes_mut(c), ldc, accumulate)?, opts)
 }
 
 /// bf16 GEMM with VDPBF16PS semantics: per output one f32 accumulator
@@ -127,12 +122,21 @@ pub fn gemm_bf16_dot(
     accumulate: bool,
     opts: &GemmOptions,
 ) -> Result<(), GemmError> {
-    // SAFETY: reading u16 as bytes and writing f32 as bytes is always valid.
-    let a_bytes = unsafe { std::slice::from_raw_parts(a.as_ptr().cast::<u8>(), std::mem::size_of_val(a)) };
-    let c_bytes = unsafe { std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(c)) };
-    let mut p = Problem::new(ElemType::Bf16, m, a_bytes, lda, b, c_bytes, ldc, accumulate)?;
+    let mut p = Problem::new(ElemType::Bf16, m, bytes(a), lda, b, bytes_mut(c), ldc, accumulate)?;
     p.dot = true;
     dispatch(p, opts)
+}
+
+/// A slice of plain numbers as its bytes (the paths move bytes only).
+fn bytes<T: Plain>(s: &[T]) -> &[u8] {
+    // SAFETY: Plain types have no padding and any alignment suffices for u8.
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
+}
+
+/// [`bytes`] for writing: every bit pattern is a valid Plain value.
+fn bytes_mut<T: Plain>(s: &mut [T]) -> &mut [u8] {
+    // SAFETY: as in `bytes`, and writes of any bytes leave valid values.
+    unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
 }
 
 /// A C pointer that may cross threads: every thread writes its own blocks.
