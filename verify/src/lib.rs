@@ -27,6 +27,12 @@
 //! - [`gemm`]: reference GEMMs built from those models, with the K chunking
 //!   (pairs per TDP) as a parameter because the bits depend on it
 //!   (docs/NUMERICS.md, "Consequences").
+//! - [`quant`]: GGUF-style block rows (Q4_0, Q4_1, Q8_0, Q8_1, F16, BF16,
+//!   F32): decoders, the llama.cpp reference quantizers (with a defined
+//!   answer for NaN/inf blocks), and THE quantized dot product: per block,
+//!   an exact integer sum, then fma(isum, dw * da, acc) (plus the Q4_1 min
+//!   term), from +0 in IEEE f32 (docs/NUMERICS.md, "Quantized (GGUF-style)
+//!   dot products"; docs/FORMATS.md, "Block formats").
 //! - [`report`]: bit-level comparison and readable first-mismatch reports.
 //! - [`strategies`]: rand fills in the distributions the conformance tests
 //!   need (normal, wide exponent, subnormal, specials, cancellation,
@@ -50,6 +56,7 @@ pub mod avx512;
 pub mod bf16;
 pub mod fp;
 pub mod gemm;
+pub mod quant;
 pub mod report;
 pub mod strategies;
 
@@ -57,5 +64,9 @@ pub use amx::{tdpb_dot, tdpbf16ps, tdpbf16ps_bits, Int8Signedness};
 pub use avx512::{vdpbf16ps, vdpbf16ps_bits, vpdpbusd};
 pub use bf16::{bf16_to_f32, f32_to_bf16};
 pub use gemm::{gemm_bf16_amx, gemm_bf16_vdpbf16ps, gemm_i8};
+pub use quant::{
+    decode_row, gemm_quant, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0, quantize_row_q8_0_weights,
+    quantize_row_q8_1, BlockType, QuantError,
+};
 pub use report::{first_mismatch_f32, first_mismatch_i32, Mismatch};
 pub use strategies::{any_bf16, fill_bf16, fill_i8, Bf16Dist};
