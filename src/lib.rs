@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod cpu;
 pub mod gemm;
+pub mod gguf;
 pub mod isa;
 pub mod threads;
 

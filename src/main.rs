@@ -1,6 +1,7 @@
 //! The `tilejit` command line.
 
 mod calibrate;
+mod inspect;
 mod tour;
 
 use clap::{Parser, Subcommand};
@@ -38,12 +39,23 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Check a GGUF model file with the hardened reader and print its
+    /// version, metadata and tensor table.
+    Inspect {
+        /// The .gguf file.
+        path: std::path::PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
+    // A closed pipe (`tilejit inspect x.gguf | head`) should end the program
+    // quietly, as it does for other Unix tools, not panic in println!.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Tour { threads: 1, shape: vec![512, 512, 4096] });
     let result = match command {
+        Command::Inspect { path } => inspect::run(&path),
         Command::Calibrate { n, k, threads } => {
             if n == 0 || k == 0 || threads == 0 {
                 Err("--n, --k and --threads must be at least 1".into())
