@@ -188,21 +188,28 @@ impl<'a> Problem<'a> {
         if lda < k || ldc < n {
             return Err(GemmError::Shape(format!("lda = {lda} must be >= k = {k} and ldc = {ldc} >= n = {n}")));
         }
-        let need_a = (m - 1).checked_mul(lda).and_then(|x| x.checked_add(k)).map(|x| x * esize);
-        if need_a.is_none_or(|need| a.len() < need) {
-            return Err(GemmError::Shape(format!(
-                "A has {} elements; {m} rows at lda = {lda} need {}",
-                a.len() / esize,
-                (m - 1) * lda + k
-            )));
+        // Checked all the way: a huge lda or ldc must be an error, not a
+        // wrapped product that lets a short buffer through.
+        let need = |rows: usize, ld: usize, cols: usize, size: usize| {
+            (rows - 1).checked_mul(ld).and_then(|x| x.checked_add(cols)).and_then(|x| x.checked_mul(size))
+        };
+        match need(m, lda, k, esize) {
+            Some(bytes) if a.len() >= bytes => {}
+            _ => {
+                return Err(GemmError::Shape(format!(
+                    "A has {} elements; {m} rows of {k} at lda = {lda} do not fit",
+                    a.len() / esize
+                )))
+            }
         }
-        let need_c = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n)).map(|x| x * 4);
-        if need_c.is_none_or(|need| c.len() < need) {
-            return Err(GemmError::Shape(format!(
-                "C has {} elements; {m} rows at ldc = {ldc} need {}",
-                c.len() / 4,
-                (m - 1) * ldc + n
-            )));
+        match need(m, ldc, n, 4) {
+            Some(bytes) if c.len() >= bytes => {}
+            _ => {
+                return Err(GemmError::Shape(format!(
+                    "C has {} elements; {m} rows of {n} at ldc = {ldc} do not fit",
+                    c.len() / 4
+                )))
+            }
         }
         Ok(Problem { elem, m, a, lda, b, c: SharedC(c.as_mut_ptr()), ldc, accumulate, dot: false })
     }
