@@ -6,6 +6,8 @@
 //! - [`dense_amx`]: the staged generator (plan -> schedule -> code).
 //! - [`dense_avx512`]: AVX-512 kernels for decode shapes (int8 VPDPBUSD,
 //!   bf16 two-chain FMA emulation of AMX, native VDPBF16PS).
+//! - [`quant_avx512`]: the VPDPBUSD kernel for GGUF Q8_0 / Q4_0 weights
+//!   with Q8_0 activations, bit-identical to the quantized oracle.
 //! - [`pack`]: B into the VNNI tile layout the kernels read.
 //! - [`peak`]: the register-resident TDP loop that measures TMUL peak.
 //! - [`jit`]: executable buffers and dumps.
@@ -15,5 +17,6 @@ pub mod encoder;
 pub mod jit;
 pub mod pack;
 pub mod peak;
+pub mod quant_avx512;
 pub mod spec;
 pub mod tile_config;

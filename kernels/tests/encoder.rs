@@ -406,7 +406,7 @@ const fn row(op: EvexOp, mnemonic: Mnemonic, form: Form, n: i32, bcst_n: Option<
 }
 
 #[rustfmt::skip]
-const ROWS: [Row; 22] = [
+const ROWS: [Row; 24] = [
     row(EvexOp::VPDPBUSD, Mnemonic::Vpdpbusd, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VDPBF16PS, Mnemonic::Vdpbf16ps, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VFMADD231PS, Mnemonic::Vfmadd231ps, Form::Rvm, 64, Some(4), false),
@@ -429,6 +429,8 @@ const ROWS: [Row; 22] = [
     row(EvexOp::VFMADD213PS, Mnemonic::Vfmadd213ps, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VPANDD, Mnemonic::Vpandd, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VPSHUFB, Mnemonic::Vpshufb, Form::Rvm, 64, None, false),
+    row(EvexOp::VCVTDQ2PS, Mnemonic::Vcvtdq2ps, Form::Rm, 64, None, false),
+    row(EvexOp::VMULPS, Mnemonic::Vmulps, Form::Rvm, 64, Some(4), false),
 ];
 
 impl Row {

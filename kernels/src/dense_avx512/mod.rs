@@ -183,7 +183,7 @@ fn panel_mem(j: usize, disp: i32) -> Result<Mem, EncodeError> {
 }
 
 /// `prefetcht0 [mem]` (dynasm! writes it; the address form is ours).
-fn prefetch(cb: &mut CodeBuilder, mem: Mem) {
+pub(crate) fn prefetch(cb: &mut CodeBuilder, mem: Mem) {
     let (b, d) = (mem.base_reg().number(), mem.disp());
     match mem.index_reg() {
         None => dynasm!(cb.ops ; .arch x64 ; prefetcht0 [Rq(b) + d]),
