@@ -9,6 +9,7 @@
 mod amx;
 mod avx512;
 pub mod dispatch;
+mod quant;
 mod scalar;
 
 use tilejit_kernels::jit::GenerateError;
@@ -19,6 +20,7 @@ use crate::cpu::AmxUnavailable;
 use crate::isa::{self, Isa};
 
 pub use amx::kernel;
+pub use quant::gemm_q8;
 pub use scalar::oracle_sign;
 /// Tuning knobs of a GEMM call; none of them changes the result bits. (The
 /// K chunk per TDP, which does for bf16, and the K block size belong to the
@@ -70,6 +72,8 @@ pub enum GemmError {
     Generate(#[from] GenerateError),
     #[error("could not pack B: {0}")]
     Pack(#[from] tilejit_kernels::pack::PackError),
+    #[error("quantized weights or activations: {0}")]
+    Quant(#[from] tilejit_kernels::quant_avx512::QuantPackError),
 }
 
 /// int8 GEMM: `c[i*ldc + j] (+)= sum_k a[i*lda + k] * B[k][j]`, wrapping,

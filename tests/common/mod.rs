@@ -9,15 +9,20 @@ use std::sync::Mutex;
 /// the reason shows in CI output (`cargo test -- --show-output`). Prints
 /// once per test name: proptest calls this for every case.
 pub fn amx_or_skip(test: &str) -> bool {
-    static REPORTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
     let ready = tilejit::cpu::amx_ready();
-    if REPORTED.lock().unwrap_or_else(|p| p.into_inner()).insert(test.to_string()) {
-        match &ready {
-            Ok(()) => eprintln!("[{test}] ISA path: amx (executed)"),
-            Err(e) => eprintln!("SKIPPED {test}: amx path: {e}"),
-        }
+    match &ready {
+        Ok(()) => report_once(test, || format!("[{test}] ISA path: amx (executed)")),
+        Err(e) => report_once(test, || format!("SKIPPED {test}: amx path: {e}")),
     }
     ready.is_ok()
+}
+
+/// Prints `line()` the first time `key` is seen in this test binary.
+fn report_once(key: &str, line: impl FnOnce() -> String) {
+    static REPORTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    if REPORTED.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string()) {
+        eprintln!("{}", line());
+    }
 }
 
 /// A buffer placed flush against PROT_NONE guard pages, so that a read or
@@ -127,9 +132,9 @@ pub fn avx512_or_skip(family: &str, bf16: bool, vnni: bool) -> bool {
         missing.push("std::is_x86_feature_detected disagrees with CPUID");
     }
     if missing.is_empty() {
-        eprintln!("[{family}] ISA path: avx512 (executed)");
+        report_once(family, || format!("[{family}] ISA path: avx512 (executed)"));
         return true;
     }
-    eprintln!("SKIPPED {family}: the CPU/OS lacks {} ({})", missing.join(", "), f.brand);
+    report_once(family, || format!("SKIPPED {family}: the CPU/OS lacks {} ({})", missing.join(", "), f.brand));
     false
 }

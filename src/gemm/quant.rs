@@ -1,0 +1,90 @@
+//! Quantized GEMM over GGUF block weights: `C[i][j] = dot(A row i, W row j)`
+//! for Q8_0 activations against Q8_0 or Q4_0 weights (`PackedQ8`), with the
+//! oracle's epilogue order (`tilejit_verify::quant`). AVX-512 VNNI only so
+//! far; rows go in groups of up to 4, threads split the 16-column panels.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tilejit_kernels::quant_avx512::{
+    PackedQ8, Q8Activations, QuantAvx512Args, QuantAvx512Kernel, QuantAvx512Spec, PANEL_COLS,
+};
+
+use super::GemmError;
+use crate::isa::Isa;
+
+/// Rows per kernel call at most.
+const MAX_ROWS: usize = 4;
+
+fn kernel(spec: QuantAvx512Spec) -> Result<Arc<QuantAvx512Kernel>, GemmError> {
+    static CACHE: OnceLock<Mutex<HashMap<QuantAvx512Spec, Arc<QuantAvx512Kernel>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(k) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&spec) {
+        return Ok(k.clone());
+    }
+    let k = Arc::new(QuantAvx512Kernel::generate(spec)?);
+    Ok(cache.lock().unwrap_or_else(|p| p.into_inner()).entry(spec).or_insert(k).clone())
+}
+
+/// `c[i * n + j] = dot(a row i, w row j)` (overwrite) for all `a.m` rows and
+/// all of `w`'s N, bit-identical to `gemm_quant(Q8_0 | Q4_0, Q8_0, ..)`, on
+/// `threads` threads (the bits do not depend on it).
+pub fn gemm_q8(w: &PackedQ8, a: &Q8Activations, c: &mut [f32], threads: usize) -> Result<(), GemmError> {
+    let (m, n, k) = (a.m, w.n(), w.k());
+    if threads == 0 {
+        return Err(GemmError::Threads);
+    }
+    if a.k != k || a.quants.len() != m * k || a.scales.len() != m * w.k_blocks() {
+        return Err(GemmError::Shape(format!(
+            "activations are {m} x {} ({} quants, {} scales) but the weights have k = {k}",
+            a.k,
+            a.quants.len(),
+            a.scales.len()
+        )));
+    }
+    if m.checked_mul(n) != Some(c.len()) {
+        return Err(GemmError::Shape(format!("C has {} elements; {m} x {n} needs {}", c.len(), m * n)));
+    }
+    let f = crate::cpu::CpuFeatures::get();
+    if !(f.has_avx512() && f.avx512_vnni) {
+        return Err(GemmError::IsaUnavailable {
+            isa: Isa::Avx512,
+            reason: "the quantized kernels need AVX512F/BW/VL and VNNI".into(),
+        });
+    }
+    let panels = w.panels();
+    let threads = threads.min(panels).max(1);
+    let c_base = &super::SharedC(c.as_mut_ptr().cast::<u8>());
+    let mut calls = Vec::new();
+    for row0 in (0..m).step_by(MAX_ROWS) {
+        let rows = MAX_ROWS.min(m - row0);
+        calls.push((row0, kernel(QuantAvx512Spec::new(rows as u8))?));
+    }
+    crate::threads::run_parallel(threads, |t| {
+        let (p0, p1) = (t * panels / threads, (t + 1) * panels / threads);
+        if p0 == p1 {
+            return Ok(());
+        }
+        // Columns of this thread's panels; only the last panel of N is partial.
+        let cols = (p1 * PANEL_COLS).min(n) - p0 * PANEL_COLS;
+        for (row0, kernel) in &calls {
+            let shape = kernel.shape_args(cols, k);
+            let args = QuantAvx512Args {
+                a: a.quants[row0 * k..].as_ptr(),
+                a_scales: a.scales[row0 * w.k_blocks()..].as_ptr(),
+                w: w.as_bytes()[p0 * w.panel_stride()..].as_ptr(),
+                // SAFETY (pointer arithmetic): row0 < m and p0 * 16 < n, inside C.
+                c: unsafe { c_base.0.cast::<f32>().add(row0 * n + p0 * PANEL_COLS) },
+                ldc: 4 * n,
+                ..shape
+            };
+            // SAFETY: AVX512F/BW/VNNI were checked above; the default MXCSR is
+            // in force (nothing here changes it). The kernel reads its rows of
+            // quants and scales (lengths checked), the panels p0..p1 of the
+            // packed weights, and writes rows row0.. of this thread's columns
+            // of C (masked at the N tail); no other thread writes them.
+            unsafe { kernel.run(&args) };
+        }
+        Ok(())
+    })
+}
