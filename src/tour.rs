@@ -3,7 +3,7 @@
 //! their throughput next to the TMUL peak measured in the same run.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use tilejit::bench::{jit_compile_time, measure_gemm, tmul_peak_ops, GemvFixture, ReadProbe};
+use tilejit::bench::{jit_compile_time, measure_gemm, tmul_peak_ops, GemvFixture, QuantGemvFixture, ReadProbe};
 use tilejit::cpu::{amx_ready, CpuFeatures};
 use tilejit::gemm::{gemm_bf16, gemm_int8, oracle_sign, GemmError, GemmOptions};
 use tilejit::isa;
@@ -119,13 +119,23 @@ fn decode_table(opts: &TourOptions, gemm_opts: &GemmOptions) -> Result<(), Box<d
         .iter()
         .map(|&e| GemvFixture::new(e, 1, n, k, SPAN / (n * k * e.elem_bytes())))
         .collect::<Result<Vec<_>, _>>()?;
+    // GGUF block formats, counted in bytes of the quantized weights.
+    let quant_names = ["q8_0 (gguf bytes)", "q4_0 (gguf bytes)"];
+    let mut quant = [false, true]
+        .iter()
+        .map(|&q4| QuantGemvFixture::new(q4, n, k, SPAN / (n * k * 5 / 4)))
+        .collect::<Result<Vec<_>, _>>()?;
     let probe = ReadProbe::new(SPAN, opts.threads)?;
     let mut bounds = Vec::new();
     let mut gemvs = vec![Vec::new(); elems.len()];
+    let mut quant_bw = vec![Vec::new(); quant.len()];
     for _ in 0..11 {
         bounds.push(probe.bandwidth(1));
         for (fixture, out) in fixtures.iter_mut().zip(&mut gemvs) {
             out.push(fixture.bandwidth(gemm_opts, 1)?);
+        }
+        for (fixture, out) in quant.iter_mut().zip(&mut quant_bw) {
+            out.push(fixture.bandwidth(opts.threads, 1)?);
         }
     }
     let median = |v: &mut Vec<f64>| {
@@ -137,6 +147,10 @@ fn decode_table(opts: &TourOptions, gemm_opts: &GemmOptions) -> Result<(), Box<d
     for (elem, v) in elems.iter().zip(&mut gemvs) {
         let bw = median(v);
         println!("{:<24} {:>10.1} GB/s {:>7.1}%", format!("gemv {}", elem.name()), bw / 1e9, 100.0 * bw / bound);
+    }
+    for (name, v) in quant_names.iter().zip(&mut quant_bw) {
+        let bw = median(v);
+        println!("{:<24} {:>10.1} GB/s {:>7.1}%", format!("gemv {name}"), bw / 1e9, 100.0 * bw / bound);
     }
     Ok(())
 }
