@@ -49,7 +49,7 @@ fn bad_shapes_are_typed_errors() {
     let mut c = vec![0f32; 2 * n];
     assert!(matches!(gemm_q8(&w, &a, &mut c, 0), Err(GemmError::Threads)));
     assert!(matches!(gemm_q8(&w, &a, &mut c[..2 * n - 1], 1), Err(GemmError::Shape(_))));
-    let short = Q8Activations::from_q8_0(&quantize_row_q8_0(&vec![1.0; 32]), 1, 32).unwrap();
+    let short = Q8Activations::from_q8_0(&quantize_row_q8_0(&[1.0; 32]), 1, 32).unwrap();
     let err = gemm_q8(&w, &short, &mut c[..n], 1).unwrap_err();
     assert!(err.to_string().contains("weights have k = 64"), "{err}");
 }
