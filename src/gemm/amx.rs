@@ -202,8 +202,7 @@ fn run_task(
     let in_place = (a_row0.as_ptr() as usize).is_multiple_of(64)
         && l.lda_bytes.is_multiple_of(64)
         && !l.lda_bytes.is_multiple_of(4096)
-        && k_last == k_first + slice_row
-        && std::env::var_os("TJ_FORCECOPY").is_none();
+        && k_last == k_first + slice_row;
     let (a_ptr, lda) = if in_place {
         (a_row0[k_first..].as_ptr(), l.lda_bytes)
     } else {
