@@ -129,3 +129,29 @@ proptest! {
         check_bf16(dist, &case, if end { Flush::End } else { Flush::Start })?;
     }
 }
+
+/// A whose rows are 64-byte aligned, with no K tail and a stride that is not
+/// a multiple of 4 KiB, is read in place rather than copied: cover that path
+/// explicitly (random shapes reach it only now and then).
+#[test]
+fn aligned_a_is_read_in_place_and_still_exact() {
+    if !amx_or_skip("aligned_a_in_place") {
+        return;
+    }
+    for (k, kg) in [(192, 16u8), (320, 16), (128, 8)] {
+        let case = Case {
+            m: 50,
+            n: 40,
+            k,
+            blocking: Blocking::B2X2,
+            schedule: Schedule::LoadThenCompute,
+            k_groups: kg,
+            k_block_steps: 1,
+            threads: 2,
+            accumulate: true,
+            seed: k as u64,
+        };
+        check_int8(Int8Sign::SU, &case, Flush::Start).unwrap();
+        check_bf16(Bf16Dist::Normal, &Case { k: k / 2, ..case.clone() }, Flush::Start).unwrap();
+    }
+}
