@@ -13,7 +13,7 @@ mod common;
 use common::{avx512_or_skip, Flush, Guarded};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::kernels::quant_avx512::{
-    PackedQ8, Q8Activations, QuantAvx512Kernel, QuantAvx512Spec, QuantPackError, SourceFormat,
+    PackedQ8, Q8Activations, QuantAvx512Kernel, QuantAvx512Spec, QuantPackError, SourceFormat, CHUNK_BYTES,
 };
 use tilejit_verify::quant::{gemm_quant, quantize_row_q8_0, BlockType};
 use tilejit_verify::strategies::standard_normal;
@@ -109,11 +109,11 @@ fn run_guarded(kernel: &QuantAvx512Kernel, w: &PackedQ8, a: &Q8Activations, flus
     let (m, n) = (a.m, w.n());
     let wg = Guarded::new(w.as_bytes(), flush);
     let aq = Guarded::new(&a.quants, flush);
-    let asc = Guarded::new(&a.scales, flush);
+    let asc = Guarded::new(&a.terms, flush);
     let mut c = Guarded::new(&vec![f32::from_bits(0x7FC0_DEAD); m * n], flush);
     let args = tilejit::kernels::quant_avx512::QuantAvx512Args {
         a: aq.as_slice().as_ptr(),
-        a_scales: asc.as_slice().as_ptr(),
+        a_terms: asc.as_slice().as_ptr(),
         w: wg.as_slice().as_ptr(),
         c: c.as_mut_slice().as_mut_ptr(),
         ..kernel.shape_args(n, w.k())
@@ -293,7 +293,7 @@ fn pack_unpack_round_trip() {
             let w = gguf_rows(BlockType::Q8_0, n, k, content, ScaleKind::Mixed, &mut rng);
             let p = PackedQ8::from_q8_0(&w, n, k).unwrap();
             assert_eq!((p.n(), p.k(), p.panels(), p.source()), (n, k, n.div_ceil(16), SourceFormat::Q8_0));
-            assert_eq!(p.as_bytes().len(), n.div_ceil(16) * k / 32 * 640);
+            assert_eq!(p.as_bytes().len(), n.div_ceil(16) * k / 32 * CHUNK_BYTES);
             assert_eq!(p.unpack_to_q8_0(), w, "Q8_0 n {n} k {k} {content:?}");
             // Q4_0 comes back as Q8_0 with q = nibble - 8 and the same d.
             let w4 = gguf_rows(BlockType::Q4_0, n, k, content, ScaleKind::Mixed, &mut rng);

@@ -34,12 +34,12 @@ pub fn gemm_q8(w: &PackedQ8, a: &Q8Activations, c: &mut [f32], threads: usize) -
     if threads == 0 {
         return Err(GemmError::Threads);
     }
-    if a.k != k || a.quants.len() != m * k || a.scales.len() != m * w.k_blocks() {
+    if a.k != k || a.quants.len() != m * k || a.terms.len() != 2 * m * w.k_blocks() {
         return Err(GemmError::Shape(format!(
-            "activations are {m} x {} ({} quants, {} scales) but the weights have k = {k}",
+            "activations are {m} x {} ({} quants, {} block terms) but the weights have k = {k}",
             a.k,
             a.quants.len(),
-            a.scales.len()
+            a.terms.len()
         )));
     }
     if m.checked_mul(n) != Some(c.len()) {
@@ -71,7 +71,7 @@ pub fn gemm_q8(w: &PackedQ8, a: &Q8Activations, c: &mut [f32], threads: usize) -
             let shape = kernel.shape_args(cols, k);
             let args = QuantAvx512Args {
                 a: a.quants[row0 * k..].as_ptr(),
-                a_scales: a.scales[row0 * w.k_blocks()..].as_ptr(),
+                a_terms: a.terms[2 * row0 * w.k_blocks()..].as_ptr(),
                 w: w.as_bytes()[p0 * w.panel_stride()..].as_ptr(),
                 // SAFETY (pointer arithmetic): row0 < m and p0 * 16 < n, inside C.
                 c: unsafe { c_base.0.cast::<f32>().add(row0 * n + p0 * PANEL_COLS) },
@@ -80,7 +80,7 @@ pub fn gemm_q8(w: &PackedQ8, a: &Q8Activations, c: &mut [f32], threads: usize) -
             };
             // SAFETY: AVX512F/BW/VNNI were checked above; the default MXCSR is
             // in force (nothing here changes it). The kernel reads its rows of
-            // quants and scales (lengths checked), the panels p0..p1 of the
+            // quants and block terms (lengths checked), the panels p0..p1 of the
             // packed weights, and writes rows row0.. of this thread's columns
             // of C (masked at the N tail); no other thread writes them.
             unsafe { kernel.run(&args) };

@@ -12,9 +12,9 @@
 //!     acc[i][j] <- +0.0
 //!     for b in 0..k_blocks:                         ; increasing k
 //!         isum[i][j] <- 0; prefetch block b + prefetch_blocks of each panel
-//!         for r in 0..8: x <- broadcast A[i] dword 8b + r, xor 0x80 (a + 128 as u8)
-//!                        isum[i][j] += vpdpbusd(x, W panel j row r)   ; u8 x s8
-//!         isum -= 128 * sum(w)                      ; the stored correction, exact i32
+//!         for r in 0..8: w <- W panel j row r               ; stored as w + 128 (u8)
+//!                        isum[i][j] += vpdpbusd(w, broadcast A[i] dword 8b + r) ; u8 x s8
+//!         isum -= 128 * sum(a[i] block b)           ; from the activation terms, exact i32
 //!         f = vcvtdq2ps(isum)                       ; exact: |isum| <= 32*128*128 < 2^24
 //!         s = vmulps(broadcast da[i][b], dw[j])     ; exact (two f16)
 //!         acc[i][j] = vfmadd231ps(f, s, acc)        ; = fma(isum, scale, acc), one rounding
@@ -32,9 +32,7 @@
 
 mod pack;
 
-pub use pack::{
-    PackedQ8, Q8Activations, QuantPackError, SourceFormat, CHUNK_BYTES, CORR_AT, PANEL_COLS, QK, SCALES_AT,
-};
+pub use pack::{PackedQ8, Q8Activations, QuantPackError, SourceFormat, CHUNK_BYTES, PANEL_COLS, QK, SCALES_AT};
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
@@ -49,8 +47,9 @@ pub struct QuantAvx512Args {
     /// Activation quants (s8), row 0 at k 0; rows `lda` bytes apart.
     pub a: *const i8,
     pub lda: usize,
-    /// Activation scales (f32, one per block), rows `lds` bytes apart.
-    pub a_scales: *const f32,
+    /// Activation block terms ([`Q8Activations::terms`]: scale f32, then
+    /// correction i32, per block), rows `lds` bytes apart.
+    pub a_terms: *const u32,
     pub lds: usize,
     /// Packed weights at the first panel ([`PackedQ8::as_bytes`]).
     pub w: *const u8,
@@ -106,7 +105,7 @@ const ARGS: Gpr = Gpr::RDI;
 const AQ: Gpr = Gpr::RSI;
 const AQ_STRIDE: Gpr = Gpr::RDX;
 const AQ_STRIDE3: Gpr = Gpr::RCX;
-/// Activation scale rows.
+/// Activation block-term rows (scale, correction per block).
 const AS: Gpr = Gpr::R8;
 const AS_STRIDE: Gpr = Gpr::R9;
 const AS_STRIDE3: Gpr = Gpr::R10;
@@ -150,7 +149,6 @@ struct Plan {
     acc: Vec<Vec<Zmm>>,
     isum: Vec<Vec<Zmm>>,
     x: [Zmm; 2],
-    flip: Zmm,
     a_scale: Zmm,
     scale: [Zmm; 2],
 }
@@ -161,7 +159,7 @@ impl Plan {
         let mut r = ZmmAlloc::new();
         let acc = r.grid(m, p);
         let isum = r.grid(m, p);
-        Plan { acc, isum, x: [r.take(), r.take()], flip: r.take(), a_scale: r.take(), scale: [r.take(), r.take()] }
+        Plan { acc, isum, x: [r.take(), r.take()], a_scale: r.take(), scale: [r.take(), r.take()] }
     }
 
     /// One pass over all K blocks for `p` panels at W_GROUP, stored to C_PTR.
@@ -183,7 +181,7 @@ impl Plan {
             ; mov Rq(AQ.number()), QWORD [Rq(ARGS.number()) + field!(a)]
             ; mov Rq(AQ_STRIDE.number()), QWORD [Rq(ARGS.number()) + field!(lda)]
             ; lea Rq(AQ_STRIDE3.number()), [Rq(AQ_STRIDE.number()) + Rq(AQ_STRIDE.number()) * 2]
-            ; mov Rq(AS.number()), QWORD [Rq(ARGS.number()) + field!(a_scales)]
+            ; mov Rq(AS.number()), QWORD [Rq(ARGS.number()) + field!(a_terms)]
             ; mov Rq(PANEL_BASES[0].number()), Rq(W_GROUP.number())
         );
         if p > 4 {
@@ -211,20 +209,19 @@ impl Plan {
             }
         }
         for r in 0..8 {
-            for i in 0..m {
-                let x = self.x[(r * m + i) % 2];
-                let a = row_mem(AQ, AQ_STRIDE, AQ_STRIDE3, i, 4 * r as i32)?;
-                cb.emit(EvexOp::VPBROADCASTD.rm_mem(x, a, none)?);
-                cb.emit(EvexOp::VPXORD.rvm(x, x, self.flip, none)?);
-                for (j, &s) in self.isum[i][..p].iter().enumerate() {
-                    cb.emit(EvexOp::VPDPBUSD.rvm_mem(s, x, panel_mem(j, 64 * r as i32)?, none, false)?);
+            for j in 0..p {
+                let w = self.x[(r * p + j) % 2];
+                cb.emit(EvexOp::VMOVDQU32_LOAD.rm_mem(w, panel_mem(j, 64 * r as i32)?, none)?);
+                for i in 0..m {
+                    let a = row_mem(AQ, AQ_STRIDE, AQ_STRIDE3, i, 4 * r as i32)?;
+                    cb.emit(EvexOp::VPDPBUSD.rvm_mem(self.isum[i][j], w, a, none, true)?);
                 }
             }
         }
-        for j in 0..p {
-            for row in &self.isum {
-                let s = row[j];
-                cb.emit(EvexOp::VPSUBD.rvm_mem(s, s, panel_mem(j, CORR_AT as i32)?, none, false)?);
+        for (i, row) in self.isum.iter().enumerate() {
+            let corr = row_mem(AS, AS_STRIDE, AS_STRIDE3, i, 4)?;
+            for &s in &row[..p] {
+                cb.emit(EvexOp::VPSUBD.rvm_mem(s, s, corr, none, true)?);
                 cb.emit(EvexOp::VCVTDQ2PS.rm(s, s, none)?);
             }
         }
@@ -240,7 +237,7 @@ impl Plan {
         dynasm!(cb.ops
             ; .arch x64
             ; add Rq(AQ.number()), QK as i32
-            ; add Rq(AS.number()), 4
+            ; add Rq(AS.number()), 8
         );
         for &base in &PANEL_BASES[..p.div_ceil(4)] {
             dynasm!(cb.ops ; .arch x64 ; add Rq(base.number()), CHUNK_BYTES as i32);
@@ -268,8 +265,6 @@ impl Plan {
 pub struct QuantAvx512Kernel {
     spec: QuantAvx512Spec,
     code: JitCode,
-    /// 0x80 in every byte; boxed so the code can point at it.
-    _flip: Box<[u32; 16]>,
 }
 
 impl QuantAvx512Kernel {
@@ -280,18 +275,12 @@ impl QuantAvx512Kernel {
     pub fn generate(spec: QuantAvx512Spec) -> Result<QuantAvx512Kernel, GenerateError> {
         spec.validate().map_err(|e| GenerateError::Assembler(e.to_string()))?;
         let plan = Plan::new(&spec);
-        let flip = Box::new([0x8080_8080u32; 16]);
         let p = usize::from(spec.panels_per_pass);
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();
         for r in SAVED {
             dynasm!(cb.ops ; .arch x64 ; push Rq(r.number()));
         }
-        dynasm!(cb.ops
-            ; .arch x64
-            ; mov Rq(TMP.number()), QWORD flip.as_ptr() as i64
-        );
-        cb.emit(EvexOp::VPBROADCASTD.rm_mem(plan.flip, Mem::base(TMP), Mask::NONE)?);
         dynasm!(cb.ops
             ; .arch x64
             ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(tail_mask)]
@@ -344,7 +333,7 @@ impl QuantAvx512Kernel {
         dynasm!(cb.ops ; .arch x64 ; ret);
         let code = cb.finish(entry)?;
         code.dump_if_requested(&format!("quant_avx512_m{}_p{}_pf{}", spec.m_rows, p, spec.prefetch_blocks));
-        Ok(QuantAvx512Kernel { spec, code, _flip: flip })
+        Ok(QuantAvx512Kernel { spec, code })
     }
 
     pub fn spec(&self) -> &QuantAvx512Spec {
@@ -364,8 +353,8 @@ impl QuantAvx512Kernel {
         QuantAvx512Args {
             a: std::ptr::null(),
             lda: k,
-            a_scales: std::ptr::null(),
-            lds: 4 * (k / QK),
+            a_terms: std::ptr::null(),
+            lds: 8 * (k / QK),
             w: std::ptr::null(),
             panel_stride: k / QK * CHUNK_BYTES,
             c: std::ptr::null_mut(),
@@ -390,7 +379,7 @@ impl QuantAvx512Kernel {
         }
         pack::check_len("activation k", w.k(), a.k)?;
         pack::check_len("activation quants", m * a.k, a.quants.len())?;
-        pack::check_len("activation scales", m * w.k_blocks(), a.scales.len())?;
+        pack::check_len("activation terms", 2 * m * w.k_blocks(), a.terms.len())?;
         pack::check_len("C elements", m * w.n(), c.len())?;
         if !(std::is_x86_feature_detected!("avx512f")
             && std::is_x86_feature_detected!("avx512bw")
@@ -400,7 +389,7 @@ impl QuantAvx512Kernel {
         }
         let args = QuantAvx512Args {
             a: a.quants.as_ptr(),
-            a_scales: a.scales.as_ptr(),
+            a_terms: a.terms.as_ptr(),
             w: w.as_bytes().as_ptr(),
             c: c.as_mut_ptr(),
             ..self.shape_args(w.n(), w.k())

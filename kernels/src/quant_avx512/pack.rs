@@ -9,13 +9,16 @@
 //!
 //! | bytes | content |
 //! |---|---|
-//! | 0..512 | 8 rows of 64 bytes; row r = k `4r..4r+3` of the 16 columns (one VPDPBUSD operand), s8 quants |
+//! | 0..512 | 8 rows of 64 bytes; row r = k `4r..4r+3` of the 16 columns (one VPDPBUSD operand), the quants as `q xor 0x80` (= q + 128 as u8) |
 //! | 512..576 | the 16 weight scales as f32 (exact widening of the f16 d, NaN/inf kept) |
-//! | 576..640 | the 16 column corrections `128 * sum(q)` of this block as i32 |
 //!
-//! Q4_0 nibbles become the s8 values `q - 8` at packing time, so one kernel
-//! serves both formats. Padding columns have zero quants, scales and
-//! corrections.
+//! The weights are VPDPBUSD's u8 operand (shifted by 128) and the
+//! activations its s8 one, so the shift's correction, `128 * sum(a)` per
+//! activation block, rides with the activations ([`Q8Activations`]) instead
+//! of costing 4 bytes per column per block in the weight stream: a chunk is
+//! 36 bytes per 32 weights against GGUF Q8_0's 34. Q4_0 nibbles become the
+//! s8 values `q - 8` at packing time, so one kernel serves both formats.
+//! Padding columns have zero quants (stored 0x80) and zero scales.
 
 use half::f16;
 
@@ -25,10 +28,8 @@ pub const QK: usize = 32;
 pub const PANEL_COLS: usize = 16;
 /// Offset of the 16 f32 weight scales inside a chunk.
 pub const SCALES_AT: usize = 512;
-/// Offset of the 16 i32 corrections inside a chunk.
-pub const CORR_AT: usize = 576;
 /// Bytes of one (panel, K block) chunk.
-pub const CHUNK_BYTES: usize = 640;
+pub const CHUNK_BYTES: usize = 576;
 
 const Q8_0_BYTES: usize = 34;
 const Q4_0_BYTES: usize = 18;
@@ -140,7 +141,11 @@ impl PackedQ8 {
         let panels = n.div_ceil(PANEL_COLS);
         let total =
             panels.checked_mul(kb).and_then(|c| c.checked_mul(CHUNK_BYTES)).ok_or(QuantPackError::SizeOverflow)?;
+        // Padding columns: quant 0 is stored as 0x80.
         let mut out = vec![0u8; total];
+        for chunk in out.chunks_exact_mut(CHUNK_BYTES) {
+            chunk[..SCALES_AT].fill(0x80);
+        }
         let mut q = [0i8; QK];
         for col in 0..n {
             let (p, c) = (col / PANEL_COLS, col % PANEL_COLS);
@@ -149,11 +154,9 @@ impl PackedQ8 {
                 let d = decode(blk, &mut q);
                 let chunk = &mut out[(p * kb + b) * CHUNK_BYTES..][..CHUNK_BYTES];
                 for (e, &v) in q.iter().enumerate() {
-                    chunk[(e / 4) * 64 + c * 4 + e % 4] = v as u8;
+                    chunk[(e / 4) * 64 + c * 4 + e % 4] = (v as u8) ^ 0x80;
                 }
                 chunk[SCALES_AT + 4 * c..][..4].copy_from_slice(&d.to_le_bytes());
-                let corr = 128 * q.iter().map(|&v| i32::from(v)).sum::<i32>();
-                chunk[CORR_AT + 4 * c..][..4].copy_from_slice(&corr.to_le_bytes());
             }
         }
         Ok(PackedQ8 { n, k, source, bytes: out })
@@ -192,10 +195,7 @@ impl PackedQ8 {
     /// Back to GGUF Q8_0 rows: the s8 quants (for Q4_0 sources `nibble - 8`,
     /// which gives the same dot products) and d narrowed back to f16, which
     /// is exact (it was widened from an f16) except that a signalling NaN
-    /// comes back quieted. Also checks the stored corrections.
-    ///
-    /// # Panics
-    /// If a stored correction does not match its quants (corrupt packing).
+    /// comes back quieted.
     pub fn unpack_to_q8_0(&self) -> Vec<u8> {
         let kb = self.k_blocks();
         let mut out = Vec::with_capacity(self.n * kb * Q8_0_BYTES);
@@ -206,10 +206,7 @@ impl PackedQ8 {
                 let word = |at: usize| <[u8; 4]>::try_from(&chunk[at + 4 * c..][..4]).expect("4 bytes");
                 let d = f32::from_le_bytes(word(SCALES_AT));
                 out.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
-                let q: Vec<u8> = (0..QK).map(|e| chunk[(e / 4) * 64 + c * 4 + e % 4]).collect();
-                let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
-                assert_eq!(i32::from_le_bytes(word(CORR_AT)), 128 * sum, "corrupt correction: column {col} block {b}");
-                out.extend_from_slice(&q);
+                out.extend((0..QK).map(|e| chunk[(e / 4) * 64 + c * 4 + e % 4] ^ 0x80));
             }
         }
         out
@@ -217,13 +214,15 @@ impl PackedQ8 {
 }
 
 /// Q8_0 activation rows split into the kernel's operands: the quants as s8
-/// (`m` rows of `k`) and the f16 scales widened to f32 (`m` rows of `k / 32`).
+/// (`m` rows of `k`) and, per row and block, two words: the f16 scale
+/// widened to f32 (bits), then the correction `128 * sum(q)` as i32 that
+/// undoes the weights' +128 shift (`m` rows of `2 * k / 32` words).
 #[derive(Clone, Debug)]
 pub struct Q8Activations {
     pub m: usize,
     pub k: usize,
     pub quants: Vec<i8>,
-    pub scales: Vec<f32>,
+    pub terms: Vec<u32>,
 }
 
 impl Q8Activations {
@@ -236,11 +235,14 @@ impl Q8Activations {
         let expected = m.checked_mul(kb * Q8_0_BYTES).ok_or(QuantPackError::SizeOverflow)?;
         check_len("activation bytes", expected, bytes.len())?;
         let mut quants = Vec::with_capacity(m * k);
-        let mut scales = Vec::with_capacity(m * kb);
+        let mut terms = Vec::with_capacity(2 * m * kb);
         for blk in bytes.chunks_exact(Q8_0_BYTES) {
-            scales.push(f16_at(blk, 0));
-            quants.extend(blk[2..].iter().map(|&v| v as i8));
+            let q = blk[2..].iter().map(|&v| v as i8);
+            let sum: i32 = q.clone().map(i32::from).sum();
+            terms.push(f16_at(blk, 0).to_bits());
+            terms.push((128 * sum) as u32);
+            quants.extend(q);
         }
-        Ok(Q8Activations { m, k, quants, scales })
+        Ok(Q8Activations { m, k, quants, terms })
     }
 }
