@@ -1,9 +1,10 @@
 //! Quantized GEMM over GGUF block weights: `C[i][j] = dot(A row i, W row j)`
 //! for Q8_0 activations against Q8_0 or Q4_0 weights (`PackedQ8`), with the
 //! oracle's epilogue order (`tilejit_verify::quant`). AVX-512 VNNI only so
-//! far; rows go in groups of up to 4, threads split the 16-column panels.
+//! far; rows go in groups of up to 4, threads take units of panels.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tilejit_kernels::quant_avx512::{
@@ -15,6 +16,8 @@ use crate::isa::Isa;
 
 /// Rows per kernel call at most.
 const MAX_ROWS: usize = 4;
+/// Work units per thread when several threads share a call.
+const UNITS_PER_THREAD: usize = 4;
 
 fn kernel(spec: QuantAvx512Spec) -> Result<Arc<QuantAvx512Kernel>, GemmError> {
     static CACHE: OnceLock<Mutex<HashMap<QuantAvx512Spec, Arc<QuantAvx512Kernel>>>> = OnceLock::new();
@@ -60,12 +63,19 @@ pub fn gemm_q8(w: &PackedQ8, a: &Q8Activations, c: &mut [f32], threads: usize) -
         let rows = MAX_ROWS.min(m - row0);
         calls.push((row0, kernel(QuantAvx512Spec::new(rows as u8))?));
     }
-    crate::threads::run_parallel(threads, |t| {
-        let (p0, p1) = (t * panels / threads, (t + 1) * panels / threads);
-        if p0 == p1 {
+    // Units of whole passes of panels, handed out dynamically (as in the
+    // dense AVX-512 path: a late thread must not hold up a ~200 us call).
+    let pass = usize::from(calls[0].1.spec().panels_per_pass);
+    let unit = if threads == 1 { panels } else { pass * (panels / (threads * UNITS_PER_THREAD * pass)).max(1) };
+    let next = AtomicUsize::new(0);
+    crate::threads::run_parallel(threads, |_| loop {
+        let u = next.fetch_add(1, Ordering::Relaxed);
+        let p0 = u * unit;
+        if p0 >= panels {
             return Ok(());
         }
-        // Columns of this thread's panels; only the last panel of N is partial.
+        let p1 = (p0 + unit).min(panels);
+        // Columns of this unit's panels; only the last panel of N is partial.
         let cols = (p1 * PANEL_COLS).min(n) - p0 * PANEL_COLS;
         for (row0, kernel) in &calls {
             let shape = kernel.shape_args(cols, k);
@@ -85,6 +95,5 @@ pub fn gemm_q8(w: &PackedQ8, a: &Q8Activations, c: &mut [f32], threads: usize) -
             // of C (masked at the N tail); no other thread writes them.
             unsafe { kernel.run(&args) };
         }
-        Ok(())
     })
 }
