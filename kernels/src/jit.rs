@@ -4,9 +4,9 @@
 //! read+execute on `finalize`, so generated code is never writable and
 //! executable at the same time (DESIGN.md, "unsafe").
 
-use dynasmrt::{x64::Assembler, AssemblyOffset, DynasmApi, ExecutableBuffer};
+use dynasmrt::{dynasm, x64::Assembler, AssemblyOffset, DynasmApi, ExecutableBuffer};
 
-use crate::encoder::Encoded;
+use crate::encoder::{Encoded, Gpr};
 
 /// Why a kernel could not be generated.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,27 @@ impl CodeBuilder {
 
     pub fn offset(&self) -> AssemblyOffset {
         self.ops.offset()
+    }
+
+    /// Saves the callee-saved registers a kernel uses (SysV: rbx, rbp,
+    /// r12-r15), in order; [`Self::restore`] pops them in reverse.
+    pub fn save(&mut self, regs: &[Gpr]) {
+        for r in regs {
+            #[allow(clippy::useless_conversion)] // dynasm! register operands
+            {
+                dynasm!(self.ops ; .arch x64 ; push Rq(r.number()));
+            }
+        }
+    }
+
+    /// Undoes [`Self::save`] with the same list.
+    pub fn restore(&mut self, regs: &[Gpr]) {
+        for r in regs.iter().rev() {
+            #[allow(clippy::useless_conversion)] // dynasm! register operands
+            {
+                dynasm!(self.ops ; .arch x64 ; pop Rq(r.number()));
+            }
+        }
     }
 
     /// Finishes assembly and maps the code read+execute.

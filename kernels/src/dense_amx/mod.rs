@@ -111,9 +111,7 @@ impl DenseAmxKernel {
         let entry = cb.offset();
         let stride = |base: Gpr, index: Gpr, disp: i32| Mem::base_disp(base, disp).with_index(index, Scale::S1);
 
-        for r in SAVED {
-            dynasm!(cb.ops ; .arch x64 ; push Rq(r.number()));
-        }
+        cb.save(&SAVED);
         dynasm!(cb.ops
             ; .arch x64
             ; mov Rq(TMP.number()), QWORD &*config as *const TileConfig as i64
@@ -227,9 +225,7 @@ impl DenseAmxKernel {
             ; add rsp, FRAME
         );
         cb.emit(enc::tilerelease());
-        for r in SAVED.iter().rev() {
-            dynasm!(cb.ops ; .arch x64 ; pop Rq(r.number()));
-        }
+        cb.restore(&SAVED);
         dynasm!(cb.ops ; .arch x64 ; ret);
 
         let code = cb.finish(entry)?;

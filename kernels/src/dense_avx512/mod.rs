@@ -264,9 +264,7 @@ impl DenseAvx512Kernel {
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();
 
-        for r in SAVED {
-            dynasm!(cb.ops ; .arch x64 ; push Rq(r.number()));
-        }
+        cb.save(&SAVED);
         dynasm!(cb.ops
             ; .arch x64
             ; sub rsp, FRAME
@@ -398,9 +396,7 @@ impl DenseAvx512Kernel {
             ; vzeroupper
             ; add rsp, FRAME
         );
-        for r in SAVED.iter().rev() {
-            dynasm!(cb.ops ; .arch x64 ; pop Rq(r.number()));
-        }
+        cb.restore(&SAVED);
         dynasm!(cb.ops ; .arch x64 ; ret);
 
         let code = cb.finish(entry)?;

@@ -278,9 +278,7 @@ impl QuantAvx512Kernel {
         let p = usize::from(spec.panels_per_pass);
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();
-        for r in SAVED {
-            dynasm!(cb.ops ; .arch x64 ; push Rq(r.number()));
-        }
+        cb.save(&SAVED);
         dynasm!(cb.ops
             ; .arch x64
             ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(tail_mask)]
@@ -327,9 +325,7 @@ impl QuantAvx512Kernel {
         );
         plan.emit_pass(&mut cb, &spec, 1, true)?;
         dynasm!(cb.ops ; .arch x64 ; done: ; vzeroupper);
-        for r in SAVED.iter().rev() {
-            dynasm!(cb.ops ; .arch x64 ; pop Rq(r.number()));
-        }
+        cb.restore(&SAVED);
         dynasm!(cb.ops ; .arch x64 ; ret);
         let code = cb.finish(entry)?;
         code.dump_if_requested(&format!("quant_avx512_m{}_p{}_pf{}", spec.m_rows, p, spec.prefetch_blocks));
