@@ -8,14 +8,14 @@
 //! which changes no bits (int8 adds wrap associatively; a bf16 C tile holds
 //! exactly the f32 it stores). Threads split output blocks, never K.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use tilejit_kernels::dense_amx::{DenseAmxArgs, DenseAmxKernel};
 use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::{AlignedBytes, PackedB};
 use tilejit_kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType};
 
+use super::cache::KernelCache;
 use super::{GemmError, GemmOptions, Problem, SharedC};
 use crate::cpu::amx_ready;
 
@@ -25,15 +25,8 @@ const PREFETCH_LINES: u8 = 2;
 
 /// A process-wide cache of generated kernels, keyed by spec.
 pub fn kernel(spec: DenseAmxSpec) -> Result<Arc<DenseAmxKernel>, GenerateError> {
-    static CACHE: OnceLock<Mutex<HashMap<DenseAmxSpec, Arc<DenseAmxKernel>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(k) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&spec) {
-        return Ok(k.clone());
-    }
-    // Generate outside the lock; a racing thread may generate the same spec
-    // once more, which is harmless.
-    let k = Arc::new(DenseAmxKernel::generate(spec)?);
-    Ok(cache.lock().unwrap_or_else(|p| p.into_inner()).entry(spec).or_insert(k).clone())
+    static CACHE: KernelCache<DenseAmxSpec, DenseAmxKernel> = KernelCache::new();
+    CACHE.get(spec, DenseAmxKernel::generate)
 }
 
 /// One unit of thread work: a block row and a range of N blocks in it.

@@ -17,6 +17,7 @@ use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::AlignedBytes;
 use tilejit_kernels::spec::{Avx512Kind, CInit, DenseAvx512Spec};
 
+use super::cache::KernelCache;
 use super::{GemmError, GemmOptions, Problem};
 
 /// Rows of C per kernel call at most (the kernels take 1..=16).
@@ -27,13 +28,8 @@ const MAX_PANELS: u8 = 8;
 const UNITS_PER_THREAD: usize = 4;
 
 fn kernel(spec: DenseAvx512Spec) -> Result<Arc<DenseAvx512Kernel>, GenerateError> {
-    static CACHE: OnceLock<Mutex<HashMap<DenseAvx512Spec, Arc<DenseAvx512Kernel>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(k) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&spec) {
-        return Ok(k.clone());
-    }
-    let k = Arc::new(DenseAvx512Kernel::generate(spec)?);
-    Ok(cache.lock().unwrap_or_else(|p| p.into_inner()).entry(spec).or_insert(k).clone())
+    static CACHE: KernelCache<DenseAvx512Spec, DenseAvx512Kernel> = KernelCache::new();
+    CACHE.get(spec, DenseAvx512Kernel::generate)
 }
 
 /// The widest full-panel spec whose accumulators fit the registers for `rows` rows.

@@ -8,6 +8,7 @@
 
 mod amx;
 mod avx512;
+mod cache;
 pub mod dispatch;
 mod quant;
 mod scalar;

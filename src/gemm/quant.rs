@@ -3,14 +3,14 @@
 //! oracle's epilogue order (`tilejit_verify::quant`). AVX-512 VNNI only so
 //! far; rows go in groups of up to 4, threads take units of panels.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use tilejit_kernels::quant_avx512::{
     PackedQ8, Q8Activations, QuantAvx512Args, QuantAvx512Kernel, QuantAvx512Spec, PANEL_COLS,
 };
 
+use super::cache::KernelCache;
 use super::GemmError;
 use crate::isa::Isa;
 
@@ -20,13 +20,8 @@ const MAX_ROWS: usize = 4;
 const UNITS_PER_THREAD: usize = 4;
 
 fn kernel(spec: QuantAvx512Spec) -> Result<Arc<QuantAvx512Kernel>, GemmError> {
-    static CACHE: OnceLock<Mutex<HashMap<QuantAvx512Spec, Arc<QuantAvx512Kernel>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(k) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&spec) {
-        return Ok(k.clone());
-    }
-    let k = Arc::new(QuantAvx512Kernel::generate(spec)?);
-    Ok(cache.lock().unwrap_or_else(|p| p.into_inner()).entry(spec).or_insert(k).clone())
+    static CACHE: KernelCache<QuantAvx512Spec, QuantAvx512Kernel> = KernelCache::new();
+    Ok(CACHE.get(spec, QuantAvx512Kernel::generate)?)
 }
 
 /// `c[i * n + j] = dot(a row i, w row j)` (overwrite) for all `a.m` rows and
