@@ -287,42 +287,52 @@ pub fn gemv_weight_bandwidth(
 }
 
 /// Decode over GGUF block-quantized weights that are not cache resident:
-/// `copies` packed copies of one random N x K Q8_0 or Q4_0 matrix are
-/// cycled through, with one Q8_0 activation row. Throughput is counted in
-/// bytes of the GGUF-quantized weights (34 bytes per 32 Q8_0 weights, 18
-/// per 32 Q4_0), the measure the model runner cares about.
+/// `copies` packed copies of one random N x K matrix in `format` (Q8_0,
+/// Q4_0 or Q4_1) are cycled through, with one activation row in the
+/// format's pair (Q8_0, or Q8_1 for Q4_1). Throughput is counted in bytes
+/// of the GGUF-quantized weights (34, 18 and 20 bytes per 32 weights), the
+/// measure the model runner cares about.
 pub struct QuantGemvFixture {
-    weights: Vec<tilejit_kernels::quant_avx512::PackedQ8>,
-    a: tilejit_kernels::quant_avx512::Q8Activations,
+    weights: Vec<tilejit_kernels::quant_avx512::PackedQuant>,
+    a: tilejit_kernels::quant_avx512::QuantActivations,
     c: Vec<f32>,
     gguf_bytes: usize,
 }
 
 impl QuantGemvFixture {
-    pub fn new(q4_0: bool, n: usize, k: usize, copies: usize) -> Result<QuantGemvFixture, GemmError> {
-        use tilejit_kernels::quant_avx512::{PackedQ8, Q8Activations};
-        use tilejit_verify::quant::{quantize_row_q4_0, quantize_row_q8_0};
+    pub fn new(
+        format: tilejit_kernels::quant_avx512::WeightFormat,
+        n: usize,
+        k: usize,
+        copies: usize,
+    ) -> Result<QuantGemvFixture, GemmError> {
+        use tilejit_kernels::quant_avx512::{ActivationFormat, PackedQuant, QuantActivations, WeightFormat};
+        use tilejit_verify::quant::{quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0, quantize_row_q8_1};
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-0.1f32..0.1)).collect();
-        let (packed, gguf_bytes) = if q4_0 {
-            let q = quantize_row_q4_0(&w);
-            (PackedQ8::from_q4_0(&q, n, k)?, q.len())
-        } else {
-            let q = quantize_row_q8_0(&w);
-            (PackedQ8::from_q8_0(&q, n, k)?, q.len())
+        let q = match format {
+            WeightFormat::Q8_0 => quantize_row_q8_0(&w),
+            WeightFormat::Q4_0 => quantize_row_q4_0(&w),
+            WeightFormat::Q4_1 => quantize_row_q4_1(&w),
         };
+        let packed = PackedQuant::from_gguf(format, &q, n, k)?;
         let x: Vec<f32> = (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let a = Q8Activations::from_q8_0(&quantize_row_q8_0(&x), 1, k)?;
-        Ok(QuantGemvFixture { weights: vec![packed; copies.max(1)], a, c: vec![0.0; n], gguf_bytes })
+        let af = format.activations();
+        let a_bytes = match af {
+            ActivationFormat::Q8_0 => quantize_row_q8_0(&x),
+            ActivationFormat::Q8_1 => quantize_row_q8_1(&x),
+        };
+        let a = QuantActivations::from_gguf(af, &a_bytes, 1, k)?;
+        Ok(QuantGemvFixture { weights: vec![packed; copies.max(1)], a, c: vec![0.0; n], gguf_bytes: q.len() })
     }
 
     /// GGUF-quantized weight bytes per second over one round of every copy
     /// (median of `reps` rounds, after one checked call).
     pub fn bandwidth(&mut self, threads: usize, reps: usize) -> Result<f64, GemmError> {
-        crate::gemm::gemm_q8(&self.weights[0], &self.a, &mut self.c, threads)?;
+        crate::gemm::gemm_quant_avx512(&self.weights[0], &self.a, &mut self.c, threads)?;
         let round = median_time(reps, || {
             for w in &self.weights {
-                crate::gemm::gemm_q8(w, &self.a, &mut self.c, threads).expect("checked by the first call");
+                crate::gemm::gemm_quant_avx512(w, &self.a, &mut self.c, threads).expect("checked by the first call");
             }
         });
         Ok((self.gguf_bytes * self.weights.len()) as f64 / round.as_secs_f64())

@@ -8,6 +8,7 @@ use tilejit::cpu::{amx_ready, CpuFeatures};
 use tilejit::gemm::{gemm_bf16, gemm_int8, oracle_sign, GemmError, GemmOptions};
 use tilejit::isa;
 use tilejit::kernels::pack::{BLayout, PackedB};
+use tilejit::kernels::quant_avx512::WeightFormat;
 use tilejit::kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType, Int8Sign};
 use tilejit_verify::{fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist};
 
@@ -119,38 +120,62 @@ fn decode_table(opts: &TourOptions, gemm_opts: &GemmOptions) -> Result<(), Box<d
         .iter()
         .map(|&e| GemvFixture::new(e, 1, n, k, SPAN / (n * k * e.elem_bytes())))
         .collect::<Result<Vec<_>, _>>()?;
-    // GGUF block formats, counted in bytes of the quantized weights.
-    let quant_names = ["q8_0 (gguf bytes)", "q4_0 (gguf bytes)"];
-    let mut quant = [false, true]
-        .iter()
-        .map(|&q4| QuantGemvFixture::new(q4, n, k, SPAN / (n * k * 5 / 4)))
-        .collect::<Result<Vec<_>, _>>()?;
     let probe = ReadProbe::new(SPAN, opts.threads)?;
     let mut bounds = Vec::new();
     let mut gemvs = vec![Vec::new(); elems.len()];
-    let mut quant_bw = vec![Vec::new(); quant.len()];
     for _ in 0..11 {
         bounds.push(probe.bandwidth(1));
         for (fixture, out) in fixtures.iter_mut().zip(&mut gemvs) {
             out.push(fixture.bandwidth(gemm_opts, 1)?);
         }
-        for (fixture, out) in quant.iter_mut().zip(&mut quant_bw) {
-            out.push(fixture.bandwidth(opts.threads, 1)?);
-        }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    drop(fixtures);
     let bound = median(&mut bounds);
     println!("{:<24} {:>10.1} GB/s {:>8}", "streaming read", bound / 1e9, "100%");
     for (elem, v) in elems.iter().zip(&mut gemvs) {
         let bw = median(v);
         println!("{:<24} {:>10.1} GB/s {:>7.1}%", format!("gemv {}", elem.name()), bw / 1e9, 100.0 * bw / bound);
     }
-    for (name, v) in quant_names.iter().zip(&mut quant_bw) {
-        let bw = median(v);
-        println!("{:<24} {:>10.1} GB/s {:>7.1}%", format!("gemv {name}"), bw / 1e9, 100.0 * bw / bound);
+    quant_decode_table(opts, &probe)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// GEMV (M = 1) over GGUF block-quantized weights (`gemm_quant_avx512`),
+/// each format with its activations (Q8_0, or Q8_1 for Q4_1), against the
+/// streaming-read bandwidth measured interleaved with it, per shape.
+/// Throughput counts bytes of the GGUF weights (34/18/20 per 32).
+fn quant_decode_table(opts: &TourOptions, probe: &ReadProbe) -> Result<(), Box<dyn std::error::Error>> {
+    const SPAN: usize = 1 << 30;
+    println!(
+        "\n== Decode over GGUF block formats: GEMV M=1, weights cycled through >= 1 GiB, GB/s of GGUF bytes ({} thread{})",
+        opts.threads,
+        if opts.threads == 1 { "" } else { "s" }
+    );
+    // A 4096 x 4096 projection and a 14336 x 4096 FFN (llama-3-8B) layer.
+    for (n, k) in [(4096, 4096), (14336, 4096)] {
+        let mut fixtures = WeightFormat::ALL
+            .iter()
+            .map(|&f| QuantGemvFixture::new(f, n, k, SPAN.div_ceil(n * k / 32 * f.gguf_block_bytes())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut bounds = Vec::new();
+        let mut bw = vec![Vec::new(); fixtures.len()];
+        for _ in 0..11 {
+            bounds.push(probe.bandwidth(1));
+            for (fixture, out) in fixtures.iter_mut().zip(&mut bw) {
+                out.push(fixture.bandwidth(opts.threads, 1)?);
+            }
+        }
+        let bound = median(&mut bounds);
+        println!("{:<28} {:>10.1} GB/s {:>8}", format!("streaming read, {n}x{k}"), bound / 1e9, "100%");
+        for (f, v) in WeightFormat::ALL.iter().zip(&mut bw) {
+            let x = median(v);
+            let name = format!("gemv {} x {}", f.name(), if *f == WeightFormat::Q4_1 { "q8_1" } else { "q8_0" });
+            println!("{:<28} {:>10.1} GB/s {:>7.1}%", name, x / 1e9, 100.0 * x / bound);
+        }
     }
     Ok(())
 }

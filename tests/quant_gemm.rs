@@ -1,55 +1,122 @@
-//! The quantized GEMM driver (`gemm::gemm_q8`): any M (row groups of 4),
-//! any N, 1/2/3/7 threads, equal to the oracle's `gemm_quant` bit for bit.
+//! The quantized GEMM driver (`gemm::gemm_quant_avx512`): Q8_0 x Q8_0,
+//! Q4_0 x Q8_0 and Q4_1 x Q8_1, any M (row groups of 4), any N, K any
+//! multiple of 32 (odd block counts included), 1/2/3/7 threads, equal to
+//! the oracle's `gemm_quant` bit for bit (NaN as NaN); typed errors.
 
 mod common;
 
 use common::avx512_or_skip;
 use proptest::prelude::*;
-use rand::{rngs::StdRng, SeedableRng};
-use tilejit::gemm::{gemm_q8, GemmError};
-use tilejit::kernels::quant_avx512::{PackedQ8, Q8Activations};
-use tilejit_verify::quant::{gemm_quant, quantize_row_q4_0, quantize_row_q8_0, BlockType};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use tilejit::gemm::{gemm_quant_avx512, GemmError};
+use tilejit::kernels::quant_avx512::{ActivationFormat, PackedQuant, QuantActivations, QuantPackError, WeightFormat};
+use tilejit_verify::quant::{
+    gemm_quant, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0, quantize_row_q8_1, BlockType,
+};
 use tilejit_verify::strategies::standard_normal;
 
 fn normal_rows(rng: &mut StdRng, len: usize, scale: f64) -> Vec<f32> {
     (0..len).map(|_| (standard_normal(rng) * scale) as f32).collect()
 }
 
+/// GGUF weight bytes and the oracle's block types for `format`.
+fn quantize(format: WeightFormat, w: &[f32], a: &[f32]) -> (Vec<u8>, Vec<u8>, BlockType, BlockType) {
+    match format {
+        WeightFormat::Q8_0 => (quantize_row_q8_0(w), quantize_row_q8_0(a), BlockType::Q8_0, BlockType::Q8_0),
+        WeightFormat::Q4_0 => (quantize_row_q4_0(w), quantize_row_q8_0(a), BlockType::Q4_0, BlockType::Q8_0),
+        WeightFormat::Q4_1 => (quantize_row_q4_1(w), quantize_row_q8_1(a), BlockType::Q4_1, BlockType::Q8_1),
+    }
+}
+
+fn first_mismatch(want: &[f32], got: &[f32]) -> Option<usize> {
+    want.iter().zip(got).position(|(e, g)| e.to_bits() != g.to_bits() && !(e.is_nan() && g.is_nan()))
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn driver_matches_the_oracle(m in 1usize..10, n in 1usize..300, kb in 1usize..40, q4 in any::<bool>(), seed in any::<u64>()) {
+    fn driver_matches_the_oracle(
+        m in 1usize..10,
+        n in 1usize..300,
+        kb in 1usize..40,
+        fi in 0usize..3,
+        poison in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
         if !avx512_or_skip("quant_gemm", false, true) { return Ok(()); }
-        let k = kb * 32;
+        let (format, k) = (WeightFormat::ALL[fi], kb * 32);
         let mut rng = StdRng::seed_from_u64(seed);
         let w_f = normal_rows(&mut rng, n * k, 0.05);
-        let a_f = normal_rows(&mut rng, m * k, 1.0);
-        let (wt, w_bytes) = if q4 { (BlockType::Q4_0, quantize_row_q4_0(&w_f)) } else { (BlockType::Q8_0, quantize_row_q8_0(&w_f)) };
-        let a_bytes = quantize_row_q8_0(&a_f);
-        let w = if q4 { PackedQ8::from_q4_0(&w_bytes, n, k) } else { PackedQ8::from_q8_0(&w_bytes, n, k) }.unwrap();
-        let a = Q8Activations::from_q8_0(&a_bytes, m, k).unwrap();
+        let mut a_f = normal_rows(&mut rng, m * k, 1.0);
+        if poison {
+            // A NaN activation poisons its block (NaN d and s): NaN outputs in that row.
+            a_f[rng.random_range(0..m * k)] = f32::NAN;
+        }
+        let (w_bytes, a_bytes, wt, at) = quantize(format, &w_f, &a_f);
+        let w = PackedQuant::from_gguf(format, &w_bytes, n, k).unwrap();
+        let a = QuantActivations::from_gguf(format.activations(), &a_bytes, m, k).unwrap();
         let mut expected = vec![0f32; m * n];
-        gemm_quant(wt, BlockType::Q8_0, m, n, k, &a_bytes, &w_bytes, &mut expected).unwrap();
+        gemm_quant(wt, at, m, n, k, &a_bytes, &w_bytes, &mut expected).unwrap();
         for threads in [1, 2, 3, 7] {
-            let mut c = vec![f32::NAN; m * n];
-            gemm_q8(&w, &a, &mut c, threads).unwrap();
-            let first = expected.iter().zip(&c).position(|(e, g)| e.to_bits() != g.to_bits());
-            prop_assert!(first.is_none(), "{wt:?} {m}x{n}x{k}, {threads} threads: C[{}] = {:#x}, oracle {:#x}",
+            let mut c = vec![f32::from_bits(0x7FC0_DEAD); m * n];
+            gemm_quant_avx512(&w, &a, &mut c, threads).unwrap();
+            let first = first_mismatch(&expected, &c);
+            prop_assert!(first.is_none(), "{format:?} {m}x{n}x{k}, {threads} threads: C[{}] = {:#x}, oracle {:#x}",
                 first.unwrap(), c[first.unwrap()].to_bits(), expected[first.unwrap()].to_bits());
         }
     }
 }
 
+/// Larger N with many units per thread (dynamic hand-out), every format.
 #[test]
-fn bad_shapes_are_typed_errors() {
+fn many_panels_many_threads() {
+    if !avx512_or_skip("quant_gemm many panels", false, true) {
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(77);
+    for format in WeightFormat::ALL {
+        let (m, n, k) = (5, 16 * 97 + 3, 32 * 13);
+        let (w_bytes, a_bytes, wt, at) =
+            quantize(format, &normal_rows(&mut rng, n * k, 0.05), &normal_rows(&mut rng, m * k, 1.0));
+        let w = PackedQuant::from_gguf(format, &w_bytes, n, k).unwrap();
+        let a = QuantActivations::from_gguf(format.activations(), &a_bytes, m, k).unwrap();
+        let mut expected = vec![0f32; m * n];
+        gemm_quant(wt, at, m, n, k, &a_bytes, &w_bytes, &mut expected).unwrap();
+        for threads in [1, 2, 3, 7] {
+            let mut c = vec![f32::NAN; m * n];
+            gemm_quant_avx512(&w, &a, &mut c, threads).unwrap();
+            if let Some(i) = first_mismatch(&expected, &c) {
+                panic!(
+                    "{format:?} {m}x{n}x{k}, {threads} threads: C[{i}] = {:#x}, oracle {:#x}",
+                    c[i].to_bits(),
+                    expected[i].to_bits()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_and_pairs_are_typed_errors() {
     let (n, k) = (20, 64);
-    let w = PackedQ8::from_q8_0(&quantize_row_q8_0(&vec![0.5; n * k]), n, k).unwrap();
-    let a = Q8Activations::from_q8_0(&quantize_row_q8_0(&vec![1.0; 2 * k]), 2, k).unwrap();
+    let w = PackedQuant::from_q8_0(&quantize_row_q8_0(&vec![0.5; n * k]), n, k).unwrap();
+    let a = QuantActivations::from_q8_0(&quantize_row_q8_0(&vec![1.0; 2 * k]), 2, k).unwrap();
     let mut c = vec![0f32; 2 * n];
-    assert!(matches!(gemm_q8(&w, &a, &mut c, 0), Err(GemmError::Threads)));
-    assert!(matches!(gemm_q8(&w, &a, &mut c[..2 * n - 1], 1), Err(GemmError::Shape(_))));
-    let short = Q8Activations::from_q8_0(&quantize_row_q8_0(&[1.0; 32]), 1, 32).unwrap();
-    let err = gemm_q8(&w, &short, &mut c[..n], 1).unwrap_err();
+    assert!(matches!(gemm_quant_avx512(&w, &a, &mut c, 0), Err(GemmError::Threads)));
+    assert!(matches!(gemm_quant_avx512(&w, &a, &mut c[..2 * n - 1], 1), Err(GemmError::Shape(_))));
+    let short = QuantActivations::from_q8_0(&quantize_row_q8_0(&[1.0; 32]), 1, 32).unwrap();
+    let err = gemm_quant_avx512(&w, &short, &mut c[..n], 1).unwrap_err();
     assert!(err.to_string().contains("weights have k = 64"), "{err}");
+    // Q4_1 weights need Q8_1 activations; Q8_0 / Q4_0 weights need Q8_0.
+    let w41 = PackedQuant::from_q4_1(&quantize_row_q4_1(&vec![0.5; n * k]), n, k).unwrap();
+    let a81 = QuantActivations::from_q8_1(&quantize_row_q8_1(&vec![1.0; 2 * k]), 2, k).unwrap();
+    for (w, a, af) in [(&w41, &a, ActivationFormat::Q8_0), (&w, &a81, ActivationFormat::Q8_1)] {
+        let err = gemm_quant_avx512(w, a, &mut c, 1).unwrap_err();
+        assert!(
+            matches!(err, GemmError::Quant(QuantPackError::UnsupportedPair { weights, activations })
+                if weights == w.format() && activations == af),
+            "{err}"
+        );
+    }
 }

@@ -6,8 +6,8 @@
 //! - [`dense_amx`]: the staged generator (plan -> schedule -> code).
 //! - [`dense_avx512`]: AVX-512 kernels for decode shapes (int8 VPDPBUSD,
 //!   bf16 two-chain FMA emulation of AMX, native VDPBF16PS).
-//! - [`quant_avx512`]: the VPDPBUSD kernel for GGUF Q8_0 / Q4_0 weights
-//!   with Q8_0 activations, bit-identical to the quantized oracle.
+//! - [`quant_avx512`]: the VPDPBUSD decode kernel for GGUF Q8_0 / Q4_0 x
+//!   Q8_0 and Q4_1 x Q8_1, bit-identical to the quantized oracle.
 //! - [`pack`]: B into the VNNI tile layout the kernels read.
 //! - [`peak`]: the register-resident TDP loop that measures TMUL peak.
 //! - [`jit`]: executable buffers and dumps.

@@ -406,7 +406,7 @@ const fn row(op: EvexOp, mnemonic: Mnemonic, form: Form, n: i32, bcst_n: Option<
 }
 
 #[rustfmt::skip]
-const ROWS: [Row; 24] = [
+const ROWS: [Row; 26] = [
     row(EvexOp::VPDPBUSD, Mnemonic::Vpdpbusd, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VDPBF16PS, Mnemonic::Vdpbf16ps, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VFMADD231PS, Mnemonic::Vfmadd231ps, Form::Rvm, 64, Some(4), false),
@@ -431,6 +431,9 @@ const ROWS: [Row; 24] = [
     row(EvexOp::VPSHUFB, Mnemonic::Vpshufb, Form::Rvm, 64, None, false),
     row(EvexOp::VCVTDQ2PS, Mnemonic::Vcvtdq2ps, Form::Rm, 64, None, false),
     row(EvexOp::VMULPS, Mnemonic::Vmulps, Form::Rvm, 64, Some(4), false),
+    row(EvexOp::VPSRLVD, Mnemonic::Vpsrlvd, Form::Rvm, 64, Some(4), false),
+    // Half-vector memory (HVM): 16 f16 = 32 bytes, so disp8 is scaled by 32.
+    row(EvexOp::VCVTPH2PS, Mnemonic::Vcvtph2ps, Form::Rm, 32, None, true),
 ];
 
 impl Row {
@@ -722,6 +725,11 @@ fn known_byte_vectors() {
         ("vpexpandb zmm0{k1}{z},[rsi]", EvexOp::VPEXPANDB.rm_mem(z0, Mem::base(Gpr::RSI), k1z), "62 f2 7d c9 62 06"),
         ("vpexpandw zmm0{k1}{z},zmm1", EvexOp::VPEXPANDW.rm(z0, z1, k1z), "62 f2 fd c9 62 c1"),
         ("kmovq k1,rax", Ok(kmovq_k_r64(KReg::K1, Gpr::RAX)), "c4 e1 fb 92 c8"),
+        ("vpsrlvd zmm0,zmm1,zmm2", EvexOp::VPSRLVD.rvm(z0, z1, z2, none), "62 f2 75 48 45 c2"),
+        ("vcvtph2ps zmm0,[rax]", EvexOp::VCVTPH2PS.rm_mem(z0, rax(0), none), "62 f2 7d 48 13 00"),
+        // HVM: disp8*32, so [rax+0x20] is disp8 = 1 and [rax+0x40] disp8 = 2.
+        ("vcvtph2ps zmm0,[rax+0x20]", EvexOp::VCVTPH2PS.rm_mem(z0, rax(0x20), none), "62 f2 7d 48 13 40 01"),
+        ("vcvtph2ps zmm0,[rax+0x40]", EvexOp::VCVTPH2PS.rm_mem(z0, rax(0x40), none), "62 f2 7d 48 13 40 02"),
         // disp8*N: [rax+0x40] is disp8 = 1 for a 64-byte operand, [rax+0x44] needs disp32.
         ("vmovups zmm0,[rax+0x40]", EvexOp::VMOVUPS_LOAD.rm_mem(z0, rax(0x40), none), "62 f1 7c 48 10 40 01"),
         ("vmovups zmm0,[rax+0x44]", EvexOp::VMOVUPS_LOAD.rm_mem(z0, rax(0x44), none), "62 f1 7c 48 10 80 44 00 00 00"),

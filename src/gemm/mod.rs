@@ -21,7 +21,7 @@ use crate::cpu::AmxUnavailable;
 use crate::isa::{self, Isa};
 
 pub use amx::kernel;
-pub use quant::gemm_q8;
+pub use quant::gemm_quant_avx512;
 pub use scalar::oracle_sign;
 /// Tuning knobs of a GEMM call; none of them changes the result bits. (The
 /// K chunk per TDP, which does for bf16, and the K block size belong to the

@@ -1,13 +1,15 @@
 //! Quantized GEMM over GGUF block weights: `C[i][j] = dot(A row i, W row j)`
-//! for Q8_0 activations against Q8_0 or Q4_0 weights (`PackedQ8`), with the
-//! oracle's epilogue order (`tilejit_verify::quant`). AVX-512 VNNI only so
-//! far; rows go in groups of up to 4, threads take units of panels.
+//! for Q8_0 x Q8_0, Q4_0 x Q8_0 and Q4_1 x Q8_1 ([`PackedQuant`],
+//! [`QuantActivations`]), with the oracle's epilogue order
+//! (`tilejit_verify::quant`). AVX-512 VNNI only so far; rows go in groups
+//! of up to 4, threads take dynamic units of whole panel passes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tilejit_kernels::quant_avx512::{
-    PackedQ8, Q8Activations, QuantAvx512Args, QuantAvx512Kernel, QuantAvx512Spec, PANEL_COLS,
+    PackedQuant, QuantActivations, QuantAvx512Args, QuantAvx512Kernel, QuantAvx512Spec, QuantPackError, PANEL_COLS,
+    TERM_WORDS,
 };
 
 use super::cache::KernelCache;
@@ -24,21 +26,29 @@ fn kernel(spec: QuantAvx512Spec) -> Result<Arc<QuantAvx512Kernel>, GemmError> {
     Ok(CACHE.get(spec, QuantAvx512Kernel::generate)?)
 }
 
-/// `c[i * n + j] = dot(a row i, w row j)` (overwrite) for all `a.m` rows and
-/// all of `w`'s N, bit-identical to `gemm_quant(Q8_0 | Q4_0, Q8_0, ..)`, on
-/// `threads` threads (the bits do not depend on it).
-pub fn gemm_q8(w: &PackedQ8, a: &Q8Activations, c: &mut [f32], threads: usize) -> Result<(), GemmError> {
-    let (m, n, k) = (a.m, w.n(), w.k());
+/// `c[i * n + j] = dot(a row i, w row j)` (overwrite) for all `a.m()` rows
+/// and all of `w`'s N, bit-identical to `gemm_quant(w format, a format, ..)`,
+/// on `threads` threads (the bits do not depend on it).
+///
+/// # Errors
+/// `threads == 0`; a (weights, activations) pair the oracle does not define
+/// ([`QuantPackError::UnsupportedPair`]); mismatched `k` or a wrong `c`
+/// length; a CPU without AVX-512 VNNI.
+pub fn gemm_quant_avx512(
+    w: &PackedQuant,
+    a: &QuantActivations,
+    c: &mut [f32],
+    threads: usize,
+) -> Result<(), GemmError> {
+    let (m, n, k, kb) = (a.m(), w.n(), w.k(), w.k_blocks());
     if threads == 0 {
         return Err(GemmError::Threads);
     }
-    if a.k != k || a.quants.len() != m * k || a.terms.len() != 2 * m * w.k_blocks() {
-        return Err(GemmError::Shape(format!(
-            "activations are {m} x {} ({} quants, {} block terms) but the weights have k = {k}",
-            a.k,
-            a.quants.len(),
-            a.terms.len()
-        )));
+    if w.format().activations() != a.format() {
+        return Err(QuantPackError::UnsupportedPair { weights: w.format(), activations: a.format() }.into());
+    }
+    if a.k() != k {
+        return Err(GemmError::Shape(format!("activations are {m} x {} but the weights have k = {k}", a.k())));
     }
     if m.checked_mul(n) != Some(c.len()) {
         return Err(GemmError::Shape(format!("C has {} elements; {m} x {n} needs {}", c.len(), m * n)));
@@ -56,13 +66,14 @@ pub fn gemm_q8(w: &PackedQ8, a: &Q8Activations, c: &mut [f32], threads: usize) -
     let mut calls = Vec::new();
     for row0 in (0..m).step_by(MAX_ROWS) {
         let rows = MAX_ROWS.min(m - row0);
-        calls.push((row0, kernel(QuantAvx512Spec::new(rows as u8))?));
+        calls.push((row0, kernel(QuantAvx512Spec::new(w.format(), rows as u8))?));
     }
     // Units of whole passes of panels, handed out dynamically (as in the
     // dense AVX-512 path: a late thread must not hold up a ~200 us call).
     let pass = usize::from(calls[0].1.spec().panels_per_pass);
     let unit = if threads == 1 { panels } else { pass * (panels / (threads * UNITS_PER_THREAD * pass)).max(1) };
     let next = AtomicUsize::new(0);
+    let (quants, terms, bytes) = (a.quants(), a.kernel_terms(), w.as_bytes());
     crate::threads::run_parallel(threads, |_| loop {
         let u = next.fetch_add(1, Ordering::Relaxed);
         let p0 = u * unit;
@@ -75,19 +86,21 @@ pub fn gemm_q8(w: &PackedQ8, a: &Q8Activations, c: &mut [f32], threads: usize) -
         for (row0, kernel) in &calls {
             let shape = kernel.shape_args(cols, k);
             let args = QuantAvx512Args {
-                a: a.quants[row0 * k..].as_ptr(),
-                a_terms: a.terms[2 * row0 * w.k_blocks()..].as_ptr(),
-                w: w.as_bytes()[p0 * w.panel_stride()..].as_ptr(),
+                a: quants[row0 * k..].as_ptr(),
+                a_terms: terms[row0 * kb * TERM_WORDS..].as_ptr(),
+                w: bytes[p0 * w.panel_stride()..].as_ptr(),
                 // SAFETY (pointer arithmetic): row0 < m and p0 * 16 < n, inside C.
                 c: unsafe { c_base.0.cast::<f32>().add(row0 * n + p0 * PANEL_COLS) },
                 ldc: 4 * n,
                 ..shape
             };
             // SAFETY: AVX512F/BW/VNNI were checked above; the default MXCSR is
-            // in force (nothing here changes it). The kernel reads its rows of
-            // quants and block terms (lengths checked), the panels p0..p1 of the
-            // packed weights, and writes rows row0.. of this thread's columns
-            // of C (masked at the N tail); no other thread writes them.
+            // in force (nothing here changes it). The kernel (generated for
+            // w's format) reads its rows of quants and block terms (`a` holds
+            // m rows of k and k/32, its constructor guarantees it), the panels
+            // p0..p1 of the packed weights (64-byte aligned, as every panel
+            // stride is), and writes rows row0.. of this thread's columns of C
+            // (masked at the N tail); no other thread writes them.
             unsafe { kernel.run(&args) };
         }
     })

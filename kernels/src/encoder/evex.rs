@@ -16,6 +16,9 @@ enum Tuple {
     FullMem,
     /// One scalar element (expand, broadcast sources): N = element size.
     Scalar { elem: u8 },
+    /// Half of a vector from memory (VCVTPH2PS zmm, m256; HVM without
+    /// broadcast): N = 32.
+    HalfMem,
 }
 
 /// Operand order of an instruction.
@@ -82,6 +85,11 @@ evex_table! {
     VPSHUFB = "vpshufb", P66, M0F38, 0x00, w = 0, Tuple::FullMem, Rvm, false;
     VCVTDQ2PS = "vcvtdq2ps", None, M0F, 0x5B, w = 0, Tuple::Full { elem: 4 }, Rm, false;
     VMULPS = "vmulps", None, M0F, 0x59, w = 0, Tuple::Full { elem: 4 }, Rvm, false;
+    // Variable logical right shift of dwords: src2 (zmm/m512/m32bcst) holds the counts.
+    VPSRLVD = "vpsrlvd", P66, M0F38, 0x45, w = 0, Tuple::Full { elem: 4 }, Rvm, false;
+    // 16 f16 (a ymm or m256) widened to 16 f32, exactly; only the memory form
+    // is offered (the register source is a ymm, which `Zmm` does not name).
+    VCVTPH2PS = "vcvtph2ps", P66, M0F38, 0x13, w = 0, Tuple::HalfMem, Rm, true;
 }
 
 /// Write mask `{k}` or `{k}{z}`; `Mask::NONE` is no masking (k0).
@@ -163,6 +171,7 @@ impl EvexOp {
         match self.tuple {
             Tuple::Full { elem } if broadcast => elem as i32,
             Tuple::Full { .. } | Tuple::FullMem => 64,
+            Tuple::HalfMem => 32,
             Tuple::Scalar { elem } => elem as i32,
         }
     }
