@@ -11,6 +11,7 @@ mod avx512;
 mod cache;
 pub mod dispatch;
 mod quant;
+mod quant_amx;
 mod scalar;
 
 use tilejit_kernels::jit::GenerateError;
@@ -22,6 +23,7 @@ use crate::isa::{self, Isa};
 
 pub use amx::kernel;
 pub use quant::gemm_q8;
+pub use quant_amx::{gemm_quant_amx, DEFAULT_TILE_ROWS};
 pub use scalar::oracle_sign;
 /// Tuning knobs of a GEMM call; none of them changes the result bits. (The
 /// K chunk per TDP, which does for bf16, and the K block size belong to the
@@ -73,6 +75,8 @@ pub enum GemmError {
     Generate(#[from] GenerateError),
     #[error("could not pack B: {0}")]
     Pack(#[from] tilejit_kernels::pack::PackError),
+    #[error("quantized AMX weights or activations: {0}")]
+    QuantAmx(#[from] tilejit_kernels::quant_amx::QuantAmxError),
     #[error("quantized weights or activations: {0}")]
     Quant(#[from] tilejit_kernels::quant_avx512::QuantPackError),
 }
