@@ -328,3 +328,112 @@ impl QuantGemvFixture {
         Ok((self.gguf_bytes * self.weights.len()) as f64 / round.as_secs_f64())
     }
 }
+
+/// How a quantized prefill runs (the strategies compared in BENCHMARKS.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefillStrategy {
+    /// AMX, TDPBSSD per 32-wide block, f32 epilogue per block.
+    AmxInt8Blocks,
+    /// AMX, TDPBF16PS on the quants as exact bf16 integers, per block.
+    AmxBf16Blocks,
+    /// The AVX-512 VNNI decode kernel, four rows per call.
+    Avx512Vnni,
+}
+
+impl PrefillStrategy {
+    pub const ALL: [PrefillStrategy; 3] = [Self::AmxInt8Blocks, Self::AmxBf16Blocks, Self::Avx512Vnni];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AmxInt8Blocks => "amx int8 per block",
+            Self::AmxBf16Blocks => "amx bf16 per block",
+            Self::Avx512Vnni => "avx512 vnni",
+        }
+    }
+}
+
+/// Quantized prefill: `m` Q8 activation rows against one N x K matrix of
+/// GGUF weights (random normal data quantized by the oracle's quantizers),
+/// packed for every strategy outside the timed region.
+pub struct QuantPrefillFixture {
+    m: usize,
+    n: usize,
+    k: usize,
+    amx: Vec<(tilejit_kernels::quant_amx::PackedQuantAmx, tilejit_kernels::quant_amx::AmxActivations)>,
+    avx512: Option<(tilejit_kernels::quant_avx512::PackedQ8, tilejit_kernels::quant_avx512::Q8Activations)>,
+    c: Vec<f32>,
+}
+
+impl QuantPrefillFixture {
+    pub fn new(
+        format: tilejit_kernels::quant_amx::WeightFormat,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Result<QuantPrefillFixture, GemmError> {
+        use tilejit_kernels::quant_amx::{AmxActivations, PackedQuantAmx, TileKind, WeightFormat};
+        use tilejit_kernels::quant_avx512::{PackedQ8, Q8Activations};
+        use tilejit_verify::quant::{quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0, quantize_row_q8_1};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-0.1f32..0.1)).collect();
+        let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let gguf = match format {
+            WeightFormat::Q4_0 => quantize_row_q4_0(&w),
+            WeightFormat::Q4_1 => quantize_row_q4_1(&w),
+            WeightFormat::Q8_0 => quantize_row_q8_0(&w),
+        };
+        let q8_1 = format.has_min();
+        let act = if q8_1 { quantize_row_q8_1(&x) } else { quantize_row_q8_0(&x) };
+        let block = if q8_1 { 36 } else { 34 };
+        let f16 = |b: &[u8]| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+        let (mut q, mut d, mut s) = (Vec::new(), Vec::new(), Vec::new());
+        for blk in act.chunks_exact(block) {
+            d.push(f16(blk));
+            if q8_1 {
+                s.push(f16(&blk[2..]));
+            }
+            q.extend(blk[block - 32..].iter().map(|&v| v as i8));
+        }
+        let mut amx = Vec::new();
+        for kind in [TileKind::Int8, TileKind::Bf16] {
+            amx.push((
+                PackedQuantAmx::pack(format, kind, &gguf, n, k)?,
+                AmxActivations::new(kind, m, k, &q, &d, &s)?,
+            ));
+        }
+        let avx512 = match format {
+            WeightFormat::Q4_0 => Some((PackedQ8::from_q4_0(&gguf, n, k)?, Q8Activations::from_q8_0(&act, m, k)?)),
+            WeightFormat::Q8_0 => Some((PackedQ8::from_q8_0(&gguf, n, k)?, Q8Activations::from_q8_0(&act, m, k)?)),
+            WeightFormat::Q4_1 => None,
+        };
+        Ok(QuantPrefillFixture { m, n, k, amx, avx512, c: vec![0.0; m * n] })
+    }
+
+    /// One run; `Ok(false)` if the strategy does not support the format.
+    pub fn run(&mut self, strategy: PrefillStrategy, threads: usize) -> Result<bool, GemmError> {
+        let tile_rows = crate::gemm::DEFAULT_TILE_ROWS;
+        match strategy {
+            PrefillStrategy::AmxInt8Blocks | PrefillStrategy::AmxBf16Blocks => {
+                let (w, a) = &self.amx[usize::from(strategy == PrefillStrategy::AmxBf16Blocks)];
+                crate::gemm::gemm_quant_amx(w, a, &mut self.c, threads, tile_rows)?;
+            }
+            PrefillStrategy::Avx512Vnni => match &self.avx512 {
+                Some((w, a)) => crate::gemm::gemm_q8(w, a, &mut self.c, threads)?,
+                None => return Ok(false),
+            },
+        }
+        Ok(true)
+    }
+
+    /// Median operations per second (2 per multiply-add) over `reps` runs,
+    /// or `None` if the strategy does not support the format.
+    pub fn ops_per_s(&mut self, strategy: PrefillStrategy, threads: usize, reps: usize) -> Result<Option<f64>, GemmError> {
+        if !self.run(strategy, threads)? {
+            return Ok(None);
+        }
+        let t = median_time(reps, || {
+            self.run(strategy, threads).expect("checked by the first call");
+        });
+        Ok(Some(2.0 * (self.m * self.n * self.k) as f64 / t.as_secs_f64()))
+    }
+}

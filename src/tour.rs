@@ -3,7 +3,10 @@
 //! their throughput next to the TMUL peak measured in the same run.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use tilejit::bench::{jit_compile_time, measure_gemm, tmul_peak_ops, GemvFixture, QuantGemvFixture, ReadProbe};
+use tilejit::bench::{
+    jit_compile_time, measure_gemm, tmul_peak_ops, GemvFixture, PrefillStrategy, QuantGemvFixture, QuantPrefillFixture,
+    ReadProbe,
+};
 use tilejit::cpu::{amx_ready, CpuFeatures};
 use tilejit::gemm::{gemm_bf16, gemm_int8, oracle_sign, GemmError, GemmOptions};
 use tilejit::isa;
@@ -97,6 +100,7 @@ pub fn run(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     decode_table(opts, &gemm_opts)?;
+    prefill_table(opts)?;
     Ok(())
 }
 
@@ -190,4 +194,37 @@ fn verify_once(
             Ok((m * n, first_mismatch_f32(&expected, &c).map(|mm| mm.to_string())))
         }
     }
+}
+
+/// Quantized prefill (M = 128 and 512) on SmolLM2's K >= 1536 shape and
+/// two large layers, every strategy next to the same run's int8 TMUL peak.
+fn prefill_table(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
+    use tilejit::kernels::quant_amx::WeightFormat;
+    let threads = opts.threads;
+    println!("\n== Quantized prefill ({threads} thread(s), GGUF weights x Q8 activations, median of 3)");
+    let peak = tmul_peak_ops(ElemType::Int8(Int8Sign::SS))? * threads as f64;
+    println!("{:<40} {:>10.0} Gop/s {:>7}", "tmul peak int8", peak / 1e9, "100%");
+    for (n, k) in [(576, 1536), (4096, 4096), (14336, 4096)] {
+        for format in [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q8_0] {
+            for m in [128, 512] {
+                let mut fx = QuantPrefillFixture::new(format, m, n, k)?;
+                let mut avx = None;
+                for s in PrefillStrategy::ALL {
+                    if let Some(ops) = fx.ops_per_s(s, threads, 3)? {
+                        if s == PrefillStrategy::Avx512Vnni {
+                            avx = Some(ops);
+                        }
+                        println!(
+                            "{:<40} {:>10.0} Gop/s {:>6.1}%",
+                            format!("{format:?} {m}x{n}x{k} {}", s.name()),
+                            ops / 1e9,
+                            100.0 * ops / peak
+                        );
+                    }
+                }
+                let _ = avx;
+            }
+        }
+    }
+    Ok(())
 }

@@ -84,7 +84,7 @@ pub fn gemm_quant_amx(
     let threads = threads.min(units).max(1);
     let c_base = &SharedC(c.as_mut_ptr().cast::<u8>());
     let next = AtomicUsize::new(0);
-    let a_row_bytes = k * w.kind().a_elem_bytes();
+    let a_row_bytes = a.lda();
     crate::threads::run_parallel(threads, |_| {
         let mut scratch = AlignedBytes::zeroed(SCRATCH_BYTES);
         loop {

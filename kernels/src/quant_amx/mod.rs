@@ -236,15 +236,21 @@ impl Plan {
         Ok(())
     }
 
-    /// Folds set `set` (the block whose chunk starts `blocks_back` chunks
-    /// before W_PTR) into the accumulators; advances the tables.
-    fn emit_epilogue(&self, cb: &mut CodeBuilder, set: usize, blocks_back: i32) -> Result<(), GenerateError> {
-        let none = Mask::NONE;
-        let scratch = |t: usize, row: usize| Mem::base_disp(SCRATCH, ((set * 2 + t) * 1024 + row * 64) as i32);
+    /// TILESTORED of C set `set` to scratch buffer `set`.
+    fn emit_store(&self, cb: &mut CodeBuilder, set: usize) -> Result<(), GenerateError> {
         for t in 0..self.tiles.len() {
             let mem = Mem::base_disp(SCRATCH, ((set * 2 + t) * 1024) as i32).with_index(STRIDE64, Scale::S1)?;
             cb.emit(enc::tilestored(mem, c_tile(set, t))?);
         }
+        Ok(())
+    }
+
+    /// Folds scratch buffer `set` (the block whose chunk starts
+    /// `blocks_back` chunks before W_PTR) into the accumulators; advances
+    /// the tables.
+    fn emit_fold(&self, cb: &mut CodeBuilder, set: usize, blocks_back: i32) -> Result<(), GenerateError> {
+        let none = Mask::NONE;
+        let scratch = |t: usize, row: usize| Mem::base_disp(SCRATCH, ((set * 2 + t) * 1024 + row * 64) as i32);
         let scales_at = self.spec.kind.tile_bytes() as i32 - blocks_back * self.chunk;
         cb.emit(EvexOp::VMOVUPS_LOAD.rm_mem(self.dw, Mem::base_disp(W_PTR, scales_at), none)?);
         if self.spec.format.has_min() {
@@ -290,8 +296,18 @@ impl Plan {
             ; mov Rq(W_PTR.number()), Rq(W_PANEL.number())
             ; mov Rq(K_COUNT.number()), QWORD [Rq(ARGS.number()) + field!(k_blocks)]
         );
+        // Three stages a block apart: TDP(b), TILESTORED(b - 1), fold(b - 2),
+        // so neither the next TDP waits for a store (tiles are not renamed)
+        // nor a fold's loads for the TILESTORED just issued. Block b uses
+        // C set and scratch buffer b % 2; K_COUNT = blocks still to TDP.
         self.emit_tdp(cb, 0)?;
-        // K_COUNT = blocks still to TDP.
+        dynasm!(cb.ops
+            ; .arch x64
+            ; dec Rq(K_COUNT.number())
+            ; jz >one_block
+        );
+        self.emit_tdp(cb, 1)?;
+        self.emit_store(cb, 0)?;
         dynasm!(cb.ops
             ; .arch x64
             ; dec Rq(K_COUNT.number())
@@ -299,10 +315,11 @@ impl Plan {
             ; jb >pairs_done
             ; pairs:
         );
-        self.emit_tdp(cb, 1)?;
-        self.emit_epilogue(cb, 0, 2)?;
-        self.emit_tdp(cb, 0)?;
-        self.emit_epilogue(cb, 1, 2)?;
+        for set in [0, 1] {
+            self.emit_tdp(cb, set)?;
+            self.emit_store(cb, 1 - set)?;
+            self.emit_fold(cb, set, 3)?;
+        }
         dynasm!(cb.ops
             ; .arch x64
             ; sub Rq(K_COUNT.number()), 2
@@ -310,13 +327,22 @@ impl Plan {
             ; jae <pairs
             ; pairs_done:
             ; test Rq(K_COUNT.number()), Rq(K_COUNT.number())
-            ; jz >even
+            ; jz >last_odd
         );
-        self.emit_tdp(cb, 1)?;
-        self.emit_epilogue(cb, 0, 2)?;
-        self.emit_epilogue(cb, 1, 1)?;
-        dynasm!(cb.ops ; .arch x64 ; jmp >stored ; even:);
-        self.emit_epilogue(cb, 0, 1)?;
+        // One more block (even): then the last block is even.
+        self.emit_tdp(cb, 0)?;
+        self.emit_store(cb, 1)?;
+        self.emit_fold(cb, 0, 3)?;
+        self.emit_store(cb, 0)?;
+        self.emit_fold(cb, 1, 2)?;
+        self.emit_fold(cb, 0, 1)?;
+        dynasm!(cb.ops ; .arch x64 ; jmp >stored ; last_odd:);
+        self.emit_store(cb, 1)?;
+        self.emit_fold(cb, 0, 2)?;
+        self.emit_fold(cb, 1, 1)?;
+        dynasm!(cb.ops ; .arch x64 ; jmp >stored ; one_block:);
+        self.emit_store(cb, 0)?;
+        self.emit_fold(cb, 0, 1)?;
         dynasm!(cb.ops
             ; .arch x64
             ; stored:

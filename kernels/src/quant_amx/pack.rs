@@ -300,7 +300,7 @@ fn chunk_bytes(format: WeightFormat, kind: TileKind) -> usize {
 
 /// Q8 activation rows as the AMX kernels read them: the quants as the A
 /// operand (s8 for [`TileKind::Int8`], bf16 of the same integers for
-/// [`TileKind::Bf16`]; `m` rows of `k`, row stride `k` elements) and the
+/// [`TileKind::Bf16`]; `m` rows of `k`, padded rows) and the
 /// per-block scales `d` and (Q8_1) sums `s` as f32, transposed to
 /// block-major tables (`table[b * m + i]`) so that the rows of one tile are
 /// adjacent for the kernel's broadcasts.
@@ -309,6 +309,7 @@ pub struct AmxActivations {
     m: usize,
     k: usize,
     kind: TileKind,
+    lda: usize,
     a: AlignedBytes,
     scales_t: Vec<f32>,
     sums_t: Vec<f32>,
@@ -335,16 +336,17 @@ impl AmxActivations {
         if !sums.is_empty() {
             check_len("activation sums", m * kb, sums.len())?;
         }
-        let mut a = AlignedBytes::zeroed(m * k * kind.a_elem_bytes());
-        match kind {
-            TileKind::Int8 => {
-                for (d, &s) in a.as_mut_slice().iter_mut().zip(quants) {
-                    *d = s as u8;
-                }
-            }
-            TileKind::Bf16 => {
-                for (d, &s) in a.typed_mut::<u16>().iter_mut().zip(quants) {
-                    *d = int_to_bf16(s);
+        let row = k * kind.a_elem_bytes();
+        // One extra line per row: rows a multiple of 4 KiB apart would all
+        // fall into the same L1 set, and a row group has more rows (up to
+        // 26) than L1 has ways (12).
+        let lda = row.next_multiple_of(64) + 64;
+        let mut a = AlignedBytes::zeroed(m.checked_mul(lda).ok_or(QuantAmxError::SizeOverflow)?);
+        for (dst, src) in a.as_mut_slice().chunks_exact_mut(lda).zip(quants.chunks_exact(k)) {
+            match kind {
+                TileKind::Int8 => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s as u8),
+                TileKind::Bf16 => {
+                    dst.chunks_exact_mut(2).zip(src).for_each(|(d, &s)| d.copy_from_slice(&int_to_bf16(s).to_le_bytes()))
                 }
             }
         }
@@ -360,7 +362,7 @@ impl AmxActivations {
             }
             out
         };
-        Ok(AmxActivations { m, k, kind, a, scales_t: transpose(scales), sums_t: transpose(sums) })
+        Ok(AmxActivations { m, k, kind, lda, a, scales_t: transpose(scales), sums_t: transpose(sums) })
     }
 
     pub fn m(&self) -> usize {
@@ -380,7 +382,12 @@ impl AmxActivations {
         !self.sums_t.is_empty()
     }
 
-    /// The A operand bytes (rows of `k * a_elem_bytes`).
+    /// Bytes from one A row to the next.
+    pub fn lda(&self) -> usize {
+        self.lda
+    }
+
+    /// The A operand bytes (`m` rows of `k * a_elem_bytes` at [`Self::lda`]).
     pub fn a_bytes(&self) -> &[u8] {
         self.a.as_slice()
     }
