@@ -12,6 +12,7 @@ mod cache;
 pub mod dispatch;
 mod quant;
 mod quant_amx;
+mod quant_bf16;
 mod scalar;
 
 use tilejit_kernels::jit::GenerateError;
@@ -24,6 +25,7 @@ use crate::isa::{self, Isa};
 pub use amx::kernel;
 pub use quant::gemm_q8;
 pub use quant_amx::{gemm_quant_amx, DEFAULT_TILE_ROWS};
+pub use quant_bf16::{bf16_from_f32, dequantize_rows_to_bf16, gemm_dequant_bf16, PackedDequantBf16};
 pub use scalar::oracle_sign;
 /// Tuning knobs of a GEMM call; none of them changes the result bits. (The
 /// K chunk per TDP, which does for bf16, and the K block size belong to the

@@ -317,8 +317,8 @@ impl Plan {
         );
         for set in [0, 1] {
             self.emit_tdp(cb, set)?;
-            self.emit_store(cb, 1 - set)?;
             self.emit_fold(cb, set, 3)?;
+            self.emit_store(cb, 1 - set)?;
         }
         dynasm!(cb.ops
             ; .arch x64
@@ -331,8 +331,8 @@ impl Plan {
         );
         // One more block (even): then the last block is even.
         self.emit_tdp(cb, 0)?;
-        self.emit_store(cb, 1)?;
         self.emit_fold(cb, 0, 3)?;
+        self.emit_store(cb, 1)?;
         self.emit_store(cb, 0)?;
         self.emit_fold(cb, 1, 2)?;
         self.emit_fold(cb, 0, 1)?;
