@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use tilejit_kernels::dense_amx::DenseAmxKernel;
 use tilejit_kernels::pack::{AlignedBytes, BLayout, PackedB};
+use tilejit_kernels::quant_avx512::{ActivationFormat, WeightFormat};
 use tilejit_kernels::peak::{ReadBandwidthKernel, TmulPeakKernel, READ_CHUNK, TDPS_PER_ITERATION};
 use tilejit_kernels::spec::{DenseAmxSpec, ElemType};
 use tilejit_verify::f32_to_bf16;
@@ -300,21 +301,12 @@ pub struct QuantGemvFixture {
 }
 
 impl QuantGemvFixture {
-    pub fn new(
-        format: tilejit_kernels::quant_avx512::WeightFormat,
-        n: usize,
-        k: usize,
-        copies: usize,
-    ) -> Result<QuantGemvFixture, GemmError> {
-        use tilejit_kernels::quant_avx512::{ActivationFormat, PackedQuant, QuantActivations, WeightFormat};
-        use tilejit_verify::quant::{quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0, quantize_row_q8_1};
+    pub fn new(format: WeightFormat, n: usize, k: usize, copies: usize) -> Result<QuantGemvFixture, GemmError> {
+        use tilejit_kernels::quant_avx512::{PackedQuant, QuantActivations};
+        use tilejit_verify::quant::{quantize_row_q8_0, quantize_row_q8_1};
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-0.1f32..0.1)).collect();
-        let q = match format {
-            WeightFormat::Q8_0 => quantize_row_q8_0(&w),
-            WeightFormat::Q4_0 => quantize_row_q4_0(&w),
-            WeightFormat::Q4_1 => quantize_row_q4_1(&w),
-        };
+        let (q, _) = quantize_weights(format, &w);
         let packed = PackedQuant::from_gguf(format, &q, n, k)?;
         let x: Vec<f32> = (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         let af = format.activations();
@@ -336,5 +328,110 @@ impl QuantGemvFixture {
             }
         });
         Ok((self.gguf_bytes * self.weights.len()) as f64 / round.as_secs_f64())
+    }
+}
+
+/// How a quantized prefill runs (the strategies compared in BENCHMARKS.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefillStrategy {
+    /// AMX, TDPBSSD per 32-wide block, f32 epilogue per block.
+    AmxInt8Blocks,
+    /// AMX, TDPBF16PS on the quants as exact bf16 integers, per block.
+    AmxBf16Blocks,
+    /// The AVX-512 VNNI decode kernel, four rows per call.
+    Avx512Vnni,
+    /// Weights dequantized to bf16 once (outside the timed region), then
+    /// the dense bf16 GEMM on f32 activations rounded to bf16: a different
+    /// semantics (`tilejit_verify::quant::gemm_dequant_bf16_reference`).
+    DequantBf16,
+}
+
+impl PrefillStrategy {
+    pub const ALL: [PrefillStrategy; 4] = [Self::AmxInt8Blocks, Self::AmxBf16Blocks, Self::Avx512Vnni, Self::DequantBf16];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AmxInt8Blocks => "amx int8 per block",
+            Self::AmxBf16Blocks => "amx bf16 per block",
+            Self::Avx512Vnni => "avx512 vnni",
+            Self::DequantBf16 => "dequant bf16 + amx bf16",
+        }
+    }
+}
+
+/// Quantized prefill: `m` Q8 activation rows against one N x K matrix of
+/// GGUF weights (random data quantized by the oracle's quantizers), packed
+/// for every strategy outside the timed region.
+pub struct QuantPrefillFixture {
+    m: usize,
+    n: usize,
+    k: usize,
+    amx: Vec<(tilejit_kernels::quant_amx::PackedQuantAmx, tilejit_kernels::quant_amx::AmxActivations)>,
+    avx512: (tilejit_kernels::quant_avx512::PackedQuant, tilejit_kernels::quant_avx512::QuantActivations),
+    dequant: (crate::gemm::PackedDequantBf16, Vec<f32>),
+    c: Vec<f32>,
+}
+
+impl QuantPrefillFixture {
+    pub fn new(format: WeightFormat, m: usize, n: usize, k: usize) -> Result<QuantPrefillFixture, GemmError> {
+        use tilejit_kernels::quant_amx::{AmxActivations, PackedQuantAmx, TileKind};
+        use tilejit_kernels::quant_avx512::{PackedQuant, QuantActivations};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-0.1f32..0.1)).collect();
+        let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let (gguf, block_type) = quantize_weights(format, &w);
+        let act_format = format.activations();
+        let act = match act_format {
+            ActivationFormat::Q8_0 => tilejit_verify::quant::quantize_row_q8_0(&x),
+            ActivationFormat::Q8_1 => tilejit_verify::quant::quantize_row_q8_1(&x),
+        };
+        let acts = QuantActivations::from_gguf(act_format, &act, m, k)?;
+        let sums: &[f32] = if format.has_min() { acts.sums() } else { &[] };
+        let mut amx = Vec::new();
+        for kind in [TileKind::Int8, TileKind::Bf16] {
+            amx.push((
+                PackedQuantAmx::pack(format, kind, &gguf, n, k)?,
+                AmxActivations::new(kind, m, k, acts.quants(), acts.scales(), sums)?,
+            ));
+        }
+        let avx512 = (PackedQuant::from_gguf(format, &gguf, n, k)?, acts);
+        let dequant = (crate::gemm::PackedDequantBf16::from_gguf(block_type, &gguf, n, k)?, x);
+        Ok(QuantPrefillFixture { m, n, k, amx, avx512, dequant, c: vec![0.0; m * n] })
+    }
+
+    /// One run.
+    pub fn run(&mut self, strategy: PrefillStrategy, threads: usize) -> Result<(), GemmError> {
+        let tile_rows = crate::gemm::DEFAULT_TILE_ROWS;
+        match strategy {
+            PrefillStrategy::AmxInt8Blocks | PrefillStrategy::AmxBf16Blocks => {
+                let (w, a) = &self.amx[usize::from(strategy == PrefillStrategy::AmxBf16Blocks)];
+                crate::gemm::gemm_quant_amx(w, a, &mut self.c, threads, tile_rows)
+            }
+            PrefillStrategy::Avx512Vnni => {
+                crate::gemm::gemm_quant_avx512(&self.avx512.0, &self.avx512.1, &mut self.c, threads)
+            }
+            PrefillStrategy::DequantBf16 => {
+                let opts = GemmOptions { threads, ..GemmOptions::default() };
+                crate::gemm::gemm_dequant_bf16(&self.dequant.0, &self.dequant.1, self.m, &mut self.c, &opts)
+            }
+        }
+    }
+
+    /// Median operations per second (2 per multiply-add) over `reps` runs.
+    pub fn ops_per_s(&mut self, strategy: PrefillStrategy, threads: usize, reps: usize) -> Result<f64, GemmError> {
+        self.run(strategy, threads)?;
+        let t = median_time(reps, || self.run(strategy, threads).expect("checked by the first call"));
+        Ok(2.0 * (self.m * self.n * self.k) as f64 / t.as_secs_f64())
+    }
+}
+
+/// GGUF rows of `w` in `format` (the oracle's quantizers) and the oracle's
+/// name for the format.
+pub fn quantize_weights(format: WeightFormat, w: &[f32]) -> (Vec<u8>, tilejit_verify::quant::BlockType) {
+    use tilejit_verify::quant::{quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0_weights, BlockType};
+    match format {
+        WeightFormat::Q4_0 => (quantize_row_q4_0(w), BlockType::Q4_0),
+        WeightFormat::Q4_1 => (quantize_row_q4_1(w), BlockType::Q4_1),
+        WeightFormat::Q8_0 => (quantize_row_q8_0_weights(w), BlockType::Q8_0),
     }
 }

@@ -3,7 +3,10 @@
 //! their throughput next to the TMUL peak measured in the same run.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use tilejit::bench::{jit_compile_time, measure_gemm, tmul_peak_ops, GemvFixture, QuantGemvFixture, ReadProbe};
+use tilejit::bench::{
+    jit_compile_time, measure_gemm, tmul_peak_ops, GemvFixture, PrefillStrategy, QuantGemvFixture, QuantPrefillFixture,
+    ReadProbe,
+};
 use tilejit::cpu::{amx_ready, CpuFeatures};
 use tilejit::gemm::{gemm_bf16, gemm_int8, oracle_sign, GemmError, GemmOptions};
 use tilejit::isa;
@@ -98,6 +101,7 @@ pub fn run(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     decode_table(opts, &gemm_opts)?;
+    prefill_table(opts)?;
     Ok(())
 }
 
@@ -215,4 +219,31 @@ fn verify_once(
             Ok((m * n, first_mismatch_f32(&expected, &c).map(|mm| mm.to_string())))
         }
     }
+}
+
+/// Quantized prefill, M = 128, on SmolLM2's down projection and a 4096
+/// layer: every strategy next to the same run's int8 TMUL peak and the
+/// AVX-512 kernel (the full table: BENCHMARKS.md).
+fn prefill_table(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
+    let threads = opts.threads;
+    println!("\n== Quantized prefill ({threads} thread(s), GGUF weights, median of 3)");
+    let peak = tmul_peak_ops(ElemType::Int8(Int8Sign::SS))? * threads as f64;
+    println!("{:<44} {:>8.0} Gop/s {:>7} {:>9}", "tmul peak int8", peak / 1e9, "100%", "x avx512");
+    for (n, k) in [(576, 1536), (4096, 4096)] {
+        for format in WeightFormat::ALL {
+            let mut fx = QuantPrefillFixture::new(format, 128, n, k)?;
+            let avx512 = fx.ops_per_s(PrefillStrategy::Avx512Vnni, threads, 3)?;
+            for s in PrefillStrategy::ALL {
+                let ops = if s == PrefillStrategy::Avx512Vnni { avx512 } else { fx.ops_per_s(s, threads, 3)? };
+                println!(
+                    "{:<44} {:>8.0} Gop/s {:>6.1}% {:>8.2}x",
+                    format!("{} 128x{n}x{k} {}", format.name(), s.name()),
+                    ops / 1e9,
+                    100.0 * ops / peak,
+                    ops / avx512
+                );
+            }
+        }
+    }
+    Ok(())
 }

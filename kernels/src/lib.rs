@@ -8,6 +8,9 @@
 //!   bf16 two-chain FMA emulation of AMX, native VDPBF16PS).
 //! - [`quant_avx512`]: the VPDPBUSD decode kernel for GGUF Q8_0 / Q4_0 x
 //!   Q8_0 and Q4_1 x Q8_1, bit-identical to the quantized oracle.
+//! - [`quant_amx`]: AMX prefill kernels for the same formats (one TDP per
+//!   32-wide block, the per-block f32 epilogue in zmm registers).
+//! - [`quant_format`]: the GGUF block formats both quantized families read.
 //! - [`pack`]: B into the VNNI tile layout the kernels read.
 //! - [`peak`]: the register-resident TDP loop that measures TMUL peak.
 //! - [`jit`]: executable buffers and dumps.
@@ -17,6 +20,8 @@ pub mod encoder;
 pub mod jit;
 pub mod pack;
 pub mod peak;
+pub mod quant_amx;
 pub mod quant_avx512;
+pub mod quant_format;
 pub mod spec;
 pub mod tile_config;

@@ -10,7 +10,7 @@ mod amx;
 mod avx512;
 mod cache;
 pub mod dispatch;
-mod quant;
+pub mod quant;
 mod scalar;
 
 use tilejit_kernels::jit::GenerateError;
@@ -21,7 +21,10 @@ use crate::cpu::AmxUnavailable;
 use crate::isa::{self, Isa};
 
 pub use amx::kernel;
-pub use quant::gemm_quant_avx512;
+pub use quant::{
+    bf16_from_f32, dequantize_rows_to_bf16, gemm_dequant_bf16, gemm_quant, gemm_quant_amx, gemm_quant_avx512,
+    PackedDequantBf16, QuantWeights, DEFAULT_TILE_ROWS,
+};
 pub use scalar::oracle_sign;
 /// Tuning knobs of a GEMM call; none of them changes the result bits. (The
 /// K chunk per TDP, which does for bf16, and the K block size belong to the
@@ -73,6 +76,8 @@ pub enum GemmError {
     Generate(#[from] GenerateError),
     #[error("could not pack B: {0}")]
     Pack(#[from] tilejit_kernels::pack::PackError),
+    #[error("quantized AMX weights or activations: {0}")]
+    QuantAmx(#[from] tilejit_kernels::quant_amx::QuantAmxError),
     #[error("quantized weights or activations: {0}")]
     Quant(#[from] tilejit_kernels::quant_avx512::QuantPackError),
 }

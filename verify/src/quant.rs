@@ -747,3 +747,296 @@ mod tests {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Dequantize to bf16, then dense bf16 GEMM (a prefill strategy)
+// ---------------------------------------------------------------------------
+
+/// Dequantizes a row of `k` weights to bf16 bit patterns: THE rule of the
+/// "dequantize once, then dense bf16 GEMM" strategy, which every kernel
+/// that claims it must reproduce bit for bit. It is not the quantized dot
+/// product ([`gemm_quant`]): the weights are rounded to 8 significant bits
+/// here, and the products are summed by TDPBF16PS, not per block.
+///
+/// Per element: `x` = the [`decode_row`] value, then `bf16 =
+/// crate::bf16::f32_to_bf16(x)`, the VCVTNEPS2BF16 conversion
+/// (docs/NUMERICS.md, "VCVTNEPS2BF16"): round to nearest even on normals,
+/// f32 zero and subnormal inputs give a zero of the same sign, infinities
+/// pass, a NaN keeps its sign and upper payload bits with the quiet bit
+/// (bf16 bit 6) forced. So, per format:
+///
+/// - Q4_0, Q8_0 (and Q8_1, whose s is ignored): `x = f32(d) * q` is exact
+///   (at most 11 + 8 significant bits), so the one rounding is the bf16
+///   one. Nonzero `|x| >= 2^-24` (the smallest f16 subnormal d), never an
+///   f32 subnormal, and `|x| <= 65504 * 128`, never an overflow.
+/// - Q4_1: `x = f32(d) * q + f32(m)`: the add rounds to f32 (nearest even),
+///   then bf16 rounds again. This double rounding IS the rule (it is what
+///   decoding to f32 and narrowing gives), not an approximation of one
+///   rounding of the exact value; a kernel must not fuse the two. `x` is a
+///   multiple of 2^-24 below 2^21, so again no subnormal, no overflow.
+/// - F16: the exact widening, then one rounding; f16 subnormals are normal
+///   in bf16's range and survive (rounded). 65504 rounds up to 65536.
+/// - BF16: the bits as stored, except that bf16 subnormals become a zero of
+///   the same sign and signalling NaNs are quieted (payload kept). Neither
+///   is visible through TDPBF16PS, which applies DAZ and quiets NaNs
+///   (docs/NUMERICS.md, "TDPBF16PS" rules 4 and 7), so the GEMM sees BF16
+///   weights exactly.
+/// - F32: one rounding; f32 subnormals become signed zero; values at or
+///   above the largest bf16 halfway point (e.g. `f32::MAX`) round to inf.
+///
+/// Non-finite scales (NaN, inf and which NaN comes out):
+///
+/// - a NaN d (or F16 NaN) widens to `sign | 0x7FC0_0000 | payload << 13`
+///   (quieted, payload kept), and `d * q` is that NaN, so every element of
+///   the block is `sign | 0x7FC0 | (payload >> 3)` in bf16;
+/// - an infinite d gives `+-inf` where `q != 0` and the default NaN
+///   `0xFFC0_0000` (x86's "real indefinite", bf16 `0xFFC0`) where `q == 0`
+///   (`inf * 0`);
+/// - Q4_1: the product's NaN wins. If `d * q` is NaN the element is that
+///   NaN, whatever m is; otherwise a NaN m gives quiet(m), and `+-inf + -+inf`
+///   (inf d with an opposite inf m) gives the default NaN. (Rust does not
+///   promise which NaN operand an add returns, so this case is fixed here
+///   explicitly instead of being left to [`decode_row`]'s add.)
+///
+/// # Errors
+/// As [`decode_row`]: `k` not a multiple of the block size (32 for the
+/// quantized types, 1 otherwise), or `bytes.len()` not the row size.
+pub fn dequantize_row_to_bf16(ty: BlockType, bytes: &[u8], k: usize) -> Result<Vec<u16>, QuantError> {
+    let mut x = decode_row(ty, bytes, k)?;
+    if ty == BlockType::Q4_1 {
+        // The product's NaN wins over m's (see above).
+        for (blk, xs) in bytes.chunks_exact(ty.block_bytes()).zip(x.chunks_exact_mut(QK)) {
+            let d = f16_at(blk, 0);
+            for (e, v) in xs.iter_mut().enumerate() {
+                let p = d * f32::from(nibble(&blk[4..], e));
+                if p.is_nan() {
+                    *v = p;
+                }
+            }
+        }
+    }
+    Ok(x.into_iter().map(crate::bf16::f32_to_bf16).collect())
+}
+
+/// The reference for "dequantize the weights to bf16 once, then the dense
+/// bf16 GEMM over the full K" (overwrite): `c[i*n + j]` for `i < m`, `j < n`.
+///
+/// - `a` holds `m` activation rows of `k` f32 (row-major); each element is
+///   narrowed with `crate::bf16::f32_to_bf16` (the same VCVTNEPS2BF16 rule
+///   as the weights, see [`dequantize_row_to_bf16`]).
+/// - `w_rows` holds `n` GGUF weight rows of `k` elements in format `wt` (a
+///   linear weight with dims `[k, n]`): weight row `j` is output column
+///   `j`, i.e. `B = W^T`, each row dequantized by [`dequantize_row_to_bf16`].
+/// - C starts at +0.0 and the product is [`crate::gemm::gemm_bf16_amx`] with
+///   `pairs_per_tdp`: TDPBF16PS per K chunk of `pairs_per_tdp` pairs, K
+///   zero-padded to whole chunks (docs/NUMERICS.md, "TDPBF16PS"). For the
+///   library's packed B, `pairs_per_tdp` is `BLayout::k_groups_per_tdp`
+///   (16 by default): the K chunk the packing fixes.
+///
+/// Any `k` that is a multiple of `wt`'s block size is accepted; `k == 0`
+/// gives +0.0 everywhere.
+///
+/// # Errors
+/// `k` not a multiple of the block size, a slice of the wrong length
+/// (`a`: `m * k`, `w_rows`: `n` rows, `c`: `m * n`), or a size overflow.
+///
+/// # Panics
+/// If `pairs_per_tdp` is zero (as [`crate::gemm::gemm_bf16_amx`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_dequant_bf16_reference(
+    wt: BlockType,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    w_rows: &[u8],
+    pairs_per_tdp: usize,
+    c: &mut [f32],
+) -> Result<(), QuantError> {
+    let w_row = wt.row_bytes(k)?;
+    check_len("activation elements", m.checked_mul(k).ok_or(QuantError::SizeOverflow)?, a.len())?;
+    check_len("weight bytes", n.checked_mul(w_row).ok_or(QuantError::SizeOverflow)?, w_rows.len())?;
+    check_len("C elements", m.checked_mul(n).ok_or(QuantError::SizeOverflow)?, c.len())?;
+    let a16: Vec<u16> = a.iter().map(|&x| crate::bf16::f32_to_bf16(x)).collect();
+    // B is k x n: B[p][j] = W[j][p].
+    let mut b = vec![0u16; k * n];
+    if w_row > 0 {
+        for (j, row) in w_rows.chunks_exact(w_row).enumerate() {
+            for (p, v) in dequantize_row_to_bf16(wt, row, k)?.into_iter().enumerate() {
+                b[p * n + j] = v;
+            }
+        }
+    }
+    c.fill(0.0);
+    crate::gemm::gemm_bf16_amx(m, n, k, &a16, &b, c, pairs_per_tdp);
+    Ok(())
+}
+
+#[cfg(test)]
+mod dequant_bf16_tests {
+    use super::*;
+
+    fn q4_block(d: u16, m: Option<u16>, q: &[u8; QK]) -> Vec<u8> {
+        let mut v = d.to_le_bytes().to_vec();
+        if let Some(m) = m {
+            v.extend_from_slice(&m.to_le_bytes());
+        }
+        pack_nibbles(&mut v, q);
+        v
+    }
+
+    fn q8_block(d: u16, q: &[i8; QK]) -> Vec<u8> {
+        let mut v = d.to_le_bytes().to_vec();
+        v.extend(q.iter().map(|&x| x as u8));
+        v
+    }
+
+    #[test]
+    fn exact_values_and_rne_ties() {
+        // Q8_0, d = 1: q = 127 = 0b111_1111 (7 bits) is exact in bf16;
+        // -127 too; 0 stays +0 (1 * 0 = +0), and d = -1 gives -0.
+        let mut q = [0i8; QK];
+        q[..4].copy_from_slice(&[127, -127, 1, -128]);
+        let x = dequantize_row_to_bf16(BlockType::Q8_0, &q8_block(0x3C00, &q), 32).unwrap();
+        assert_eq!(x[..5], [0x42FE, 0xC2FE, 0x3F80, 0xC300, 0x0000]);
+        let x = dequantize_row_to_bf16(BlockType::Q8_0, &q8_block(0xBC00, &q), 32).unwrap();
+        assert_eq!(x[4], 0x8000);
+        // d = 1 + 2^-10 (f16 0x3C01): d = 0x3F802000 rounds down to 0x3F80, and
+        // 3d = 0x40403000 to 0x4040 (below half).
+        // d = 1 + 2^-8 (0x3C04) = 0x3F808000: a tie, to even 0x3F80; 3d = 0x4040C000:
+        // above half, up to 0x4041. d = 1 + 3 * 2^-8 (0x3C0C) = 0x3F818000: a tie
+        // between 0x3F81 and 0x3F82, to even 0x3F82.
+        let mut q = [0i8; QK];
+        q[..2].copy_from_slice(&[1, 3]);
+        let row = |d: u16| dequantize_row_to_bf16(BlockType::Q8_0, &q8_block(d, &q), 32).unwrap();
+        assert_eq!(row(0x3C01)[..2], [0x3F80, 0x4040]);
+        assert_eq!(row(0x3C04)[..2], [0x3F80, 0x4041]);
+        assert_eq!(row(0x3C0C)[0], 0x3F82);
+        // The same ties through F16 and F32 rows.
+        let f16_row = [0x3C04u16, 0x3C0C, 0xBC0C, 0x7BFF, 0x0001];
+        let bytes: Vec<u8> = f16_row.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            dequantize_row_to_bf16(BlockType::F16, &bytes, 5).unwrap(),
+            // 65504 rounds up to 65536; the smallest f16 subnormal 2^-24 is a bf16 normal.
+            [0x3F80, 0x3F82, 0xBF82, 0x4780, 0x3380]
+        );
+        let f32_row = [f32::from_bits(0x3F80_8000), f32::from_bits(0x3F81_8000), f32::from_bits(0x3F80_8001), 0.1];
+        let bytes: Vec<u8> = f32_row.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(dequantize_row_to_bf16(BlockType::F32, &bytes, 4).unwrap(), [0x3F80, 0x3F82, 0x3F81, 0x3DCD]);
+    }
+
+    #[test]
+    fn q4_formats_and_double_rounding() {
+        // Q4_0, d = -0.5: nibble 0 -> 4, 15 -> -3.5, 8 -> -0.
+        let mut q = [8u8; QK];
+        q[0] = 0;
+        q[16] = 15;
+        let x = dequantize_row_to_bf16(BlockType::Q4_0, &q4_block(0xB800, None, &q), 32).unwrap();
+        assert_eq!((x[0], x[16], x[1]), (0x4080, 0xC060, 0x8000));
+        // Q4_1, d = 1 + 2^-10 (0x3C01), m = 2048 (0x6800), q = 15: x = 2063 + 15 * 2^-10
+        // is exact in f32; bf16 (steps of 16 there) rounds it to 2064 (0x4501).
+        let q: [u8; QK] = std::array::from_fn(|e| if e == 0 { 15 } else { 1 });
+        let x = dequantize_row_to_bf16(BlockType::Q4_1, &q4_block(0x3C01, Some(0x6800), &q), 32).unwrap();
+        assert_eq!(x[0], 0x4501);
+        // d = 2^-14 (0x0400), m = 1024 (0x6400), q = 1: 1024 + 2^-14 is an f32 tie
+        // (half of the ulp 2^-13), to even 1024 (0x4480).
+        let x = dequantize_row_to_bf16(BlockType::Q4_1, &q4_block(0x0400, Some(0x6400), &q), 32).unwrap();
+        assert_eq!(x[1], 0x4480);
+        // Double rounding is the rule: d = 2^-24 (f16 0x0001), m = 257 (0x5C04), q = 1.
+        // The f32 add rounds 257 + 2^-24 to 257, which is a bf16 tie (steps of 2) and
+        // goes to even 256 (0x4380); one rounding of the exact value, just above the
+        // tie, would give 258 (0x4381).
+        let blk = q4_block(0x0001, Some(0x5C04), &q);
+        assert_eq!(decode_row(BlockType::Q4_1, &blk, 32).unwrap()[1], 257.0);
+        assert_eq!(dequantize_row_to_bf16(BlockType::Q4_1, &blk, 32).unwrap()[1], 0x4380);
+    }
+
+    #[test]
+    fn bf16_subnormals_and_snan() {
+        let row = [0x0001u16, 0x8001, 0x7F81, 0xFF80, 0x3F80, 0x8000];
+        let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            dequantize_row_to_bf16(BlockType::Bf16, &bytes, 6).unwrap(),
+            [0x0000, 0x8000, 0x7FC1, 0xFF80, 0x3F80, 0x8000]
+        );
+        // F32 subnormals -> signed zero; f32::MAX -> inf; NaN truncated and quieted.
+        let row = [f32::from_bits(0x0000_0001), f32::from_bits(0x807F_FFFF), f32::MAX, f32::from_bits(0x7F80_0001)];
+        let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(dequantize_row_to_bf16(BlockType::F32, &bytes, 4).unwrap(), [0x0000, 0x8000, 0x7F80, 0x7FC0]);
+    }
+
+    #[test]
+    fn nan_and_inf_scales() {
+        let q: [i8; QK] = std::array::from_fn(|e| [0, 1, -1][e % 3]);
+        // NaN d with payload (f16 sNaN 0xFE05: sign, fraction 0b00_0000_0101) -> quieted,
+        // payload >> 3 = 0 in the 7 bf16 bits: 0xFFC0. f16 0x7E3F: fraction 0x23F -> 0x47.
+        let x = dequantize_row_to_bf16(BlockType::Q8_0, &q8_block(0xFE05, &q), 32).unwrap();
+        assert!(x.iter().all(|&v| v == 0xFFC0), "{x:x?}");
+        let x = dequantize_row_to_bf16(BlockType::Q8_0, &q8_block(0x7E3F, &q), 32).unwrap();
+        assert!(x.iter().all(|&v| v == 0x7FC7), "{x:x?}");
+        // inf d: inf * 0 = default NaN 0xFFC0, +-inf elsewhere.
+        let x = dequantize_row_to_bf16(BlockType::Q8_0, &q8_block(0x7C00, &q), 32).unwrap();
+        assert_eq!(x[..3], [0xFFC0, 0x7F80, 0xFF80]);
+        let x = dequantize_row_to_bf16(BlockType::Q4_0, &q4_block(0xFC00, None, &[8; QK]), 32).unwrap();
+        assert!(x.iter().all(|&v| v == 0xFFC0));
+        // Q4_1: the product's NaN beats m's NaN; a NaN m alone is kept; inf - inf.
+        let q4: [u8; QK] = std::array::from_fn(|e| (e % 2) as u8);
+        let x = dequantize_row_to_bf16(BlockType::Q4_1, &q4_block(0x7E3F, Some(0xFE00), &q4), 32).unwrap();
+        assert!(x.iter().all(|&v| v == 0x7FC7), "{x:x?}");
+        let x = dequantize_row_to_bf16(BlockType::Q4_1, &q4_block(0x3C00, Some(0xFE3F), &q4), 32).unwrap();
+        assert!(x.iter().all(|&v| v == 0xFFC7), "{x:x?}");
+        // d = inf, m = NaN: q = 0 gives inf * 0 (default NaN, wins), q = 1 gives inf + NaN = m.
+        let x = dequantize_row_to_bf16(BlockType::Q4_1, &q4_block(0x7C00, Some(0x7E3F), &q4), 32).unwrap();
+        assert_eq!(x[..2], [0xFFC0, 0x7FC7]);
+        // d = inf, m = -inf: q = 0 -> default NaN, q = 1 -> inf - inf = default NaN.
+        let x = dequantize_row_to_bf16(BlockType::Q4_1, &q4_block(0x7C00, Some(0xFC00), &q4), 32).unwrap();
+        assert_eq!(x[..2], [0xFFC0, 0xFFC0]);
+        // d = -inf, m = -inf, q = 1: -inf.
+        let x = dequantize_row_to_bf16(BlockType::Q4_1, &q4_block(0xFC00, Some(0xFC00), &q4), 32).unwrap();
+        assert_eq!(x[1], 0xFF80);
+    }
+
+    #[test]
+    fn reference_gemm_small_integers_and_errors() {
+        // Small integers: every step exact, so the result is the integer dot product.
+        let (m, n, k) = (3, 2, 64);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 9) as f32 - 4.0).collect();
+        let q: Vec<i8> = (0..n * k).map(|i| ((i * 5) % 11) as i8 - 5).collect();
+        let w: Vec<u8> = q.chunks(QK).flat_map(|b| q8_block(0x4000, &b.try_into().unwrap())).collect();
+        for ppt in [16, 5, 1] {
+            let mut c = vec![f32::NAN; m * n];
+            gemm_dequant_bf16_reference(BlockType::Q8_0, m, n, k, &a, &w, ppt, &mut c).unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let exact: f32 = (0..k).map(|p| a[i * k + p] * 2.0 * f32::from(q[j * k + p])).sum();
+                    assert_eq!(c[i * n + j], exact, "({i}, {j}) pairs_per_tdp {ppt}");
+                }
+            }
+        }
+        let mut c = vec![0f32; m * n];
+        assert_eq!(
+            gemm_dequant_bf16_reference(BlockType::Q8_0, m, n, 48, &a, &w, 16, &mut c),
+            Err(QuantError::KNotBlockMultiple { ty: BlockType::Q8_0, k: 48 })
+        );
+        assert_eq!(
+            gemm_dequant_bf16_reference(BlockType::Q8_0, m, n, k, &a[1..], &w, 16, &mut c),
+            Err(QuantError::WrongLength { what: "activation elements", expected: m * k, actual: m * k - 1 })
+        );
+        assert_eq!(
+            gemm_dequant_bf16_reference(BlockType::Q8_0, m, n, k, &a, &w[1..], 16, &mut c),
+            Err(QuantError::WrongLength { what: "weight bytes", expected: w.len(), actual: w.len() - 1 })
+        );
+        assert_eq!(
+            gemm_dequant_bf16_reference(BlockType::Q8_0, m, n, k, &a, &w, 16, &mut c[1..]),
+            Err(QuantError::WrongLength { what: "C elements", expected: m * n, actual: m * n - 1 })
+        );
+        assert_eq!(
+            gemm_dequant_bf16_reference(BlockType::Q8_0, usize::MAX, 2, k, &a, &w, 16, &mut c),
+            Err(QuantError::SizeOverflow)
+        );
+        assert_eq!(
+            dequantize_row_to_bf16(BlockType::Q4_1, &[0; 19], 32),
+            Err(QuantError::WrongLength { what: "row bytes", expected: 20, actual: 19 })
+        );
+    }
+}

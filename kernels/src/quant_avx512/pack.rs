@@ -40,6 +40,7 @@
 use half::f16;
 
 use crate::pack::AlignedBytes;
+pub use crate::quant_format::{ActivationFormat, WeightFormat};
 
 /// Elements per GGUF block.
 pub const QK: usize = 32;
@@ -78,41 +79,9 @@ pub enum QuantPackError {
     MissingIsa(&'static str),
 }
 
-/// GGUF weight formats the kernel reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WeightFormat {
-    Q8_0,
-    Q4_0,
-    Q4_1,
-}
-
-/// GGUF activation formats (`quantize_row_q8_0` / `quantize_row_q8_1`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ActivationFormat {
-    Q8_0,
-    Q8_1,
-}
-
+/// The packed layout's sizes per format (the format itself is shared:
+/// [`crate::quant_format`]).
 impl WeightFormat {
-    pub const ALL: [WeightFormat; 3] = [WeightFormat::Q8_0, WeightFormat::Q4_0, WeightFormat::Q4_1];
-
-    /// Bytes of one GGUF block of 32 weights.
-    pub const fn gguf_block_bytes(self) -> usize {
-        match self {
-            Self::Q8_0 => 34,
-            Self::Q4_0 => 18,
-            Self::Q4_1 => 20,
-        }
-    }
-
-    /// The activation format the oracle pairs with these weights.
-    pub const fn activations(self) -> ActivationFormat {
-        match self {
-            Self::Q8_0 | Self::Q4_0 => ActivationFormat::Q8_0,
-            Self::Q4_1 => ActivationFormat::Q8_1,
-        }
-    }
-
     /// Packed quant bytes of one block of one panel (rows of 64 bytes).
     pub const fn quant_bytes(self) -> usize {
         match self {
@@ -134,15 +103,6 @@ impl WeightFormat {
         2 * (self.quant_bytes() + self.scale_bytes())
     }
 
-    /// Lower-case GGUF name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Q8_0 => "q8_0",
-            Self::Q4_0 => "q4_0",
-            Self::Q4_1 => "q4_1",
-        }
-    }
-
     /// The quant byte that decodes to zero (for padding).
     const fn zero_code(self) -> u8 {
         match self {
@@ -161,15 +121,6 @@ impl WeightFormat {
     }
 }
 
-impl ActivationFormat {
-    /// Bytes of one GGUF block of 32 activations.
-    pub const fn gguf_block_bytes(self) -> usize {
-        match self {
-            Self::Q8_0 => 34,
-            Self::Q8_1 => 36,
-        }
-    }
-}
 
 pub(crate) fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), QuantPackError> {
     if expected == actual {

@@ -12,8 +12,8 @@ use tilejit_kernels::quant_avx512::{
     TERM_WORDS,
 };
 
-use super::cache::KernelCache;
-use super::GemmError;
+use crate::gemm::cache::KernelCache;
+use crate::gemm::GemmError;
 use crate::isa::Isa;
 
 /// Rows per kernel call at most.
@@ -62,7 +62,7 @@ pub fn gemm_quant_avx512(
     }
     let panels = w.panels();
     let threads = threads.min(panels).max(1);
-    let c_base = &super::SharedC(c.as_mut_ptr().cast::<u8>());
+    let c_base = &crate::gemm::SharedC(c.as_mut_ptr().cast::<u8>());
     let mut calls = Vec::new();
     for row0 in (0..m).step_by(MAX_ROWS) {
         let rows = MAX_ROWS.min(m - row0);

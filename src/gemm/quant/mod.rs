@@ -1,0 +1,161 @@
+//! Quantized GEMM over GGUF block weights: `C[i][j] = dot(A row i, W row j)`
+//! for Q8_0 x Q8_0, Q4_0 x Q8_0 and Q4_1 x Q8_1, with the oracle's
+//! per-block epilogue (`tilejit_verify::quant`, "the quantized dot
+//! product"). Every path gives the same bits for any thread count:
+//!
+//! | path | kernel | rows per call | chosen for |
+//! |---|---|---|---|
+//! | AVX-512 | [`avx512`]: VPDPBUSD decode, weights at GGUF size | 1..=4 | M below [`AMX_FROM_M`] |
+//! | AMX | [`amx`]: one TDPBSSD per 32-wide block, f32 fold in zmm | 1..=24 | M from [`AMX_FROM_M`] |
+//! | scalar | the oracle itself | any | `TILEJIT_ISA=scalar` or `GemmOptions::isa` |
+//!
+//! A second prefill strategy with its own semantics, "dequantize to bf16
+//! once, then the dense bf16 GEMM", is [`gemm_dequant_bf16`]; the two AMX
+//! strategies are compared in BENCHMARKS.md ("Quantized prefill"). The
+//! per-block one is the default: it is as fast or faster on the measured
+//! shapes, and it keeps the GGUF semantics, so a row's result does not
+//! depend on how many rows share the call.
+
+mod amx;
+mod avx512;
+mod dequant_bf16;
+
+pub use amx::{gemm_quant_amx, DEFAULT_TILE_ROWS};
+pub use avx512::gemm_quant_avx512;
+pub use dequant_bf16::{bf16_from_f32, dequantize_rows_to_bf16, gemm_dequant_bf16, PackedDequantBf16};
+
+use tilejit_kernels::quant_amx::{AmxActivations, PackedQuantAmx, TileKind};
+use tilejit_kernels::quant_avx512::{ActivationFormat, PackedQuant, QuantActivations, WeightFormat};
+use tilejit_verify::quant::BlockType;
+
+use super::{GemmError, GemmOptions};
+use crate::isa::{self, availability, Isa};
+
+/// Smallest M for which the AMX path beat AVX-512 (`tilejit calibrate`,
+/// "quantized" table, recorded in BENCHMARKS.md): the per-block TDPs pay
+/// per row tile, AVX-512 re-reads the weights for every 4 rows.
+pub const AMX_FROM_M: usize = 8;
+
+/// GGUF weights packed for the paths that can run here: the AVX-512
+/// layout always (it is also what the scalar path unpacks), the AMX one
+/// when AMX is usable.
+#[derive(Debug)]
+pub struct QuantWeights {
+    avx512: PackedQuant,
+    amx: Option<PackedQuantAmx>,
+}
+
+impl QuantWeights {
+    /// Packs `n` GGUF rows of `k` weights (a GGUF tensor with dims `[k, n]`).
+    ///
+    /// # Errors
+    /// A zero dimension, `k` not a multiple of 32, a byte length other than
+    /// `n * k / 32 * block bytes`, a size overflow.
+    pub fn from_gguf(format: WeightFormat, bytes: &[u8], n: usize, k: usize) -> Result<QuantWeights, GemmError> {
+        let avx512 = PackedQuant::from_gguf(format, bytes, n, k)?;
+        let amx = match availability(Isa::Amx) {
+            Ok(()) => Some(PackedQuantAmx::pack(format, TileKind::Int8, bytes, n, k)?),
+            Err(_) => None,
+        };
+        Ok(QuantWeights { avx512, amx })
+    }
+
+    pub fn format(&self) -> WeightFormat {
+        self.avx512.format()
+    }
+
+    pub fn n(&self) -> usize {
+        self.avx512.n()
+    }
+
+    pub fn k(&self) -> usize {
+        self.avx512.k()
+    }
+
+    /// The GGUF rows back, exactly as packed.
+    pub fn to_gguf(&self) -> Vec<u8> {
+        self.avx512.unpack()
+    }
+}
+
+/// `c[i * n + j] = dot(a row i, w row j)` (overwrite), bit-identical to
+/// `tilejit_verify::quant::gemm_quant` on every path. The path is
+/// `opts.isa` if set, else `TILEJIT_ISA`, else AVX-512 below
+/// [`AMX_FROM_M`] rows and AMX from there; `opts.threads` threads (the
+/// other options are the dense GEMM's and are ignored here).
+///
+/// # Errors
+/// Zero threads, a (weights, activations) pair the oracle does not define
+/// (Q4_1 needs Q8_1 activations, the others Q8_0), mismatched `k`, a wrong
+/// `c` length, a forced ISA that cannot run here.
+pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &GemmOptions) -> Result<(), GemmError> {
+    if opts.threads == 0 {
+        return Err(GemmError::Threads);
+    }
+    let isa = match opts.isa {
+        Some(isa) => isa,
+        None => isa::forced()?.unwrap_or_else(|| choose(a.m())),
+    };
+    availability(isa).map_err(|reason| GemmError::IsaUnavailable { isa, reason })?;
+    match isa {
+        Isa::Avx512 => gemm_quant_avx512(&w.avx512, a, c, opts.threads),
+        Isa::Amx => {
+            let packed = w.amx.as_ref().ok_or_else(|| GemmError::IsaUnavailable {
+                isa,
+                reason: "the weights were packed while AMX was unavailable".into(),
+            })?;
+            check_pair(w.format(), a.format())?;
+            let sums: &[f32] = if w.format().has_min() { a.sums() } else { &[] };
+            let acts = AmxActivations::new(TileKind::Int8, a.m(), a.k(), a.quants(), a.scales(), sums)?;
+            gemm_quant_amx(packed, &acts, c, opts.threads, DEFAULT_TILE_ROWS)
+        }
+        Isa::Scalar => scalar(w, a, c),
+    }
+}
+
+/// The path for `m` rows when nothing forces one.
+fn choose(m: usize) -> Isa {
+    let (amx, avx512) = (availability(Isa::Amx).is_ok(), availability(Isa::Avx512).is_ok());
+    match (amx, avx512) {
+        (true, true) if m >= AMX_FROM_M => Isa::Amx,
+        (_, true) => Isa::Avx512,
+        (true, false) => Isa::Amx,
+        (false, false) => Isa::Scalar,
+    }
+}
+
+fn check_pair(w: WeightFormat, a: ActivationFormat) -> Result<(), GemmError> {
+    if w.activations() == a {
+        Ok(())
+    } else {
+        Err(tilejit_kernels::quant_avx512::QuantPackError::UnsupportedPair { weights: w, activations: a }.into())
+    }
+}
+
+/// The scalar path: the oracle on the GGUF bytes, rebuilt from the packed
+/// weights and the activations (whose f32 scales are exact widenings of
+/// f16, so narrowing them back is exact; a signalling NaN comes back
+/// quieted, which the oracle treats as the NaN it is).
+fn scalar(w: &QuantWeights, a: &QuantActivations, c: &mut [f32]) -> Result<(), GemmError> {
+    check_pair(w.format(), a.format())?;
+    let (m, n, k) = (a.m(), w.n(), w.k());
+    if a.k() != k {
+        return Err(GemmError::Shape(format!("activations are {m} x {} but the weights have k = {k}", a.k())));
+    }
+    let f16 = |x: f32| half::f16::from_f32(x).to_bits().to_le_bytes();
+    let mut a_bytes = Vec::with_capacity(m * k / 32 * a.format().gguf_block_bytes());
+    for ((q, &d), &s) in a.quants().chunks_exact(32).zip(a.scales()).zip(a.sums()) {
+        a_bytes.extend_from_slice(&f16(d));
+        if a.format() == ActivationFormat::Q8_1 {
+            a_bytes.extend_from_slice(&f16(s));
+        }
+        a_bytes.extend(q.iter().map(|&v| v as u8));
+    }
+    let (wt, at) = match w.format() {
+        WeightFormat::Q8_0 => (BlockType::Q8_0, BlockType::Q8_0),
+        WeightFormat::Q4_0 => (BlockType::Q4_0, BlockType::Q8_0),
+        WeightFormat::Q4_1 => (BlockType::Q4_1, BlockType::Q8_1),
+    };
+    tilejit_verify::quant::gemm_quant(wt, at, m, n, k, &a_bytes, &w.to_gguf(), c)
+        .map_err(|e| GemmError::Shape(e.to_string()))
+}

@@ -1,0 +1,212 @@
+//! The AMX quantized prefill kernels (`gemm::gemm_quant_amx`), both tile
+//! kinds (TDPBSSD on s8, TDPBF16PS on the quants as exact bf16 integers),
+//! all three weight formats, against the oracle's `gemm_quant` bit for bit:
+//! any M (row groups and their tails), any N (panel tails), K a multiple
+//! of 32 (odd and even block counts: the kernel pipelines blocks in pairs),
+//! 1/2/3 threads, block contents from zero to the largest codes, scales
+//! zero / subnormal / random, and non-finite scales (NaN as NaN).
+
+mod common;
+
+use common::amx_or_skip;
+use proptest::prelude::*;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use tilejit::gemm::{gemm_quant_amx, GemmError};
+use tilejit::kernels::quant_amx::{AmxActivations, PackedQuantAmx, TileKind, WeightFormat};
+use tilejit_verify::quant::{gemm_quant, quantize_row_q8_0, quantize_row_q8_1, BlockType};
+use tilejit_verify::strategies::standard_normal;
+
+const FORMATS: [WeightFormat; 3] = [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q8_0];
+const KINDS: [TileKind; 2] = [TileKind::Int8, TileKind::Bf16];
+
+fn oracle_types(f: WeightFormat) -> (BlockType, BlockType) {
+    match f {
+        WeightFormat::Q4_0 => (BlockType::Q4_0, BlockType::Q8_0),
+        WeightFormat::Q4_1 => (BlockType::Q4_1, BlockType::Q8_1),
+        WeightFormat::Q8_0 => (BlockType::Q8_0, BlockType::Q8_0),
+    }
+}
+
+/// A finite f16 scale: random (|d| < 64), zero, or subnormal, either sign.
+fn scale_bits(rng: &mut StdRng, style: u8) -> u16 {
+    let sign = if rng.random() { 0x8000 } else { 0 };
+    match style % 3 {
+        0 => sign | rng.random_range(0..=20u16) << 10 | rng.random_range(0..0x400u16),
+        1 => sign,
+        _ => sign | rng.random_range(1..0x400u16),
+    }
+}
+
+/// `n` GGUF rows of `k` in `f`, blocks built from raw fields: codes random,
+/// extreme (0/15 or -128/127), all equal, or zero; scales by `style`.
+fn weight_rows(f: WeightFormat, n: usize, k: usize, style: u8, rng: &mut StdRng) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..n * k / 32 {
+        let content = rng.random_range(0..4);
+        let (lo, hi) = if f == WeightFormat::Q8_0 { (-128i32, 127) } else { (0, 15) };
+        let one = if rng.random() { lo } else { hi };
+        let codes: [i32; 32] = std::array::from_fn(|_| match content {
+            0 => rng.random_range(lo..=hi),
+            1 => {
+                if rng.random() {
+                    lo
+                } else {
+                    hi
+                }
+            }
+            2 => one,
+            _ => 0,
+        });
+        out.extend_from_slice(&scale_bits(rng, style).to_le_bytes());
+        if f == WeightFormat::Q4_1 {
+            out.extend_from_slice(&scale_bits(rng, style).to_le_bytes());
+        }
+        match f {
+            WeightFormat::Q8_0 => out.extend(codes.iter().map(|&q| q as i8 as u8)),
+            _ => out.extend((0..16).map(|j| codes[j] as u8 | (codes[j + 16] as u8) << 4)),
+        }
+    }
+    out
+}
+
+/// Splits GGUF Q8_0 / Q8_1 activation rows into quants, scales and sums.
+fn split_activations(bytes: &[u8], q8_1: bool) -> (Vec<i8>, Vec<f32>, Vec<f32>) {
+    let block = if q8_1 { 36 } else { 34 };
+    let f16 = |b: &[u8]| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+    let (mut q, mut d, mut s) = (Vec::new(), Vec::new(), Vec::new());
+    for blk in bytes.chunks_exact(block) {
+        d.push(f16(blk));
+        if q8_1 {
+            s.push(f16(&blk[2..]));
+        }
+        q.extend(blk[block - 32..].iter().map(|&v| v as i8));
+    }
+    (q, d, s)
+}
+
+fn activations(f: WeightFormat, m: usize, k: usize, rng: &mut StdRng) -> Vec<u8> {
+    let x: Vec<f32> = (0..m * k).map(|_| standard_normal(rng) as f32 * rng.random_range(0.01f32..10.0)).collect();
+    if f == WeightFormat::Q4_1 {
+        quantize_row_q8_1(&x)
+    } else {
+        quantize_row_q8_0(&x)
+    }
+}
+
+/// Runs the AMX path and the oracle; returns (got, want).
+#[allow(clippy::too_many_arguments)]
+fn both(
+    f: WeightFormat,
+    kind: TileKind,
+    m: usize,
+    n: usize,
+    k: usize,
+    w: &[u8],
+    a: &[u8],
+    threads: usize,
+    tile_rows: u8,
+) -> (Vec<f32>, Vec<f32>) {
+    let (wt, at) = oracle_types(f);
+    let mut want = vec![0f32; m * n];
+    gemm_quant(wt, at, m, n, k, a, w, &mut want).unwrap();
+    let packed = PackedQuantAmx::pack(f, kind, w, n, k).unwrap();
+    let (q, d, s) = split_activations(a, f == WeightFormat::Q4_1);
+    let acts = AmxActivations::new(kind, m, k, &q, &d, &s).unwrap();
+    let mut got = vec![f32::NAN; m * n];
+    gemm_quant_amx(&packed, &acts, &mut got, threads, tile_rows).unwrap();
+    (got, want)
+}
+
+/// Bits equal, except that NaN matches NaN (the oracle leaves the NaN
+/// pattern undefined).
+fn first_mismatch(got: &[f32], want: &[f32]) -> Option<usize> {
+    got.iter().zip(want).position(|(g, w)| if w.is_nan() { !g.is_nan() } else { g.to_bits() != w.to_bits() })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn amx_matches_the_oracle(
+        m in 1usize..60, n in 1usize..90, kb in 1usize..12, fi in 0usize..3, ki in 0usize..2,
+        style in 0u8..3, tile_rows in prop::sample::select(vec![1u8, 5, 12, 13]), seed in any::<u64>(),
+    ) {
+        if !amx_or_skip("quant_amx") { return Ok(()); }
+        let (f, kind, k) = (FORMATS[fi], KINDS[ki], kb * 32);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let w = weight_rows(f, n, k, style, &mut rng);
+        let a = activations(f, m, k, &mut rng);
+        for threads in [1, 2, 3] {
+            let (got, want) = both(f, kind, m, n, k, &w, &a, threads, tile_rows);
+            if let Some(i) = first_mismatch(&got, &want) {
+                prop_assert!(false, "{f:?} {kind:?} {m}x{n}x{k} tile rows {tile_rows}, {threads} threads: \
+                    C[{i}] = {:#x}, oracle {:#x}", got[i].to_bits(), want[i].to_bits());
+            }
+        }
+    }
+}
+
+/// Infinite and NaN weight scales and poisoned activation blocks.
+#[test]
+fn non_finite_scales_propagate_like_the_oracle() {
+    if !amx_or_skip("quant_amx non-finite") {
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(7);
+    let (m, n, k) = (30, 40, 7 * 32);
+    for f in FORMATS {
+        let mut w = weight_rows(f, n, k, 0, &mut rng);
+        let block = w.len() / (n * k / 32);
+        for _ in 0..10 {
+            let at = rng.random_range(0..n * k / 32) * block + 2 * rng.random_range(0..1 + usize::from(f.has_min()));
+            let bits: u16 = [0x7E00, 0xFE01, 0x7C00, 0xFC00, 0x7BFF][rng.random_range(0..5)];
+            w[at..at + 2].copy_from_slice(&bits.to_le_bytes());
+        }
+        let mut x: Vec<f32> = (0..m * k).map(|_| standard_normal(&mut rng) as f32).collect();
+        x[rng.random_range(0..k)] = 1e30; // an activation scale that overflows f16
+        x[(m - 1) * k + 5] = f32::NAN; // a poisoned block
+        let a = if f == WeightFormat::Q4_1 { quantize_row_q8_1(&x) } else { quantize_row_q8_0(&x) };
+        for kind in KINDS {
+            let (got, want) = both(f, kind, m, n, k, &w, &a, 2, 12);
+            assert!(want.iter().any(|v| v.is_nan()) && want.iter().any(|v| v.is_infinite()));
+            assert_eq!(first_mismatch(&got, &want), None, "{f:?} {kind:?}");
+        }
+    }
+}
+
+#[test]
+fn pack_unpack_round_trip() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for f in FORMATS {
+        for kind in KINDS {
+            let (n, k) = (37, 96);
+            let w = weight_rows(f, n, k, 0, &mut rng);
+            let packed = PackedQuantAmx::pack(f, kind, &w, n, k).unwrap();
+            assert_eq!(packed.unpack_to_gguf(), w, "{f:?} {kind:?}");
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_are_typed_errors() {
+    use tilejit::kernels::quant_amx::QuantAmxError;
+    let w = weight_rows(WeightFormat::Q8_0, 3, 64, 0, &mut StdRng::seed_from_u64(1));
+    let err = PackedQuantAmx::pack(WeightFormat::Q8_0, TileKind::Int8, &w, 3, 48).unwrap_err();
+    assert_eq!(err, QuantAmxError::KNotBlockMultiple { k: 48 });
+    let err = PackedQuantAmx::pack(WeightFormat::Q8_0, TileKind::Int8, &w[1..], 3, 64).unwrap_err();
+    assert!(matches!(err, QuantAmxError::WrongLength { .. }), "{err}");
+    assert!(PackedQuantAmx::pack(WeightFormat::Q4_0, TileKind::Int8, &[], 0, 64).is_err());
+    let packed = PackedQuantAmx::pack(WeightFormat::Q8_0, TileKind::Int8, &w, 3, 64).unwrap();
+    let acts = AmxActivations::new(TileKind::Int8, 2, 64, &[0; 128], &[0.0; 4], &[]).unwrap();
+    let bf = AmxActivations::new(TileKind::Bf16, 2, 64, &[0; 128], &[0.0; 4], &[]).unwrap();
+    let mut c = vec![0f32; 6];
+    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 0, 12), Err(GemmError::Threads)));
+    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c[..5], 1, 12), Err(GemmError::Shape(_))));
+    assert!(matches!(gemm_quant_amx(&packed, &bf, &mut c, 1, 12), Err(GemmError::Shape(_))));
+    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 1, 17), Err(GemmError::QuantAmx(_))));
+    let w41 = weight_rows(WeightFormat::Q4_1, 3, 64, 0, &mut StdRng::seed_from_u64(2));
+    let p41 = PackedQuantAmx::pack(WeightFormat::Q4_1, TileKind::Int8, &w41, 3, 64).unwrap();
+    let err = gemm_quant_amx(&p41, &acts, &mut c, 1, 12).unwrap_err();
+    assert!(err.to_string().contains("Q8_1"), "{err}");
+    assert!(AmxActivations::new(TileKind::Int8, 2, 64, &[0; 127], &[0.0; 4], &[]).is_err());
+}
