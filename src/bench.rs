@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use tilejit_kernels::dense_amx::DenseAmxKernel;
 use tilejit_kernels::pack::{AlignedBytes, BLayout, PackedB};
-use tilejit_kernels::quant_avx512::{ActivationFormat, WeightFormat};
 use tilejit_kernels::peak::{ReadBandwidthKernel, TmulPeakKernel, READ_CHUNK, TDPS_PER_ITERATION};
+use tilejit_kernels::quant_avx512::{ActivationFormat, WeightFormat};
 use tilejit_kernels::spec::{DenseAmxSpec, ElemType};
 use tilejit_verify::f32_to_bf16;
 
@@ -347,7 +347,8 @@ pub enum PrefillStrategy {
 }
 
 impl PrefillStrategy {
-    pub const ALL: [PrefillStrategy; 4] = [Self::AmxInt8Blocks, Self::AmxBf16Blocks, Self::Avx512Vnni, Self::DequantBf16];
+    pub const ALL: [PrefillStrategy; 4] =
+        [Self::AmxInt8Blocks, Self::AmxBf16Blocks, Self::Avx512Vnni, Self::DequantBf16];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -52,7 +52,8 @@ fn every_linear_weight_of_smollm2_is_bit_exact_on_every_path() {
         return;
     };
     let g = Gguf::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.to_string_lossy()));
-    let linear: Vec<_> = g.tensors().iter().filter(|t| t.ggml_type() == GgmlType::Q4_1 && t.dims().len() == 2).collect();
+    let linear: Vec<_> =
+        g.tensors().iter().filter(|t| t.ggml_type() == GgmlType::Q4_1 && t.dims().len() == 2).collect();
     assert_eq!(linear.len(), LINEAR_WEIGHTS, "SmolLM2-135M has 7 Q4_1 linear weights in each of 30 layers");
     let paths = paths();
     let mut rng = StdRng::seed_from_u64(2026);

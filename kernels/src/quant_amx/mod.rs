@@ -194,9 +194,9 @@ impl Plan {
         }
         cfg.set(B_TILE, b_rows, 64).map_err(err)?;
         let op = self.tdp_op();
-        for t in 0..self.tiles.len() {
+        for (t, &a) in A_TILES.iter().enumerate().take(self.tiles.len()) {
             for set in 0..2 {
-                cfg.check_tdp(op.mnemonic(), c_tile(set, t), A_TILES[t], B_TILE).map_err(err)?;
+                cfg.check_tdp(op.mnemonic(), c_tile(set, t), a, B_TILE).map_err(err)?;
             }
         }
         Ok(cfg)
@@ -212,7 +212,7 @@ impl Plan {
     /// TDP of the block at A_PTR / W_PTR into set `set`; advances both.
     fn emit_tdp(&self, cb: &mut CodeBuilder, set: usize) -> Result<(), GenerateError> {
         cb.emit(enc::tileloadd(B_TILE, Mem::base(W_PTR).with_index(STRIDE64, Scale::S1)?)?);
-        for t in 0..self.tiles.len() {
+        for (t, &a) in A_TILES.iter().enumerate().take(self.tiles.len()) {
             cb.emit(enc::tilezero(c_tile(set, t)));
             let base = if t == 0 {
                 A_PTR
@@ -224,8 +224,8 @@ impl Plan {
                 );
                 TMP
             };
-            cb.emit(enc::tileloadd(A_TILES[t], Mem::base(base).with_index(LDA, Scale::S1)?)?);
-            cb.emit(enc::tdp(self.tdp_op(), c_tile(set, t), A_TILES[t], B_TILE)?);
+            cb.emit(enc::tileloadd(a, Mem::base(base).with_index(LDA, Scale::S1)?)?);
+            cb.emit(enc::tdp(self.tdp_op(), c_tile(set, t), a, B_TILE)?);
         }
         let a_step = (QK * self.spec.kind.a_elem_bytes()) as i32;
         dynasm!(cb.ops

@@ -175,7 +175,10 @@ impl PackedQuantAmx {
         for col in 0..n {
             let (p, c) = (col / PANEL_COLS, col % PANEL_COLS);
             for b in 0..kb {
-                let (q, d, m) = decode_block(format, &bytes[col * row_bytes + b * format.gguf_block_bytes()..][..format.gguf_block_bytes()]);
+                let (q, d, m) = decode_block(
+                    format,
+                    &bytes[col * row_bytes + b * format.gguf_block_bytes()..][..format.gguf_block_bytes()],
+                );
                 let ch = &mut dst[(p * kb + b) * chunk..][..chunk];
                 for (e, &v) in q.iter().enumerate() {
                     match kind {
@@ -322,9 +325,10 @@ impl AmxActivations {
         for (dst, src) in a.as_mut_slice().chunks_exact_mut(lda).zip(quants.chunks_exact(k)) {
             match kind {
                 TileKind::Int8 => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s as u8),
-                TileKind::Bf16 => {
-                    dst.chunks_exact_mut(2).zip(src).for_each(|(d, &s)| d.copy_from_slice(&int_to_bf16(s).to_le_bytes()))
-                }
+                TileKind::Bf16 => dst
+                    .chunks_exact_mut(2)
+                    .zip(src)
+                    .for_each(|(d, &s)| d.copy_from_slice(&int_to_bf16(s).to_le_bytes())),
             }
         }
         let transpose = |t: &[f32]| {

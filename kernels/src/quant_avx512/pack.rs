@@ -121,7 +121,6 @@ impl WeightFormat {
     }
 }
 
-
 pub(crate) fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), QuantPackError> {
     if expected == actual {
         Ok(())

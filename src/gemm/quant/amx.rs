@@ -16,9 +16,9 @@ use tilejit_kernels::quant_amx::{
     AmxActivations, PackedQuantAmx, QuantAmxArgs, QuantAmxKernel, QuantAmxSpec, MAX_ROWS, PANEL_COLS, SCRATCH_BYTES,
 };
 
+use crate::cpu::amx_ready;
 use crate::gemm::cache::KernelCache;
 use crate::gemm::{GemmError, SharedC};
-use crate::cpu::amx_ready;
 
 /// Panels per work unit: 4 x 16 columns x K of B (256 KiB int8 at K = 4096).
 const PANELS_PER_UNIT: usize = 4;
