@@ -436,3 +436,39 @@ pub fn quantize_weights(format: WeightFormat, w: &[f32]) -> (Vec<u8>, tilejit_ve
         WeightFormat::Q8_0 => (quantize_row_q8_0_weights(w), BlockType::Q8_0),
     }
 }
+
+/// Quantized GEMMs of `m` rows through `gemm::gemm_quant` on weights that
+/// are not cache resident (`copies` packed copies cycled), for the
+/// AVX-512 / AMX crossover (`tilejit calibrate`).
+pub struct QuantCallFixture {
+    weights: Vec<crate::gemm::QuantWeights>,
+    a: tilejit_kernels::quant_avx512::QuantActivations,
+    c: Vec<f32>,
+}
+
+impl QuantCallFixture {
+    pub fn new(format: WeightFormat, m: usize, n: usize, k: usize, copies: usize) -> Result<Self, GemmError> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-0.1f32..0.1)).collect();
+        let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let weights = crate::gemm::QuantWeights::from_gguf(format, &quantize_weights(format, &w).0, n, k)?;
+        let af = format.activations();
+        let a_bytes = match af {
+            ActivationFormat::Q8_0 => tilejit_verify::quant::quantize_row_q8_0(&x),
+            ActivationFormat::Q8_1 => tilejit_verify::quant::quantize_row_q8_1(&x),
+        };
+        let a = tilejit_kernels::quant_avx512::QuantActivations::from_gguf(af, &a_bytes, m, k)?;
+        Ok(QuantCallFixture { weights: vec![weights; copies.max(1)], a, c: vec![0.0; m * n] })
+    }
+
+    /// Median seconds per call over `reps` rounds of every copy.
+    pub fn seconds_per_call(&mut self, opts: &GemmOptions, reps: usize) -> Result<f64, GemmError> {
+        crate::gemm::gemm_quant(&self.weights[0], &self.a, &mut self.c, opts)?;
+        let round = median_time(reps, || {
+            for w in &self.weights {
+                crate::gemm::gemm_quant(w, &self.a, &mut self.c, opts).expect("checked by the first call");
+            }
+        });
+        Ok(round.as_secs_f64() / self.weights.len() as f64)
+    }
+}

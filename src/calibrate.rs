@@ -3,9 +3,10 @@
 //! same N x K weights (cycled from DRAM, as in decode) and reports the
 //! smallest M from which AMX wins: the crossover `gemm::dispatch` uses.
 
-use tilejit::bench::gemv_weight_bandwidth;
+use tilejit::bench::{gemv_weight_bandwidth, QuantCallFixture};
 use tilejit::gemm::GemmOptions;
 use tilejit::isa::{availability, Isa};
+use tilejit::kernels::quant_avx512::WeightFormat;
 use tilejit::kernels::spec::{ElemType, Int8Sign};
 
 pub struct CalibrateOptions {
@@ -45,6 +46,35 @@ pub fn run(opts: &CalibrateOptions) -> Result<(), Box<dyn std::error::Error>> {
         match crossover {
             Some(m) => println!("crossover {}: AMX from M = {m}", elem.name()),
             None => println!("crossover {}: AVX-512 faster for every M measured", elem.name()),
+        }
+    }
+    quantized(opts)
+}
+
+/// The same comparison for `gemm_quant` (GGUF weights): AVX-512 decode
+/// kernel against the AMX per-block kernel.
+fn quantized(opts: &CalibrateOptions) -> Result<(), Box<dyn std::error::Error>> {
+    let (n, k) = (opts.n, opts.k);
+    for format in WeightFormat::ALL {
+        println!("\n{:<6} {:>4} {:>10} {:>10} {:>8}", format.name(), "M", "avx512", "amx", "faster");
+        let copies = ((512 << 20) / (n * k / 32 * format.gguf_block_bytes())).max(1);
+        let mut crossover = None;
+        for m in MS {
+            let mut fx = QuantCallFixture::new(format, m, n, k, copies)?;
+            let mut time = |isa| -> Result<f64, Box<dyn std::error::Error>> {
+                let o = GemmOptions { isa: Some(isa), threads: opts.threads, ..GemmOptions::default() };
+                Ok(fx.seconds_per_call(&o, 3)? * 1e6)
+            };
+            let (avx, amx) = (time(Isa::Avx512)?, time(Isa::Amx)?);
+            let faster = if amx < avx { "amx" } else { "avx512" };
+            if amx < avx && crossover.is_none() {
+                crossover = Some(m);
+            }
+            println!("{:<6} {m:>4} {avx:>10.1} {amx:>10.1} {faster:>8}", "");
+        }
+        match crossover {
+            Some(m) => println!("crossover {}: AMX from M = {m}", format.name()),
+            None => println!("crossover {}: AVX-512 faster for every M measured", format.name()),
         }
     }
     Ok(())

@@ -5,8 +5,8 @@
 //!
 //! | path | kernel | rows per call | chosen for |
 //! |---|---|---|---|
-//! | AVX-512 | [`avx512`]: VPDPBUSD decode, weights at GGUF size | 1..=4 | M below [`AMX_FROM_M`] |
-//! | AMX | [`amx`]: one TDPBSSD per 32-wide block, f32 fold in zmm | 1..=24 | M from [`AMX_FROM_M`] |
+//! | AVX-512 | [`avx512`]: VPDPBUSD decode, weights at GGUF size | 1..=4 | M below [`amx_from_m`] |
+//! | AMX | [`amx`]: one TDPBSSD per 32-wide block, f32 fold in zmm | 1..=24 | M from [`amx_from_m`] |
 //! | scalar | the oracle itself | any | `TILEJIT_ISA=scalar` or `GemmOptions::isa` |
 //!
 //! A second prefill strategy with its own semantics, "dequantize to bf16
@@ -31,15 +31,36 @@ use tilejit_verify::quant::BlockType;
 use super::{GemmError, GemmOptions};
 use crate::isa::{self, availability, Isa};
 
-/// Smallest M for which the AMX path beat AVX-512 (`tilejit calibrate`,
-/// "quantized" table, recorded in BENCHMARKS.md): the per-block TDPs pay
-/// per row tile, AVX-512 re-reads the weights for every 4 rows.
-pub const AMX_FROM_M: usize = 8;
+/// Smallest M from which the AMX path beat AVX-512, per weight format
+/// (`tilejit calibrate`, M x 4096 x 4096, weights cycled through 512 MiB,
+/// 1 thread, dev machine, 2026-11-26; time per call in us):
+///
+/// | M | q8_0 avx512 | q8_0 amx | q4_0 avx512 | q4_0 amx | q4_1 avx512 | q4_1 amx |
+/// |---|---|---|---|---|---|---|
+/// | 1 | 1139 | 1662 | 622 | 1607 | 676 | 1636 |
+/// | 4 | 1413 | 1555 | 1027 | 1895 | 821 | 1740 |
+/// | 8 | 2690 | 1632 | 1732 | 1883 | 1517 | 1936 |
+/// | 12 | 3456 | 1921 | 2305 | 2004 | 1922 | 2273 |
+/// | 16 | 4152 | 2166 | 2079 | 2136 | 2365 | 2739 |
+/// | 24 | 5536 | 2533 | 2902 | 2512 | 3278 | 2782 |
+/// | 64 | 11825 | 4282 | 6447 | 4229 | 7361 | 5214 |
+///
+/// The AVX-512 kernel reads the GGUF-sized weights once per 4 rows; the
+/// AMX one reads 1 byte per weight once per call but pays the per-block
+/// TILESTORED and fold (kernels/PERFORMANCE.md), so the 4-bit formats,
+/// which AVX-512 streams at half the bytes, cross later.
+pub fn amx_from_m(format: WeightFormat) -> usize {
+    match format {
+        WeightFormat::Q8_0 => 8,
+        WeightFormat::Q4_0 => 12,
+        WeightFormat::Q4_1 => 24,
+    }
+}
 
 /// GGUF weights packed for the paths that can run here: the AVX-512
 /// layout always (it is also what the scalar path unpacks), the AMX one
 /// when AMX is usable.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct QuantWeights {
     avx512: PackedQuant,
     amx: Option<PackedQuantAmx>,
@@ -81,7 +102,7 @@ impl QuantWeights {
 /// `c[i * n + j] = dot(a row i, w row j)` (overwrite), bit-identical to
 /// `tilejit_verify::quant::gemm_quant` on every path. The path is
 /// `opts.isa` if set, else `TILEJIT_ISA`, else AVX-512 below
-/// [`AMX_FROM_M`] rows and AMX from there; `opts.threads` threads (the
+/// [`amx_from_m`] rows and AMX from there; `opts.threads` threads (the
 /// other options are the dense GEMM's and are ignored here).
 ///
 /// # Errors
@@ -94,7 +115,7 @@ pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &
     }
     let isa = match opts.isa {
         Some(isa) => isa,
-        None => isa::forced()?.unwrap_or_else(|| choose(a.m())),
+        None => isa::forced()?.unwrap_or_else(|| choose(w.format(), a.m())),
     };
     availability(isa).map_err(|reason| GemmError::IsaUnavailable { isa, reason })?;
     match isa {
@@ -113,11 +134,11 @@ pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &
     }
 }
 
-/// The path for `m` rows when nothing forces one.
-fn choose(m: usize) -> Isa {
+/// The path for `m` rows of `format` weights when nothing forces one.
+fn choose(format: WeightFormat, m: usize) -> Isa {
     let (amx, avx512) = (availability(Isa::Amx).is_ok(), availability(Isa::Avx512).is_ok());
     match (amx, avx512) {
-        (true, true) if m >= AMX_FROM_M => Isa::Amx,
+        (true, true) if m >= amx_from_m(format) => Isa::Amx,
         (_, true) => Isa::Avx512,
         (true, false) => Isa::Amx,
         (false, false) => Isa::Scalar,
