@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod gemm;
 pub mod gguf;
 pub mod isa;
+pub mod sparse;
 pub mod threads;
 
 pub use tilejit_kernels as kernels;

@@ -140,6 +140,7 @@
 //! become +0.0 / 0, kept ones keep their bits; existing zeros have the
 //! smallest magnitude and are counted among the pruned first.
 
+pub mod amx;
 mod bytes;
 mod elem;
 mod error;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
-pub(super) struct KernelCache<S, K>(Mutex<Option<HashMap<S, Arc<K>>>>);
+pub(crate) struct KernelCache<S, K>(Mutex<Option<HashMap<S, Arc<K>>>>);
 
 impl<S: Copy + Eq + Hash, K> KernelCache<S, K> {
     pub const fn new() -> Self {

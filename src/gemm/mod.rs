@@ -8,7 +8,7 @@
 
 mod amx;
 mod avx512;
-mod cache;
+pub(crate) mod cache;
 pub mod dispatch;
 pub mod quant;
 mod scalar;
@@ -149,6 +149,44 @@ fn bytes_mut<T: Plain>(s: &mut [T]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
 }
 
+/// Checks that `m` rows of `k` A elements (`a = (bytes, lda in elements,
+/// element bytes)`) and `m` rows of `n` C elements (`c = (bytes, ldc)`, 4
+/// bytes each) fit their buffers; every product checked, so a huge lda or
+/// ldc is an error, not a wrapped product that lets a short buffer through.
+pub(crate) fn check_operands(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: (usize, usize, usize),
+    c: (usize, usize),
+) -> Result<(), GemmError> {
+    let ((a_bytes, lda, esize), (c_bytes, ldc)) = (a, c);
+    if m == 0 {
+        return Err(GemmError::Shape("m must be at least 1".into()));
+    }
+    if lda < k || ldc < n {
+        return Err(GemmError::Shape(format!("lda = {lda} must be >= k = {k} and ldc = {ldc} >= n = {n}")));
+    }
+    let need = |rows: usize, ld: usize, cols: usize, size: usize| {
+        (rows - 1).checked_mul(ld).and_then(|x| x.checked_add(cols)).and_then(|x| x.checked_mul(size))
+    };
+    match need(m, lda, k, esize) {
+        Some(bytes) if a_bytes >= bytes => {}
+        _ => {
+            return Err(GemmError::Shape(format!(
+                "A has {} elements; {m} rows of {k} at lda = {lda} do not fit",
+                a_bytes / esize
+            )))
+        }
+    }
+    match need(m, ldc, n, 4) {
+        Some(bytes) if c_bytes >= bytes => Ok(()),
+        _ => {
+            Err(GemmError::Shape(format!("C has {} elements; {m} rows of {n} at ldc = {ldc} do not fit", c_bytes / 4)))
+        }
+    }
+}
+
 /// A C pointer that may cross threads: every thread writes its own blocks.
 #[derive(Clone, Copy)]
 pub(crate) struct SharedC(pub *mut u8);
@@ -192,35 +230,7 @@ impl<'a> Problem<'a> {
         if !b.elem().matches(elem) {
             return Err(GemmError::ElemMismatch { packed: b.elem(), gemm: elem.name() });
         }
-        if m == 0 {
-            return Err(GemmError::Shape("m must be at least 1".into()));
-        }
-        if lda < k || ldc < n {
-            return Err(GemmError::Shape(format!("lda = {lda} must be >= k = {k} and ldc = {ldc} >= n = {n}")));
-        }
-        // Checked all the way: a huge lda or ldc must be an error, not a
-        // wrapped product that lets a short buffer through.
-        let need = |rows: usize, ld: usize, cols: usize, size: usize| {
-            (rows - 1).checked_mul(ld).and_then(|x| x.checked_add(cols)).and_then(|x| x.checked_mul(size))
-        };
-        match need(m, lda, k, esize) {
-            Some(bytes) if a.len() >= bytes => {}
-            _ => {
-                return Err(GemmError::Shape(format!(
-                    "A has {} elements; {m} rows of {k} at lda = {lda} do not fit",
-                    a.len() / esize
-                )))
-            }
-        }
-        match need(m, ldc, n, 4) {
-            Some(bytes) if c.len() >= bytes => {}
-            _ => {
-                return Err(GemmError::Shape(format!(
-                    "C has {} elements; {m} rows of {n} at ldc = {ldc} do not fit",
-                    c.len() / 4
-                )))
-            }
-        }
+        check_operands(m, n, k, (a.len(), lda, esize), (c.len(), ldc))?;
         Ok(Problem { elem, m, a, lda, b, c: SharedC(c.as_mut_ptr()), ldc, accumulate, dot: false })
     }
 
