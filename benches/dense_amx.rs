@@ -1,8 +1,11 @@
 //! Dense AMX GEMM against the TMUL peak, and JIT compile time.
 //!
-//! `cargo bench --bench dense_amx` (add `-- --quick` for a short run).
+//! `cargo bench --bench dense_amx` (add `-- --quick`, or set
+//! `TILEJIT_BENCH_QUICK=1` for short criterion settings: benches/common).
 //! Criterion reports Gelem/s where one element is one operation (2 per
 //! multiply-add), so the GEMM and peak lines compare directly.
+
+mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tilejit::bench::{measure_gemm, GemmFixture};
@@ -78,5 +81,5 @@ fn jit_compile(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tmul_peak, gemm, jit_compile);
+criterion_group! { name = benches; config = common::config(); targets = tmul_peak, gemm, jit_compile }
 criterion_main!(benches);

@@ -39,6 +39,28 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Measure the machine's bounds (TMUL peak, streaming read; 1 thread and
+    /// --threads), then run the kernel suite and print one row per case with
+    /// its percent of the relevant bound.
+    Bench {
+        /// Threads for the cases (bounds are reported for 1 and for this many).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// The quick suite: smaller shape lists and shorter timing.
+        #[arg(long)]
+        quick: bool,
+        /// Run only the cases whose name contains SUBSTRING (case-insensitive;
+        /// repeat for several).
+        #[arg(long, value_name = "SUBSTRING")]
+        filter: Vec<String>,
+        /// Write the results as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+        /// Draw the sparse-over-dense speedup against sparsity as SVG to FILE
+        /// (nothing is written, and the reason printed, without sparse results).
+        #[arg(long, value_name = "FILE")]
+        plot: Option<std::path::PathBuf>,
+    },
     /// Check a GGUF model file with the hardened reader and print its
     /// version, metadata and tensor table.
     Inspect {
@@ -56,6 +78,14 @@ fn main() -> std::process::ExitCode {
     let command = cli.command.unwrap_or(Command::Tour { threads: 1, shape: vec![512, 512, 4096] });
     let result = match command {
         Command::Inspect { path } => inspect::run(&path),
+        Command::Bench { threads, quick, filter, json, plot } => {
+            if threads == 0 {
+                Err("--threads must be at least 1".into())
+            } else {
+                let opts = tilejit::bench::cli::BenchOptions { threads, quick, filters: filter, json, plot };
+                tilejit::bench::cli::run(&opts)
+            }
+        }
         Command::Calibrate { n, k, threads } => {
             if n == 0 || k == 0 || threads == 0 {
                 Err("--n, --k and --threads must be at least 1".into())

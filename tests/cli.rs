@@ -56,3 +56,42 @@ fn bad_arguments_are_rejected() {
     let (ok, _, err) = tilejit(&["tour", "--shape", "1", "2"], None);
     assert!(!ok && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn bench_quick_writes_the_json_file_and_says_why_there_is_no_plot() {
+    let dir = std::env::temp_dir().join(format!("tilejit-cli-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, plot) = (dir.join("bench.json"), dir.join("speedup.svg"));
+    let args = [
+        "bench",
+        "--quick",
+        "--filter",
+        "jit/bf16",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ];
+    let (ok, out, err) = tilejit(&args, None);
+    assert!(ok, "bench failed: {out}\n{err}");
+    assert!(out.contains("== Bounds") && out.contains("jit/bf16/amx/2x2"), "{out}");
+    assert!(!out.contains("gemm/"), "--filter ran other cases:\n{out}");
+    let text = std::fs::read_to_string(&json).expect("the JSON file was written");
+    for field in ["\"machine\"", "\"bounds\"", "\"results\"", "\"pct_of_bound\"", "\"median_ns\""] {
+        assert!(text.contains(field), "{field} missing:\n{text}");
+    }
+    // No sparse case exists (yet): nothing to draw, and the reason is printed.
+    if !plot.exists() {
+        assert!(err.contains("no plot written"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bench_rejects_bad_arguments() {
+    let (ok, _, err) = tilejit(&["bench", "--threads", "0"], None);
+    assert!(!ok && err.contains("at least 1"), "{err}");
+    let (ok, _, err) = tilejit(&["bench", "--quick", "--filter", "no-such-case"], None);
+    assert!(!ok && err.contains("no case matches"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -1,6 +1,18 @@
 //! Measurement helpers shared by the tour and the benches: medians of wall
 //! time (the core clock drops while AMX is busy, so cycles derived from the
 //! TSC would overstate throughput; docs/AMX.md) and the TMUL peak bound.
+//!
+//! `tilejit bench` is built from the submodules: [`suite`] (the [`suite::Case`]
+//! trait, the runner and the machine's bounds), [`cases`] (the kernel suite),
+//! [`sparse`] (the sparse-vs-dense extension point), [`json`], [`plot`] and
+//! [`cli`] (the table, progress bar and files of the command).
+
+pub mod cases;
+pub mod cli;
+pub mod json;
+pub mod plot;
+pub mod sparse;
+pub mod suite;
 
 use std::time::{Duration, Instant};
 
@@ -48,21 +60,36 @@ fn random_bf16(rng: &mut rand::rngs::StdRng) -> u16 {
 /// Operations per second (2 per multiply-add) of one thread running
 /// register-resident TDPs on random tiles: the TMUL peak of this core.
 pub fn tmul_peak_ops(elem: ElemType) -> Result<f64, GemmError> {
+    tmul_peak_ops_threads(elem, 1)
+}
+
+/// [`tmul_peak_ops`] on `threads` threads at once (the GEMM worker pool),
+/// summed: operations of all threads per second of wall time. Hardware
+/// threads that share one core's TMUL add nothing, which is what this
+/// shows.
+pub fn tmul_peak_ops_threads(elem: ElemType, threads: usize) -> Result<f64, GemmError> {
     amx_ready()?;
+    let threads = threads.max(1);
     let kernel = TmulPeakKernel::generate(elem)?;
     let operands = peak_operands(elem);
     let iterations = 20_000u64;
+    let pass = |iterations: u64| {
+        crate::threads::run_parallel::<()>(threads, |_| {
+            // SAFETY: AMX permission granted above (process-wide, so for the workers too).
+            unsafe { kernel.run(iterations, &operands) };
+            Ok(())
+        })
+        .expect("the peak loop cannot fail")
+    };
     // The first AMX work after idle runs at a lower clock for a while
     // (seen on the 16-core machine: 2.4x lower for the first milliseconds);
     // keep the unit busy for 100 ms before timing.
     let warm = Instant::now();
     while warm.elapsed() < Duration::from_millis(100) {
-        // SAFETY: AMX permission granted above.
-        unsafe { kernel.run(iterations / 10, &operands) };
+        pass(iterations / 10);
     }
-    // SAFETY: AMX permission granted above.
-    let t = median_time(7, || unsafe { kernel.run(iterations, &operands) });
-    let ops = iterations as f64 * TDPS_PER_ITERATION as f64 * kernel.ops_per_tdp() as f64;
+    let t = median_time(7, || pass(iterations));
+    let ops = (threads as u64 * iterations) as f64 * TDPS_PER_ITERATION as f64 * kernel.ops_per_tdp() as f64;
     Ok(ops / t.as_secs_f64())
 }
 
@@ -258,6 +285,21 @@ impl GemvFixture {
         run_on(self.elem, (self.m, self.n, self.k), &self.a, &self.weights[b], &mut self.c, opts)
     }
 
+    /// Number of weight copies cycled through.
+    pub fn copies(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Bytes of one copy of the packed weights.
+    pub fn copy_bytes(&self) -> usize {
+        self.weights[0].as_bytes().len()
+    }
+
+    /// One call on copy `copy % copies()`.
+    pub fn run_copy(&mut self, copy: usize, opts: &GemmOptions) -> Result<(), GemmError> {
+        self.call(copy % self.weights.len(), opts)
+    }
+
     /// Bytes of packed weights per second over one round of every copy
     /// (median of `reps` rounds, after one checked call).
     pub fn bandwidth(&mut self, opts: &GemmOptions, reps: usize) -> Result<f64, GemmError> {
@@ -318,6 +360,22 @@ impl QuantGemvFixture {
         Ok(QuantGemvFixture { weights: vec![packed; copies.max(1)], a, c: vec![0.0; n], gguf_bytes: q.len() })
     }
 
+    /// Number of weight copies cycled through.
+    pub fn copies(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// GGUF bytes of one copy of the weights.
+    pub fn copy_gguf_bytes(&self) -> usize {
+        self.gguf_bytes
+    }
+
+    /// One GEMV on copy `copy % copies()`.
+    pub fn run_copy(&mut self, copy: usize, threads: usize) -> Result<(), GemmError> {
+        let w = &self.weights[copy % self.weights.len()];
+        crate::gemm::gemm_quant_avx512(w, &self.a, &mut self.c, threads)
+    }
+
     /// GGUF-quantized weight bytes per second over one round of every copy
     /// (median of `reps` rounds, after one checked call).
     pub fn bandwidth(&mut self, threads: usize, reps: usize) -> Result<f64, GemmError> {
@@ -356,6 +414,24 @@ impl PrefillStrategy {
             Self::AmxBf16Blocks => "amx bf16 per block",
             Self::Avx512Vnni => "avx512 vnni",
             Self::DequantBf16 => "dequant bf16 + amx bf16",
+        }
+    }
+
+    /// The name without spaces, as `tilejit bench` case names use it.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::AmxInt8Blocks => "amx-int8-blocks",
+            Self::AmxBf16Blocks => "amx-bf16-blocks",
+            Self::Avx512Vnni => "avx512-vnni",
+            Self::DequantBf16 => "dequant-bf16",
+        }
+    }
+
+    /// The instruction set the strategy runs on.
+    pub fn isa(self) -> crate::isa::Isa {
+        match self {
+            Self::Avx512Vnni => crate::isa::Isa::Avx512,
+            _ => crate::isa::Isa::Amx,
         }
     }
 }
@@ -398,6 +474,11 @@ impl QuantPrefillFixture {
         let avx512 = (PackedQuant::from_gguf(format, &gguf, n, k)?, acts);
         let dequant = (crate::gemm::PackedDequantBf16::from_gguf(block_type, &gguf, n, k)?, x);
         Ok(QuantPrefillFixture { m, n, k, amx, avx512, dequant, c: vec![0.0; m * n] })
+    }
+
+    /// Operations of one run (2 per multiply-add).
+    pub fn ops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k) as f64
     }
 
     /// One run.
