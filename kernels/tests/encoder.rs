@@ -12,8 +12,8 @@ use std::fmt;
 
 use iced_x86::{Code, Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, Mnemonic, OpKind, Register};
 use tilejit_kernels::encoder::{
-    kmovq_k_mem, kmovq_k_r64, ldtilecfg, sttilecfg, tdp, tileloadd, tileloaddt1, tilerelease, tilestored, tilezero,
-    EncodeError, Encoded, EvexOp, Gpr, KReg, Mask, Mem, Scale, TdpOp, Tmm, Zmm,
+    kmovd_k_mem, kmovq_k_mem, kmovq_k_r64, ldtilecfg, sttilecfg, tdp, tileloadd, tileloaddt1, tilerelease, tilestored,
+    tilezero, EncodeError, Encoded, EvexOp, Gpr, KReg, Mask, Mem, Scale, TdpOp, Tmm, Zmm,
 };
 
 // ---------------------------------------------------------------- registers
@@ -375,6 +375,14 @@ fn kmovq_from_gpr_and_memory() {
         }
     }
     s.done(8 * mems.len());
+
+    let mut s = Sweep::new("kmovd k, m32");
+    for k in KReg::all() {
+        for &m in &mems {
+            s.check(&Want::vex(Mnemonic::Kmovd, &[R(r_k(k)), M(m)]), Ok(kmovd_k_mem(k, m)));
+        }
+    }
+    s.done(8 * mems.len());
 }
 
 // ------------------------------------------------------------------- EVEX
@@ -406,7 +414,7 @@ const fn row(op: EvexOp, mnemonic: Mnemonic, form: Form, n: i32, bcst_n: Option<
 }
 
 #[rustfmt::skip]
-const ROWS: [Row; 26] = [
+const ROWS: [Row; 27] = [
     row(EvexOp::VPDPBUSD, Mnemonic::Vpdpbusd, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VDPBF16PS, Mnemonic::Vdpbf16ps, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VFMADD231PS, Mnemonic::Vfmadd231ps, Form::Rvm, 64, Some(4), false),
@@ -432,6 +440,7 @@ const ROWS: [Row; 26] = [
     row(EvexOp::VCVTDQ2PS, Mnemonic::Vcvtdq2ps, Form::Rm, 64, None, false),
     row(EvexOp::VMULPS, Mnemonic::Vmulps, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VPSRLVD, Mnemonic::Vpsrlvd, Form::Rvm, 64, Some(4), false),
+    row(EvexOp::VPSLLVD, Mnemonic::Vpsllvd, Form::Rvm, 64, Some(4), false),
     // Half-vector memory (HVM): 16 f16 = 32 bytes, so disp8 is scaled by 32.
     row(EvexOp::VCVTPH2PS, Mnemonic::Vcvtph2ps, Form::Rm, 32, None, true),
 ];
@@ -726,6 +735,8 @@ fn known_byte_vectors() {
         ("vpexpandw zmm0{k1}{z},zmm1", EvexOp::VPEXPANDW.rm(z0, z1, k1z), "62 f2 fd c9 62 c1"),
         ("kmovq k1,rax", Ok(kmovq_k_r64(KReg::K1, Gpr::RAX)), "c4 e1 fb 92 c8"),
         ("vpsrlvd zmm0,zmm1,zmm2", EvexOp::VPSRLVD.rvm(z0, z1, z2, none), "62 f2 75 48 45 c2"),
+        ("vpsllvd zmm0,zmm1,zmm2", EvexOp::VPSLLVD.rvm(z0, z1, z2, none), "62 f2 75 48 47 c2"),
+        ("kmovd k1,[rax]", Ok(kmovd_k_mem(KReg::K1, Mem::base(Gpr::RAX))), "c4 e1 f9 90 08"),
         ("vcvtph2ps zmm0,[rax]", EvexOp::VCVTPH2PS.rm_mem(z0, rax(0), none), "62 f2 7d 48 13 00"),
         // HVM: disp8*32, so [rax+0x20] is disp8 = 1 and [rax+0x40] disp8 = 2.
         ("vcvtph2ps zmm0,[rax+0x20]", EvexOp::VCVTPH2PS.rm_mem(z0, rax(0x20), none), "62 f2 7d 48 13 40 01"),

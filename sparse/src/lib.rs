@@ -126,6 +126,20 @@
 //! | then | summaries: `tiles` x (`nnz: u16`, `rows: u16`) |
 //! | then | values: `nnz` x 2 / 1 bytes; the image ends there exactly |
 //!
+//! # AVX-512 decode kernels
+//!
+//! [`avx512`] JITs AVX-512 kernels that multiply 1..=4 rows of A by a
+//! [`SparseMatrix`] straight from this format (KMOV of each row mask from
+//! memory, VPEXPANDW/B with zero masking from the value stream, POPCNT to
+//! advance), bit-identical to the dense paths: bf16 emulates TDPBF16PS
+//! with 16 pairs per instruction exactly as the dense AVX-512 `Bf16Chains`
+//! kernel does (MXCSR DAZ | FTZ inside the kernel), int8 is s8 x s8 with
+//! VPDPBUSD and a per-column correction kept beside the matrix
+//! ([`avx512::SparseI8Weights`]). A call covers a range of panels, so a
+//! driver splits N across threads without touching the data;
+//! [`avx512::gemm_bf16`] / [`avx512::gemm_i8`] are the checked
+//! single-threaded entry points for any M.
+//!
 //! # Pruning
 //!
 //! [`Pruning`] zeros, per group (the whole matrix, or each column of B =
@@ -141,6 +155,7 @@
 //! smallest magnitude and are counted among the pruned first.
 
 pub mod amx;
+pub mod avx512;
 mod bytes;
 mod elem;
 mod error;

@@ -87,6 +87,8 @@ evex_table! {
     VMULPS = "vmulps", None, M0F, 0x59, w = 0, Tuple::Full { elem: 4 }, Rvm, false;
     // Variable logical right shift of dwords: src2 (zmm/m512/m32bcst) holds the counts.
     VPSRLVD = "vpsrlvd", P66, M0F38, 0x45, w = 0, Tuple::Full { elem: 4 }, Rvm, false;
+    // Variable logical left shift of dwords (src2 holds the counts).
+    VPSLLVD = "vpsllvd", P66, M0F38, 0x47, w = 0, Tuple::Full { elem: 4 }, Rvm, false;
     // 16 f16 (a ymm or m256) widened to 16 f32, exactly; only the memory form
     // is offered (the register source is a ymm, which `Zmm` does not name).
     VCVTPH2PS = "vcvtph2ps", P66, M0F38, 0x13, w = 0, Tuple::HalfMem, Rm, true;
@@ -236,6 +238,15 @@ pub fn kmovq_k_r64(k: KReg, src: Gpr) -> Encoded {
     vex3(&mut out, 0, 0, src.high(), Map::M0F, true, 0, Pp::PF2);
     out.push(OP_KMOV_GPR);
     out.push(0xC0 | k.number() << 3 | src.low3());
+    out
+}
+
+/// `kmovd k, m32` (VEX.L0.66.0F.W1 90): a 32-bit mask straight from memory.
+pub fn kmovd_k_mem(k: KReg, mem: Mem) -> Encoded {
+    let mut out = Encoded::new();
+    vex3(&mut out, 0, mem.x_bit(), mem.b_bit(), Map::M0F, true, 0, Pp::P66);
+    out.push(OP_KMOV_LOAD);
+    mem.encode(&mut out, k.number(), false, 1);
     out
 }
 

@@ -14,7 +14,7 @@ mod mem;
 mod regs;
 
 pub use amx::{ldtilecfg, sttilecfg, tdp, tileloadd, tileloaddt1, tilerelease, tilestored, tilezero, TdpOp};
-pub use evex::{kmovq_k_mem, kmovq_k_r64, EvexOp, Mask};
+pub use evex::{kmovd_k_mem, kmovq_k_mem, kmovq_k_r64, EvexOp, Mask};
 pub use mem::{Mem, Scale};
 pub use regs::{Gpr, KReg, Tmm, Zmm};
 
