@@ -1,42 +1,175 @@
 //! Sparse GEMM over `tilejit_sparse` bitmap weights: `C[M,N] (+)= A[M,K] x
 //! W`, with the dense GEMM's semantics and bits (bf16: TDPBF16PS with 16
 //! pairs per instruction, the default `PackedB` layout; int8: s8 x s8,
-//! wrapping i32). Paths:
+//! wrapping i32).
 //!
-//! - AMX (`tilejit_sparse::amx`): each weight tile expanded once per call
-//!   and row group (up to 80 rows), all of the group's row tiles run against
-//!   it; threads take units of column panels;
-//! - scalar: the weights unpacked to dense and the dense scalar path (the
-//!   oracle), so the reference is literally the dense one.
+//! [`SparseWeights`] decides once, when packed, whether the matrix is worth
+//! storing sparse ([`SPARSE_FROM`]); each call then picks the path:
 //!
-//! Which path runs: `opts.isa`, else `TILEJIT_ISA`, else the best
-//! available.
+//! | weights | M | path |
+//! |---|---|---|
+//! | dense (sparsity below [`SPARSE_FROM`]) | any | the dense GEMM (`gemm::gemm_bf16` / `gemm_int8`) |
+//! | sparse | below [`SPARSE_AMX_FROM_M`] | AVX-512 (`tilejit_sparse::avx512`): expand + the exact FMA chains / VPDPBUSD, 4 rows per call, threads over column panels |
+//! | sparse | from [`SPARSE_AMX_FROM_M`] | AMX (`tilejit_sparse::amx`): each weight tile expanded once per call and row group (80 rows), every row tile runs against it |
+//! | any | any, `Isa::Scalar` forced | the dense oracle path on the unpacked weights |
+//!
+//! `opts.isa` (or `TILEJIT_ISA`) forces the ISA of the sparse path.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tilejit_kernels::pack::{AlignedBytes, BLayout, PackedB};
+use tilejit_kernels::spec::{CInit, Int8Sign};
 use tilejit_sparse::amx::{
     pack_a, SparseAmxArgs, SparseAmxKernel, SparseAmxSpec, SparseKind, A_TILE_BYTES, MAX_ROWS, SCRATCH_BYTES,
 };
-use tilejit_sparse::{Element, SparseBf16, SparseI8, SparseMatrix, PANEL_COLS};
+use tilejit_sparse::avx512::{self as sparse_avx512, PreparedA, SparseAvx512Args};
+use tilejit_sparse::{Bf16, Element, Int8, SparseMatrix, PANEL_COLS};
 
 use crate::cpu::amx_ready;
 use crate::gemm::cache::KernelCache;
 use crate::gemm::{check_operands, gemm_bf16, gemm_int8, GemmError, GemmOptions, SharedC};
 use crate::isa::{self, availability, Isa};
-use tilejit_kernels::spec::Int8Sign;
+
+/// Sparsity (fraction of zero weights) from which [`SparseWeights`] stores
+/// the bitmap format: the smallest at which the sparse path beat the dense
+/// one at every M measured (`tilejit bench --filter sparse`, BENCHMARKS.md
+/// "Sparse against dense"). Below it the dense layout is kept and the
+/// dense GEMM runs, so dense matrices lose nothing.
+pub const SPARSE_FROM: f64 = 0.3;
+
+/// Rows from which the sparse AMX kernel beats four-row AVX-512 calls
+/// (BENCHMARKS.md, same table).
+pub const SPARSE_AMX_FROM_M: usize = 8;
 
 /// Column panels per work unit.
 const PANELS_PER_UNIT: usize = 4;
 
-fn kernel(spec: SparseAmxSpec) -> Result<Arc<SparseAmxKernel>, GemmError> {
+fn amx_kernel(spec: SparseAmxSpec) -> Result<Arc<SparseAmxKernel>, GemmError> {
     static CACHE: KernelCache<SparseAmxSpec, SparseAmxKernel> = KernelCache::new();
     Ok(CACHE.get(spec, SparseAmxKernel::generate)?)
 }
 
-/// bf16 sparse GEMM: `c[i*ldc + j] (+)= sum_k a[i*lda + k] * W[k][j]` with
-/// the bits of `gemm::gemm_bf16` on the same weights packed densely.
+/// A weight matrix B[K][N] for the sparse-or-dense dispatch: the bitmap
+/// format when its sparsity reaches [`SPARSE_FROM`], the dense `PackedB`
+/// otherwise (int8 keeps the column sums the AVX-512 kernel needs).
+#[derive(Clone)]
+pub struct SparseWeights<E: Element> {
+    k: usize,
+    n: usize,
+    sparsity: f64,
+    repr: Repr<E>,
+}
+
+#[derive(Clone)]
+enum Repr<E: Element> {
+    Dense(PackedB),
+    Sparse { matrix: SparseMatrix<E>, col_bias: Vec<i32> },
+}
+
+impl<E: Element> SparseWeights<E> {
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Fraction of zero weights (by bit pattern: +0.0 only for bf16).
+    pub fn sparsity(&self) -> f64 {
+        self.sparsity
+    }
+
+    /// Whether the bitmap format is stored (else the dense layout).
+    pub fn is_sparse(&self) -> bool {
+        matches!(self.repr, Repr::Sparse { .. })
+    }
+
+    /// The bitmap matrix, if stored.
+    pub fn matrix(&self) -> Option<&SparseMatrix<E>> {
+        match &self.repr {
+            Repr::Sparse { matrix, .. } => Some(matrix),
+            Repr::Dense(_) => None,
+        }
+    }
+
+    /// Bytes a call streams: the bitmap stream, or the dense panels.
+    pub fn stream_bytes(&self) -> usize {
+        match &self.repr {
+            Repr::Sparse { matrix, .. } => matrix.stream_bytes(),
+            Repr::Dense(b) => b.as_bytes().len(),
+        }
+    }
+}
+
+impl SparseWeights<Bf16> {
+    /// Packs bf16 `b` (K x N, row-major bit patterns), sparse or dense by
+    /// [`SPARSE_FROM`].
+    ///
+    /// # Errors
+    /// A zero dimension, a wrong length or a size overflow.
+    pub fn bf16(b: &[u16], k: usize, n: usize) -> Result<Self, GemmError> {
+        let sparsity = zero_fraction(b.iter().map(|&v| v == 0), k, n, b.len())?;
+        if sparsity >= SPARSE_FROM {
+            Ok(Self::from_sparse_bf16(SparseMatrix::from_dense_bf16(b, k, n)?))
+        } else {
+            let dense = PackedB::pack_bf16(b, k, n, n, BLayout::default())?;
+            Ok(SparseWeights { k, n, sparsity, repr: Repr::Dense(dense) })
+        }
+    }
+
+    /// The bitmap format, whatever its sparsity (for experiments).
+    pub fn from_sparse_bf16(matrix: SparseMatrix<Bf16>) -> Self {
+        let (k, n) = (matrix.k(), matrix.n());
+        SparseWeights {
+            k,
+            n,
+            sparsity: 1.0 - nnz_fraction(&matrix),
+            repr: Repr::Sparse { matrix, col_bias: Vec::new() },
+        }
+    }
+}
+
+impl SparseWeights<Int8> {
+    /// Packs s8 `b` (K x N, row-major), sparse or dense by [`SPARSE_FROM`].
+    ///
+    /// # Errors
+    /// As [`SparseWeights::bf16`].
+    pub fn i8(b: &[i8], k: usize, n: usize) -> Result<Self, GemmError> {
+        let sparsity = zero_fraction(b.iter().map(|&v| v == 0), k, n, b.len())?;
+        if sparsity >= SPARSE_FROM {
+            Ok(Self::from_sparse_i8(SparseMatrix::from_dense_i8(b, k, n)?))
+        } else {
+            let dense = PackedB::pack_s8(b, k, n, n, BLayout::default())?;
+            Ok(SparseWeights { k, n, sparsity, repr: Repr::Dense(dense) })
+        }
+    }
+
+    /// The bitmap format, whatever its sparsity (for experiments).
+    pub fn from_sparse_i8(matrix: SparseMatrix<Int8>) -> Self {
+        let (k, n) = (matrix.k(), matrix.n());
+        let col_bias = sparse_avx512::int8_col_bias(&matrix);
+        SparseWeights { k, n, sparsity: 1.0 - nnz_fraction(&matrix), repr: Repr::Sparse { matrix, col_bias } }
+    }
+}
+
+fn zero_fraction(zeros: impl Iterator<Item = bool>, k: usize, n: usize, len: usize) -> Result<f64, GemmError> {
+    if k == 0 || n == 0 || k.checked_mul(n) != Some(len) {
+        return Err(GemmError::Shape(format!(
+            "B has {len} elements; K x N = {k} x {n} (both >= 1) needs exactly that"
+        )));
+    }
+    Ok(zeros.filter(|&z| z).count() as f64 / len as f64)
+}
+
+fn nnz_fraction<E: Element>(m: &SparseMatrix<E>) -> f64 {
+    m.nnz() as f64 / (m.k() * m.n()) as f64
+}
+
+/// bf16 GEMM over [`SparseWeights`]: `c[i*ldc + j] (+)= sum_k a[i*lda + k]
+/// * W[k][j]`, with the bits of `gemm::gemm_bf16` on the same weights
+/// packed densely, on whichever path the module table picks.
 ///
 /// # Errors
 /// Bad shapes (as `gemm_bf16`), zero threads, a forced ISA that cannot run.
@@ -45,27 +178,35 @@ pub fn gemm_sparse_bf16(
     m: usize,
     a: &[u16],
     lda: usize,
-    w: &SparseBf16,
+    w: &SparseWeights<Bf16>,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
     opts: &GemmOptions,
 ) -> Result<(), GemmError> {
-    check_operands(m, w.n(), w.k(), (2 * a.len(), lda, 2), (4 * c.len(), ldc))?;
-    match choose(opts)? {
+    check_operands(m, w.n, w.k, (2 * a.len(), lda, 2), (4 * c.len(), ldc))?;
+    let (matrix, isa) = match (&w.repr, choose(opts, m)?) {
+        (Repr::Dense(b), _) => return gemm_bf16(m, a, lda, b, c, ldc, accumulate, opts),
+        (Repr::Sparse { matrix, .. }, isa) => (matrix, isa),
+    };
+    match isa {
         Isa::Amx => {
-            let bytes = bf16_bytes(a);
-            run_amx(SparseKind::Bf16, m, &bytes, lda, w, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
+            let bytes: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
+            run_amx(SparseKind::Bf16, m, &bytes, lda, matrix, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
         }
-        isa => {
-            let b = PackedB::pack_bf16(&w.to_dense_bf16(), w.k(), w.n(), w.n(), BLayout::default())?;
-            gemm_bf16(m, a, lda, &b, c, ldc, accumulate, &GemmOptions { isa: Some(isa), ..*opts })
+        Isa::Avx512 => {
+            let prepared = PreparedA::bf16(m, a, lda, w.k)?;
+            run_avx512(&prepared, matrix, &[], c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
+        }
+        Isa::Scalar => {
+            let b = PackedB::pack_bf16(&matrix.to_dense_bf16(), w.k, w.n, w.n, BLayout::default())?;
+            gemm_bf16(m, a, lda, &b, c, ldc, accumulate, &GemmOptions { isa: Some(Isa::Scalar), ..*opts })
         }
     }
 }
 
-/// int8 sparse GEMM (A s8, W s8, wrapping i32), with the bits of
-/// `gemm::gemm_int8(Int8Sign::SS, ..)` on the same weights packed densely.
+/// int8 GEMM over [`SparseWeights`] (A s8, W s8, wrapping i32), with the
+/// bits of `gemm::gemm_int8(Int8Sign::SS, ..)` on the same weights.
 ///
 /// # Errors
 /// As [`gemm_sparse_bf16`].
@@ -74,42 +215,110 @@ pub fn gemm_sparse_i8(
     m: usize,
     a: &[i8],
     lda: usize,
-    w: &SparseI8,
+    w: &SparseWeights<Int8>,
     c: &mut [i32],
     ldc: usize,
     accumulate: bool,
     opts: &GemmOptions,
 ) -> Result<(), GemmError> {
-    check_operands(m, w.n(), w.k(), (a.len(), lda, 1), (4 * c.len(), ldc))?;
-    let bytes: &[u8] = i8_bytes(a);
-    match choose(opts)? {
-        Isa::Amx => run_amx(SparseKind::Int8, m, bytes, lda, w, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads),
-        isa => {
-            let b = PackedB::pack_s8(&w.to_dense_i8(), w.k(), w.n(), w.n(), BLayout::default())?;
-            gemm_int8(Int8Sign::SS, m, bytes, lda, &b, c, ldc, accumulate, &GemmOptions { isa: Some(isa), ..*opts })
+    check_operands(m, w.n, w.k, (a.len(), lda, 1), (4 * c.len(), ldc))?;
+    // SAFETY: i8 and u8 have the same size and alignment.
+    let bytes = unsafe { std::slice::from_raw_parts(a.as_ptr().cast::<u8>(), a.len()) };
+    let (matrix, col_bias, isa) = match (&w.repr, choose(opts, m)?) {
+        (Repr::Dense(b), _) => return gemm_int8(Int8Sign::SS, m, bytes, lda, b, c, ldc, accumulate, opts),
+        (Repr::Sparse { matrix, col_bias }, isa) => (matrix, col_bias, isa),
+    };
+    match isa {
+        Isa::Amx => {
+            run_amx(SparseKind::Int8, m, bytes, lda, matrix, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
+        }
+        Isa::Avx512 => {
+            let prepared = PreparedA::i8(m, a, lda, w.k)?;
+            run_avx512(&prepared, matrix, col_bias, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
+        }
+        Isa::Scalar => {
+            let b = PackedB::pack_s8(&matrix.to_dense_i8(), w.k, w.n, w.n, BLayout::default())?;
+            let scalar = GemmOptions { isa: Some(Isa::Scalar), ..*opts };
+            gemm_int8(Int8Sign::SS, m, bytes, lda, &b, c, ldc, accumulate, &scalar)
         }
     }
 }
 
-fn choose(opts: &GemmOptions) -> Result<Isa, GemmError> {
+/// The ISA of the sparse path for `m` rows.
+fn choose(opts: &GemmOptions, m: usize) -> Result<Isa, GemmError> {
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
     let isa = match opts.isa {
         Some(isa) => isa,
-        None => isa::select()?,
+        None => match isa::forced()? {
+            Some(isa) => isa,
+            None => {
+                let (amx, avx512) = (availability(Isa::Amx).is_ok(), availability(Isa::Avx512).is_ok());
+                match (amx, avx512) {
+                    (true, true) if m >= SPARSE_AMX_FROM_M => Isa::Amx,
+                    (_, true) => Isa::Avx512,
+                    (true, false) => Isa::Amx,
+                    (false, false) => Isa::Scalar,
+                }
+            }
+        },
     };
     availability(isa).map_err(|reason| GemmError::IsaUnavailable { isa, reason })?;
     Ok(isa)
 }
 
-fn bf16_bytes(a: &[u16]) -> Vec<u8> {
-    a.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-fn i8_bytes(a: &[i8]) -> &[u8] {
-    // SAFETY: i8 and u8 have the same size and alignment.
-    unsafe { std::slice::from_raw_parts(a.as_ptr().cast::<u8>(), a.len()) }
+/// The AVX-512 path: row groups of up to 4 per kernel call, threads take
+/// units of column panels. `c` has been checked for `m` rows of `n` 4-byte
+/// elements at `ldc`.
+fn run_avx512<E: Element>(
+    a: &PreparedA,
+    w: &SparseMatrix<E>,
+    col_bias: &[i32],
+    c: *mut u8,
+    ldc: usize,
+    accumulate: bool,
+    threads: usize,
+) -> Result<(), GemmError> {
+    let m = a.m();
+    let c_init = if accumulate { CInit::Load } else { CInit::Zero };
+    let mut calls = Vec::new();
+    for row0 in (0..m).step_by(sparse_avx512::MAX_ROWS) {
+        let rows = sparse_avx512::MAX_ROWS.min(m - row0);
+        calls.push((row0, sparse_avx512::kernel_for(w, rows, c_init)?));
+    }
+    let panels = w.panels();
+    // A late thread must not hold up a ~100 us call: 4 units per thread.
+    let unit = if threads <= 1 { panels } else { panels.div_ceil(4 * threads).max(1) };
+    let units = panels.div_ceil(unit);
+    let next = AtomicUsize::new(0);
+    let c_base = &SharedC(c);
+    crate::threads::run_parallel(threads.min(units).max(1), |_| loop {
+        let u = next.fetch_add(1, Ordering::Relaxed);
+        if u >= units {
+            return Ok::<(), GemmError>(());
+        }
+        let (p0, p1) = (u * unit, ((u + 1) * unit).min(panels));
+        for (row0, kernel) in &calls {
+            let args = SparseAvx512Args {
+                a: a.row_ptr(*row0),
+                lda: a.row_bytes(),
+                // SAFETY (pointer arithmetic): row0 < m, inside the checked C.
+                c: unsafe { c_base.0.add(4 * row0 * ldc) },
+                ldc: 4 * ldc,
+                col_bias: if col_bias.is_empty() { std::ptr::null() } else { col_bias.as_ptr() },
+                first_panel: p0,
+                panel_count: p1 - p0,
+                ..kernel.matrix_args(w)?
+            };
+            // SAFETY: kernel_for generated the kernel for this matrix's kind
+            // and shape after checking the CPU; A was prepared for all m rows;
+            // C holds rows row0.. (checked) and this unit's panels are written
+            // by this thread only; col_bias has panels * 16 entries
+            // (int8_col_bias) or is null for bf16.
+            unsafe { kernel.run(&args) };
+        }
+    })
 }
 
 /// The AMX path. `a` holds `m` rows at `lda` elements; `c` has been checked
@@ -138,7 +347,7 @@ fn run_amx<E: Element>(
         let rows = MAX_ROWS.min(m - row0);
         let packed = pack_a(&a[row0 * lda * esize..], rows, k, lda, esize);
         let spec = |cols: usize| SparseAmxSpec { kind, rows: rows as u8, cols: cols as u8, accumulate };
-        groups.push((row0, rows, packed, kernel(spec(PANEL_COLS))?, kernel(spec(tail_cols))?));
+        groups.push((row0, rows, packed, amx_kernel(spec(PANEL_COLS))?, amx_kernel(spec(tail_cols))?));
     }
     let units = panels.div_ceil(PANELS_PER_UNIT);
     let threads = threads.min(units).max(1);

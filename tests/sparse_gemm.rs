@@ -1,20 +1,20 @@
 //! The sparse GEMM (`tilejit::sparse`) against the dense GEMM on the same
-//! weights, bit for bit: the AMX sparse kernel (every path it has: row
-//! groups and their tails, column panels and the N tail, K padding,
-//! accumulate or overwrite, 1-3 threads) == the dense scalar oracle path
-//! == the dense AMX path, for bf16 (special values among the non-zeros and
-//! in A) and int8, sparsity from 0 % to 100 %.
+//! weights, bit for bit: the sparse AMX and AVX-512 paths and the
+//! dispatcher (row groups and their tails, column panels and the N tail,
+//! K padding, accumulate or overwrite, 1-3 threads) == the dense oracle ==
+//! the dense library path, for bf16 (special values among the non-zeros
+//! and in A) and int8, sparsity from 0 % to 100 %.
 
 mod common;
 
-use common::amx_or_skip;
+use common::{amx_or_skip, avx512_or_skip};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{gemm_bf16, gemm_int8, GemmOptions};
 use tilejit::isa::Isa;
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::spec::Int8Sign;
-use tilejit::sparse::{gemm_sparse_bf16, gemm_sparse_i8};
+use tilejit::sparse::{gemm_sparse_bf16, gemm_sparse_i8, SparseWeights, SPARSE_FROM};
 use tilejit_sparse::{PruneScope, Pruning, SparseBf16, SparseI8};
 use tilejit_verify::{f32_to_bf16, gemm_bf16_amx};
 
@@ -49,7 +49,8 @@ proptest! {
         if !amx_or_skip("sparse_gemm bf16") { return Ok(()); }
         let mut rng = StdRng::seed_from_u64(seed);
         let b = pruned_bf16(&mut rng, k, n, sparsity, specials);
-        let w = SparseBf16::from_dense_bf16(&b, k, n).unwrap();
+        let w = SparseWeights::from_sparse_bf16(SparseBf16::from_dense_bf16(&b, k, n).unwrap());
+        let auto = SparseWeights::bf16(&b, k, n).unwrap();
         let a: Vec<u16> = (0..m * k).map(|_| bf16_value(&mut rng, specials)).collect();
         let c0: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         // The oracle directly, and the dense library path (AMX when present).
@@ -60,13 +61,16 @@ proptest! {
         gemm_bf16(m, &a, k, &packed, &mut dense, n, accumulate, &GemmOptions::default()).unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         prop_assert_eq!(mismatch(&bits(&dense), &bits(&want)), None, "dense vs oracle");
-        for threads in [1, 3] {
+        let paths = [(Some(Isa::Amx), &w), (Some(Isa::Avx512), &w), (None, &w), (None, &auto)];
+        for (threads, (isa, weights)) in [1, 3].into_iter().flat_map(|t| paths.iter().map(move |p| (t, p))) {
+            if *isa == Some(Isa::Avx512) && !avx512_or_skip("sparse_gemm bf16", true, false) { continue; }
             let mut got = c0.clone();
-            let opts = GemmOptions { threads, isa: Some(Isa::Amx), ..GemmOptions::default() };
-            gemm_sparse_bf16(m, &a, k, &w, &mut got, n, accumulate, &opts).unwrap();
+            let opts = GemmOptions { threads, isa: *isa, ..GemmOptions::default() };
+            gemm_sparse_bf16(m, &a, k, weights, &mut got, n, accumulate, &opts).unwrap();
             if let Some(i) = mismatch(&bits(&got), &bits(&want)) {
-                prop_assert!(false, "{m}x{n}x{k} sparsity {sparsity} acc {accumulate}, {threads} threads: \
-                    C[{i}] = {:#x}, dense {:#x}", got[i].to_bits(), want[i].to_bits());
+                prop_assert!(false, "{m}x{n}x{k} sparsity {sparsity} acc {accumulate}, {isa:?} sparse {}, \
+                    {threads} threads: C[{i}] = {:#x}, dense {:#x}", weights.is_sparse(), got[i].to_bits(),
+                    want[i].to_bits());
             }
         }
     }
@@ -81,7 +85,7 @@ proptest! {
         let dense: Vec<i8> = (0..k * n).map(|_| rng.random()).collect();
         let p = Pruning { sparsity, scope: PruneScope::PerColumn, seed };
         let b = p.prune_i8(&dense, k, n).unwrap();
-        let w = SparseI8::from_dense_i8(&b, k, n).unwrap();
+        let w = SparseWeights::from_sparse_i8(SparseI8::from_dense_i8(&b, k, n).unwrap());
         let a: Vec<i8> = (0..m * k).map(|_| rng.random()).collect();
         let c0: Vec<i32> = (0..m * n).map(|_| rng.random()).collect();
         let packed = PackedB::pack_s8(&b, k, n, n, BLayout::default()).unwrap();
@@ -89,25 +93,29 @@ proptest! {
         let mut want = c0.clone();
         let scalar = GemmOptions { isa: Some(Isa::Scalar), ..GemmOptions::default() };
         gemm_int8(Int8Sign::SS, m, &a_u8, k, &packed, &mut want, n, accumulate, &scalar).unwrap();
-        for threads in [1, 2] {
+        for (threads, isa) in [(1, Some(Isa::Amx)), (2, Some(Isa::Amx)), (1, Some(Isa::Avx512)), (2, Some(Isa::Avx512)), (2, None)] {
+            if isa == Some(Isa::Avx512) && !avx512_or_skip("sparse_gemm int8", false, true) { continue; }
             let mut got = c0.clone();
-            let opts = GemmOptions { threads, isa: Some(Isa::Amx), ..GemmOptions::default() };
+            let opts = GemmOptions { threads, isa, ..GemmOptions::default() };
             gemm_sparse_i8(m, &a, k, &w, &mut got, n, accumulate, &opts).unwrap();
             let i = got.iter().zip(&want).position(|(x, y)| x != y);
-            prop_assert!(i.is_none(), "{m}x{n}x{k} sparsity {sparsity}: C[{}] = {}, dense {}",
+            prop_assert!(i.is_none(), "{m}x{n}x{k} sparsity {sparsity} {isa:?} {threads} threads: C[{}] = {}, dense {}",
                 i.unwrap(), got[i.unwrap()], want[i.unwrap()]);
         }
     }
 }
 
-/// The scalar path of the sparse API is the dense oracle path, and bad
-/// shapes are typed errors.
+/// The scalar path of the sparse API is the dense oracle path, packing
+/// picks the format by sparsity, and bad shapes are typed errors.
 #[test]
 fn scalar_path_and_errors() {
     let mut rng = StdRng::seed_from_u64(5);
     let (m, n, k) = (3, 20, 40);
     let b = pruned_bf16(&mut rng, k, n, 0.6, false);
-    let w = SparseBf16::from_dense_bf16(&b, k, n).unwrap();
+    let w = SparseWeights::bf16(&b, k, n).unwrap();
+    assert!(w.is_sparse() && w.sparsity() >= SPARSE_FROM, "60 % sparse weights are stored sparse");
+    let dense = SparseWeights::bf16(&pruned_bf16(&mut rng, k, n, 0.1, false), k, n).unwrap();
+    assert!(!dense.is_sparse(), "10 % sparse weights stay dense");
     let a: Vec<u16> = (0..m * k).map(|_| bf16_value(&mut rng, false)).collect();
     let mut want = vec![0f32; m * n];
     gemm_bf16_amx(m, n, k, &a, &b, &mut want, 16);
@@ -124,4 +132,5 @@ fn scalar_path_and_errors() {
     assert!(err.to_string().contains("C has"), "{err}");
     let zero = GemmOptions { threads: 0, ..GemmOptions::default() };
     assert!(gemm_sparse_bf16(m, &a, k, &w, &mut got, n, false, &zero).is_err());
+    assert!(SparseWeights::bf16(&b[1..], k, n).is_err());
 }

@@ -76,6 +76,10 @@ pub enum GemmError {
     Generate(#[from] GenerateError),
     #[error("could not pack B: {0}")]
     Pack(#[from] tilejit_kernels::pack::PackError),
+    #[error("sparse weights: {0}")]
+    SparseFormat(#[from] tilejit_sparse::SparseError),
+    #[error("sparse AVX-512 kernel: {0}")]
+    SparseAvx512(#[from] tilejit_sparse::avx512::Avx512Error),
     #[error("quantized AMX weights or activations: {0}")]
     QuantAmx(#[from] tilejit_kernels::quant_amx::QuantAmxError),
     #[error("quantized weights or activations: {0}")]
