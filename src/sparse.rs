@@ -167,8 +167,8 @@ fn nnz_fraction<E: Element>(m: &SparseMatrix<E>) -> f64 {
     m.nnz() as f64 / (m.k() * m.n()) as f64
 }
 
-/// bf16 GEMM over [`SparseWeights`]: `c[i*ldc + j] (+)= sum_k a[i*lda + k]
-/// * W[k][j]`, with the bits of `gemm::gemm_bf16` on the same weights
+/// bf16 GEMM over [`SparseWeights`]:
+/// `c[i*ldc + j] (+)= sum_k a[i*lda + k] * W[k][j]`, with the bits of `gemm::gemm_bf16` on the same weights
 /// packed densely, on whichever path the module table picks.
 ///
 /// # Errors
