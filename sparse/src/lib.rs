@@ -1,6 +1,8 @@
-//! tilejit-sparse: the SPARAMX-style sparse weight format and pruning
-//! (docs/SPARSE.md). The sparse AMX and AVX-512 generators will live here
-//! too; they do not exist yet.
+//! tilejit-sparse: the SPARAMX-style sparse weight format, pruning, and
+//! the sparse kernel generators (docs/SPARSE.md): [`amx`] (each weight tile
+//! expanded once per call, every row tile of A against it) and [`avx512`]
+//! (decode: expand + the exact TDPBF16PS FMA chains, or VPDPBUSD). The
+//! threaded driver and the sparse-or-dense dispatch are `tilejit::sparse`.
 //!
 //! # The format
 //!
