@@ -28,8 +28,9 @@ use tilejit_sparse::{Bf16, Element, Int8, SparseMatrix, PANEL_COLS};
 
 use crate::cpu::amx_ready;
 use crate::gemm::cache::KernelCache;
-use crate::gemm::{check_operands, gemm_bf16, gemm_int8, GemmError, GemmOptions, SharedC};
-use crate::isa::{self, availability, Isa};
+use crate::gemm::dispatch::by_rows;
+use crate::gemm::{check_operands, gemm_bf16, gemm_int8, resolve_isa, GemmError, GemmOptions, SharedC};
+use crate::isa::Isa;
 
 /// Sparsity (fraction of zero weights) from which [`SparseWeights`] stores
 /// the bitmap format: the smallest at which the sparse path beat the dense
@@ -249,23 +250,7 @@ fn choose(opts: &GemmOptions, m: usize) -> Result<Isa, GemmError> {
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
-    let isa = match opts.isa {
-        Some(isa) => isa,
-        None => match isa::forced()? {
-            Some(isa) => isa,
-            None => {
-                let (amx, avx512) = (availability(Isa::Amx).is_ok(), availability(Isa::Avx512).is_ok());
-                match (amx, avx512) {
-                    (true, true) if m >= SPARSE_AMX_FROM_M => Isa::Amx,
-                    (_, true) => Isa::Avx512,
-                    (true, false) => Isa::Amx,
-                    (false, false) => Isa::Scalar,
-                }
-            }
-        },
-    };
-    availability(isa).map_err(|reason| GemmError::IsaUnavailable { isa, reason })?;
-    Ok(isa)
+    resolve_isa(opts.isa, || by_rows(m, SPARSE_AMX_FROM_M))
 }
 
 /// The AVX-512 path: row groups of up to 4 per kernel call, threads take

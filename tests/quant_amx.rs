@@ -189,12 +189,12 @@ fn pack_unpack_round_trip() {
 
 #[test]
 fn bad_shapes_are_typed_errors() {
-    use tilejit::kernels::quant_amx::QuantAmxError;
+    use tilejit::kernels::quant_amx::QuantPackError;
     let w = weight_rows(WeightFormat::Q8_0, 3, 64, 0, &mut StdRng::seed_from_u64(1));
     let err = PackedQuantAmx::pack(WeightFormat::Q8_0, TileKind::Int8, &w, 3, 48).unwrap_err();
-    assert_eq!(err, QuantAmxError::KNotBlockMultiple { k: 48 });
+    assert_eq!(err, QuantPackError::KNotBlockMultiple { k: 48 });
     let err = PackedQuantAmx::pack(WeightFormat::Q8_0, TileKind::Int8, &w[1..], 3, 64).unwrap_err();
-    assert!(matches!(err, QuantAmxError::WrongLength { .. }), "{err}");
+    assert!(matches!(err, QuantPackError::WrongLength { .. }), "{err}");
     assert!(PackedQuantAmx::pack(WeightFormat::Q4_0, TileKind::Int8, &[], 0, 64).is_err());
     let packed = PackedQuantAmx::pack(WeightFormat::Q8_0, TileKind::Int8, &w, 3, 64).unwrap();
     let acts = AmxActivations::new(TileKind::Int8, 2, 64, &[0; 128], &[0.0; 4], &[]).unwrap();
@@ -203,7 +203,7 @@ fn bad_shapes_are_typed_errors() {
     assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 0, 12), Err(GemmError::Threads)));
     assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c[..5], 1, 12), Err(GemmError::Shape(_))));
     assert!(matches!(gemm_quant_amx(&packed, &bf, &mut c, 1, 12), Err(GemmError::Shape(_))));
-    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 1, 17), Err(GemmError::QuantAmx(_))));
+    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 1, 17), Err(GemmError::Quant(_))));
     let w41 = weight_rows(WeightFormat::Q4_1, 3, 64, 0, &mut StdRng::seed_from_u64(2));
     let p41 = PackedQuantAmx::pack(WeightFormat::Q4_1, TileKind::Int8, &w41, 3, 64).unwrap();
     let err = gemm_quant_amx(&p41, &acts, &mut c, 1, 12).unwrap_err();

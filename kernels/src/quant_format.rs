@@ -3,6 +3,9 @@
 //! Each kernel family adds its own packed-layout sizes in its `pack`
 //! module.
 
+/// Elements per GGUF block.
+pub const QK: usize = 32;
+
 /// GGUF weight block formats: 32 weights per block, one f16 scale d (and
 /// for Q4_1 an f16 min m).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,4 +66,52 @@ impl ActivationFormat {
             Self::Q8_1 => 36,
         }
     }
+}
+
+/// Why packing or a quantized kernel call was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuantPackError {
+    #[error("n = {n} and k = {k} must both be nonzero")]
+    ZeroDim { n: usize, k: usize },
+    #[error("k = {k} is not a multiple of the block size 32")]
+    KNotBlockMultiple { k: usize },
+    #[error("{what}: expected length {expected}, got {actual}")]
+    WrongLength { what: &'static str, expected: usize, actual: usize },
+    #[error("size computation overflowed")]
+    SizeOverflow,
+    #[error("m = {m} rows is not supported (1..={max})")]
+    BadRows { m: usize, max: usize },
+    #[error("invalid kernel spec: {0}")]
+    BadSpec(&'static str),
+    #[error("no quantized dot product for {weights:?} weights with {activations:?} activations")]
+    UnsupportedPair { weights: WeightFormat, activations: ActivationFormat },
+    #[error("the kernel was generated for {kernel:?} weights, got {weights:?}")]
+    WrongFormat { kernel: WeightFormat, weights: WeightFormat },
+    #[error("the CPU lacks {0}")]
+    MissingIsa(&'static str),
+}
+
+pub(crate) fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), QuantPackError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(QuantPackError::WrongLength { what, expected, actual })
+    }
+}
+
+/// `k / 32` for `rows` rows of `k`, after the shape checks.
+pub(crate) fn k_blocks(rows: usize, k: usize) -> Result<usize, QuantPackError> {
+    if rows == 0 || k == 0 {
+        return Err(QuantPackError::ZeroDim { n: rows, k });
+    }
+    if !k.is_multiple_of(QK) {
+        return Err(QuantPackError::KNotBlockMultiple { k });
+    }
+    Ok(k / QK)
+}
+
+/// The f16 at byte `at`, widened exactly (NaN stays NaN).
+pub(crate) fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([bytes[at], bytes[at + 1]])).to_f32()
 }

@@ -38,6 +38,12 @@ pub fn choose(elem: ElemType, m: usize, dot: bool) -> Isa {
         ElemType::Int8(_) => AMX_FROM_M_INT8,
         ElemType::Bf16 => AMX_FROM_M_BF16,
     };
+    by_rows(m, amx_from)
+}
+
+/// AMX from `amx_from` rows and AVX-512 below, among the paths this
+/// machine has (the rule of every crossover in the crate).
+pub fn by_rows(m: usize, amx_from: usize) -> Isa {
     let (amx, avx512) = (availability(Isa::Amx).is_ok(), availability(Isa::Avx512).is_ok());
     match (amx, avx512) {
         (true, true) if m >= amx_from => Isa::Amx,

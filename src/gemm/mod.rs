@@ -80,8 +80,6 @@ pub enum GemmError {
     SparseFormat(#[from] tilejit_sparse::SparseError),
     #[error("sparse AVX-512 kernel: {0}")]
     SparseAvx512(#[from] tilejit_sparse::avx512::Avx512Error),
-    #[error("quantized AMX weights or activations: {0}")]
-    QuantAmx(#[from] tilejit_kernels::quant_amx::QuantAmxError),
     #[error("quantized weights or activations: {0}")]
     Quant(#[from] tilejit_kernels::quant_avx512::QuantPackError),
 }
@@ -151,6 +149,17 @@ fn bytes<T: Plain>(s: &[T]) -> &[u8] {
 fn bytes_mut<T: Plain>(s: &mut [T]) -> &mut [u8] {
     // SAFETY: as in `bytes`, and writes of any bytes leave valid values.
     unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
+}
+
+/// The ISA a call runs on: `requested` (`GemmOptions::isa`) if set, else
+/// `TILEJIT_ISA`, else `choose()`; an error if it cannot run here.
+pub(crate) fn resolve_isa(requested: Option<Isa>, choose: impl FnOnce() -> Isa) -> Result<Isa, GemmError> {
+    let isa = match requested {
+        Some(isa) => isa,
+        None => isa::forced()?.unwrap_or_else(choose),
+    };
+    isa::availability(isa).map_err(|reason| GemmError::IsaUnavailable { isa, reason })?;
+    Ok(isa)
 }
 
 /// Checks that `m` rows of `k` A elements (`a = (bytes, lda in elements,
@@ -252,14 +261,7 @@ fn dispatch(p: Problem, opts: &GemmOptions) -> Result<(), GemmError> {
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
-    let isa = match opts.isa {
-        Some(isa) => isa,
-        None => match isa::forced()? {
-            Some(isa) => isa,
-            None => dispatch::choose(p.elem, p.m, p.dot),
-        },
-    };
-    isa::availability(isa).map_err(|reason| GemmError::IsaUnavailable { isa, reason })?;
+    let isa = resolve_isa(opts.isa, || dispatch::choose(p.elem, p.m, p.dot))?;
     match isa {
         Isa::Amx if p.dot => Err(GemmError::IsaUnavailable {
             isa,

@@ -40,7 +40,7 @@
 
 mod pack;
 
-pub use pack::{AmxActivations, PackedQuantAmx, QuantAmxError, TileKind, WeightFormat, PANEL_COLS, QK};
+pub use pack::{AmxActivations, PackedQuantAmx, QuantPackError, TileKind, WeightFormat, PANEL_COLS, QK};
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
@@ -99,18 +99,14 @@ pub const MAX_ROWS: u8 = 26;
 impl QuantAmxSpec {
     /// # Errors
     /// Rows out of range.
-    pub fn validate(&self) -> Result<(), QuantAmxError> {
-        let ok = (1..=16).contains(&self.tile_rows)
-            && (1..=MAX_ROWS).contains(&self.rows)
-            && u16::from(self.rows) <= 2 * u16::from(self.tile_rows);
-        if ok {
-            Ok(())
-        } else {
-            Err(QuantAmxError::BadSpec(format!(
-                "rows = {} with tile rows {}: need 1 <= rows <= min({MAX_ROWS}, 2 * tile rows), tile rows <= 16",
-                self.rows, self.tile_rows
-            )))
+    pub fn validate(&self) -> Result<(), QuantPackError> {
+        if !(1..=MAX_ROWS).contains(&self.rows) {
+            return Err(QuantPackError::BadRows { m: self.rows.into(), max: MAX_ROWS.into() });
         }
+        if !(1..=16).contains(&self.tile_rows) || u16::from(self.rows) > 2 * u16::from(self.tile_rows) {
+            return Err(QuantPackError::BadSpec("tile rows must be 1..=16 and rows at most twice the tile rows"));
+        }
+        Ok(())
     }
 
     /// Rows of each row tile used (one or two).

@@ -24,10 +24,9 @@
 use half::f16;
 
 use crate::pack::AlignedBytes;
-pub use crate::quant_format::WeightFormat;
+use crate::quant_format::{check_len, f16_at, k_blocks};
+pub use crate::quant_format::{QuantPackError, WeightFormat, QK};
 
-/// Elements per GGUF block.
-pub const QK: usize = 32;
 /// Output columns per panel (one C tile row of f32).
 pub const PANEL_COLS: usize = 16;
 
@@ -57,45 +56,6 @@ impl TileKind {
             Self::Bf16 => 2,
         }
     }
-}
-
-/// Why packing or a quantized AMX call was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum QuantAmxError {
-    #[error("n = {n} and k = {k} must both be nonzero")]
-    ZeroDim { n: usize, k: usize },
-    #[error("k = {k} is not a multiple of the block size 32")]
-    KNotBlockMultiple { k: usize },
-    #[error("{what}: expected length {expected}, got {actual}")]
-    WrongLength { what: &'static str, expected: usize, actual: usize },
-    #[error("size computation overflowed")]
-    SizeOverflow,
-    #[error("{0}")]
-    BadSpec(String),
-}
-
-pub(crate) fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), QuantAmxError> {
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(QuantAmxError::WrongLength { what, expected, actual })
-    }
-}
-
-/// `k / 32` after the shape checks.
-pub(crate) fn k_blocks(rows: usize, k: usize) -> Result<usize, QuantAmxError> {
-    if rows == 0 || k == 0 {
-        return Err(QuantAmxError::ZeroDim { n: rows, k });
-    }
-    if !k.is_multiple_of(QK) {
-        return Err(QuantAmxError::KNotBlockMultiple { k });
-    }
-    Ok(k / QK)
-}
-
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    f16::from_bits(u16::from_le_bytes([bytes[at], bytes[at + 1]])).to_f32()
 }
 
 /// The 32 dot-product quants of one GGUF block, its d and (Q4_1) m.
@@ -159,16 +119,16 @@ impl PackedQuantAmx {
         bytes: &[u8],
         n: usize,
         k: usize,
-    ) -> Result<PackedQuantAmx, QuantAmxError> {
+    ) -> Result<PackedQuantAmx, QuantPackError> {
         let kb = k_blocks(n, k)?;
         let row_bytes = kb * format.gguf_block_bytes();
-        check_len("weight bytes", n.checked_mul(row_bytes).ok_or(QuantAmxError::SizeOverflow)?, bytes.len())?;
+        check_len("weight bytes", n.checked_mul(row_bytes).ok_or(QuantPackError::SizeOverflow)?, bytes.len())?;
         let chunk = chunk_bytes(format, kind);
         let total = n
             .div_ceil(PANEL_COLS)
             .checked_mul(kb)
             .and_then(|c| c.checked_mul(chunk))
-            .ok_or(QuantAmxError::SizeOverflow)?;
+            .ok_or(QuantPackError::SizeOverflow)?;
         let mut out = AlignedBytes::zeroed(total);
         let dst = out.as_mut_slice();
         let tile = kind.tile_bytes();
@@ -309,9 +269,9 @@ impl AmxActivations {
         quants: &[i8],
         scales: &[f32],
         sums: &[f32],
-    ) -> Result<AmxActivations, QuantAmxError> {
+    ) -> Result<AmxActivations, QuantPackError> {
         let kb = k_blocks(m, k)?;
-        check_len("activation quants", m.checked_mul(k).ok_or(QuantAmxError::SizeOverflow)?, quants.len())?;
+        check_len("activation quants", m.checked_mul(k).ok_or(QuantPackError::SizeOverflow)?, quants.len())?;
         check_len("activation scales", m * kb, scales.len())?;
         if !sums.is_empty() {
             check_len("activation sums", m * kb, sums.len())?;
@@ -321,7 +281,7 @@ impl AmxActivations {
         // fall into the same L1 set, and a row group has more rows (up to
         // 26) than L1 has ways (12).
         let lda = row.next_multiple_of(64) + 64;
-        let mut a = AlignedBytes::zeroed(m.checked_mul(lda).ok_or(QuantAmxError::SizeOverflow)?);
+        let mut a = AlignedBytes::zeroed(m.checked_mul(lda).ok_or(QuantPackError::SizeOverflow)?);
         for (dst, src) in a.as_mut_slice().chunks_exact_mut(lda).zip(quants.chunks_exact(k)) {
             match kind {
                 TileKind::Int8 => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s as u8),

@@ -37,13 +37,10 @@
 //! included. Padding columns hold the code of zero (Q8_0 0x80, Q4_0 0x88,
 //! Q4_1 0x00) and +0.0 scales; their outputs are never stored.
 
-use half::f16;
-
 use crate::pack::AlignedBytes;
-pub use crate::quant_format::{ActivationFormat, WeightFormat};
+pub(crate) use crate::quant_format::{check_len, f16_at, k_blocks};
+pub use crate::quant_format::{ActivationFormat, QuantPackError, WeightFormat, QK};
 
-/// Elements per GGUF block.
-pub const QK: usize = 32;
 /// Output columns per panel (one zmm of f32 or i32).
 pub const PANEL_COLS: usize = 16;
 /// 32-bit words of kernel terms per activation row and block
@@ -54,30 +51,6 @@ pub const TERM_DA: usize = 0;
 pub const TERM_SA: usize = 4;
 pub const TERM_Q8_0_INIT: usize = 8;
 pub const TERM_Q4_0_INIT: usize = 12;
-
-/// Why packing or a quantized kernel call was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum QuantPackError {
-    #[error("n = {n} and k = {k} must both be nonzero")]
-    ZeroDim { n: usize, k: usize },
-    #[error("k = {k} is not a multiple of the block size 32")]
-    KNotBlockMultiple { k: usize },
-    #[error("{what}: expected length {expected}, got {actual}")]
-    WrongLength { what: &'static str, expected: usize, actual: usize },
-    #[error("size computation overflowed")]
-    SizeOverflow,
-    #[error("m = {m} rows is not supported (1..={max})")]
-    BadRows { m: usize, max: usize },
-    #[error("invalid kernel spec: {0}")]
-    BadSpec(&'static str),
-    #[error("no quantized dot product for {weights:?} weights with {activations:?} activations")]
-    UnsupportedPair { weights: WeightFormat, activations: ActivationFormat },
-    #[error("the kernel was generated for {kernel:?} weights, got {weights:?}")]
-    WrongFormat { kernel: WeightFormat, weights: WeightFormat },
-    #[error("the CPU lacks {0}")]
-    MissingIsa(&'static str),
-}
 
 /// The packed layout's sizes per format (the format itself is shared:
 /// [`crate::quant_format`]).
@@ -119,29 +92,6 @@ impl WeightFormat {
             Self::Q4_1 => 4,
         }
     }
-}
-
-pub(crate) fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), QuantPackError> {
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(QuantPackError::WrongLength { what, expected, actual })
-    }
-}
-
-/// `k / 32` after the shape checks.
-fn k_blocks(n: usize, k: usize) -> Result<usize, QuantPackError> {
-    if n == 0 || k == 0 {
-        return Err(QuantPackError::ZeroDim { n, k });
-    }
-    if !k.is_multiple_of(QK) {
-        return Err(QuantPackError::KNotBlockMultiple { k });
-    }
-    Ok(k / QK)
-}
-
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    f16::from_bits(u16::from_le_bytes([bytes[at], bytes[at + 1]])).to_f32()
 }
 
 /// Weights in the kernel's panel layout (module docs). Its own type: the

@@ -29,7 +29,7 @@ use tilejit_kernels::quant_avx512::{ActivationFormat, PackedQuant, QuantActivati
 use tilejit_verify::quant::BlockType;
 
 use super::{GemmError, GemmOptions};
-use crate::isa::{self, availability, Isa};
+use crate::isa::{availability, Isa};
 
 /// Smallest M from which the AMX path beat AVX-512, per weight format
 /// (`tilejit calibrate`, M x 4096 x 4096, weights cycled through 512 MiB,
@@ -113,11 +113,7 @@ pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
-    let isa = match opts.isa {
-        Some(isa) => isa,
-        None => isa::forced()?.unwrap_or_else(|| choose(w.format(), a.m())),
-    };
-    availability(isa).map_err(|reason| GemmError::IsaUnavailable { isa, reason })?;
+    let isa = super::resolve_isa(opts.isa, || super::dispatch::by_rows(a.m(), amx_from_m(w.format())))?;
     match isa {
         Isa::Avx512 => gemm_quant_avx512(&w.avx512, a, c, opts.threads),
         Isa::Amx => {
@@ -131,17 +127,6 @@ pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &
             gemm_quant_amx(packed, &acts, c, opts.threads, DEFAULT_TILE_ROWS)
         }
         Isa::Scalar => scalar(w, a, c),
-    }
-}
-
-/// The path for `m` rows of `format` weights when nothing forces one.
-fn choose(format: WeightFormat, m: usize) -> Isa {
-    let (amx, avx512) = (availability(Isa::Amx).is_ok(), availability(Isa::Avx512).is_ok());
-    match (amx, avx512) {
-        (true, true) if m >= amx_from_m(format) => Isa::Amx,
-        (_, true) => Isa::Avx512,
-        (true, false) => Isa::Amx,
-        (false, false) => Isa::Scalar,
     }
 }
 
