@@ -7,6 +7,7 @@
 use dynasmrt::{dynasm, x64::Assembler, AssemblyOffset, DynasmApi, ExecutableBuffer};
 
 use crate::encoder::{Encoded, Gpr};
+use crate::tile_config::TileConfig;
 
 /// Why a kernel could not be generated.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,17 @@ impl CodeBuilder {
                 dynasm!(self.ops ; .arch x64 ; pop Rq(r.number()));
             }
         }
+    }
+
+    /// `ldtilecfg` of `config`, whose address is baked into the code (the
+    /// kernel owns the boxed config for as long as the code lives); clobbers
+    /// `scratch`.
+    pub fn load_tile_config(&mut self, config: &TileConfig, scratch: Gpr) {
+        #[allow(clippy::useless_conversion)] // dynasm! register operands
+        {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(scratch.number()), QWORD config as *const TileConfig as i64);
+        }
+        self.emit(crate::encoder::ldtilecfg(crate::encoder::Mem::base(scratch)));
     }
 
     /// Finishes assembly and maps the code read+execute.

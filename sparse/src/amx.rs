@@ -357,11 +357,7 @@ impl SparseAmxKernel {
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();
         cb.save(&SAVED);
-        dynasm!(cb.ops
-            ; .arch x64
-            ; mov rax, QWORD &*config as *const TileConfig as i64
-        );
-        cb.emit(enc::ldtilecfg(Mem::base(Gpr::RAX)));
+        cb.load_tile_config(&config, Gpr::RAX);
         dynasm!(cb.ops
             ; .arch x64
             ; mov Rq(STRIDE64.number()), 64

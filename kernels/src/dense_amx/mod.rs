@@ -112,11 +112,7 @@ impl DenseAmxKernel {
         let stride = |base: Gpr, index: Gpr, disp: i32| Mem::base_disp(base, disp).with_index(index, Scale::S1);
 
         cb.save(&SAVED);
-        dynasm!(cb.ops
-            ; .arch x64
-            ; mov Rq(TMP.number()), QWORD &*config as *const TileConfig as i64
-        );
-        cb.emit(enc::ldtilecfg(Mem::base(TMP)));
+        cb.load_tile_config(&config, TMP);
         dynasm!(cb.ops
             ; .arch x64
             ; sub rsp, FRAME

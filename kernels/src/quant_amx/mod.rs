@@ -373,11 +373,7 @@ impl QuantAmxKernel {
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();
         cb.save(&SAVED);
-        dynasm!(cb.ops
-            ; .arch x64
-            ; mov Rq(TMP.number()), QWORD &*config as *const TileConfig as i64
-        );
-        cb.emit(enc::ldtilecfg(Mem::base(TMP)));
+        cb.load_tile_config(&config, TMP);
         dynasm!(cb.ops
             ; .arch x64
             ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(tail_mask)]
