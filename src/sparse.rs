@@ -51,7 +51,7 @@ fn amx_kernel(spec: SparseAmxSpec) -> Result<Arc<SparseAmxKernel>, GemmError> {
     Ok(CACHE.get(spec, SparseAmxKernel::generate)?)
 }
 
-/// A weight matrix B[K][N] for the sparse-or-dense dispatch: the bitmap
+/// A weight matrix `B[K][N]` for the sparse-or-dense dispatch: the bitmap
 /// format when its sparsity reaches [`SPARSE_FROM`], the dense `PackedB`
 /// otherwise (int8 keeps the column sums the AVX-512 kernel needs).
 #[derive(Clone)]

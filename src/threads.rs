@@ -2,7 +2,7 @@
 //!
 //! A decode GEMV on 16 threads is over in ~150 us, so waking sleeping
 //! threads per call (measured here: ~64 us for a 2-thread rayon broadcast
-//! on the dev VM) would eat a third of it. The workers of a [`Pool`] spin on
+//! on the dev VM) would eat a third of it. The workers of a `Pool` spin on
 //! an epoch counter for a while after each job before they park, the way
 //! OpenMP runtimes do; back-to-back calls then start in about a
 //! microsecond. One pool per thread count is built on first use and kept

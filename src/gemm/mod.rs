@@ -1,4 +1,4 @@
-//! Dense GEMM: C[M,N] (+)= A[M,K] x B[K,N] with B packed once.
+//! Dense GEMM: `C[M,N] (+)= A[M,K] x B[K,N]` with B packed once.
 //!
 //! The public functions validate the shapes once, then pick an ISA path:
 //! `opts.isa` if set, else `TILEJIT_ISA` if set, else by measurement

@@ -8,10 +8,10 @@
 //!
 //! | type | bytes | layout |
 //! |---|---|---|
-//! | Q4_0 | 18 | d: f16, qs[16]; byte j: low nibble = element j, high = element j+16 |
-//! | Q4_1 | 20 | d: f16, m: f16, qs[16] (same nibble order) |
-//! | Q8_0 | 34 | d: f16, qs: i8[32] |
-//! | Q8_1 | 36 | d: f16, s: f16, qs: i8[32] |
+//! | Q4_0 | 18 | d: f16, qs\[16\]; byte j: low nibble = element j, high = element j+16 |
+//! | Q4_1 | 20 | d: f16, m: f16, qs\[16\] (same nibble order) |
+//! | Q8_0 | 34 | d: f16, qs: i8\[32\] |
+//! | Q8_1 | 36 | d: f16, s: f16, qs: i8\[32\] |
 //!
 //! F16, BF16 and F32 rows are plain arrays (a "block" of one element).
 //!

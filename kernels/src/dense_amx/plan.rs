@@ -13,7 +13,7 @@ pub enum Step {
     LoadA(usize),
     /// Load B's tile column `j` into its operand tile.
     LoadB(usize),
-    /// C[i][j] += A[i] x B[j].
+    /// `C[i][j] += A[i] x B[j]`.
     Tdp(usize, usize),
 }
 

@@ -22,9 +22,9 @@
 //! one 64-byte row per panel per K group, with a software prefetch of the
 //! same panel stream `prefetch_lines` lines ahead. The kinds:
 //!
-//! - [`dot`]: `Int8(sign)` with VPDPBUSD and `Bf16Dot` with VDPBF16PS, one
+//! - `dot`: `Int8(sign)` with VPDPBUSD and `Bf16Dot` with VDPBF16PS, one
 //!   accumulator per output;
-//! - [`chains`]: `Bf16Chains`, TDPBF16PS's two chains emulated with FP32
+//! - `chains`: `Bf16Chains`, TDPBF16PS's two chains emulated with FP32
 //!   FMAs, bit-identical to the AMX kernel with the same K chunking.
 //!
 //! # The int8 correction

@@ -5,8 +5,8 @@
 //!
 //! | path | kernel | rows per call | chosen for |
 //! |---|---|---|---|
-//! | AVX-512 | [`avx512`]: VPDPBUSD decode, weights at GGUF size | 1..=4 | M below [`amx_from_m`] |
-//! | AMX | [`amx`]: one TDPBSSD per 32-wide block, f32 fold in zmm | 1..=24 | M from [`amx_from_m`] |
+//! | AVX-512 | `avx512.rs`: VPDPBUSD decode, weights at GGUF size | 1..=4 | M below [`amx_from_m`] |
+//! | AMX | `amx.rs`: one TDPBSSD per 32-wide block, f32 fold in zmm | 1..=24 | M from [`amx_from_m`] |
 //! | scalar | the oracle itself | any | `TILEJIT_ISA=scalar` or `GemmOptions::isa` |
 //!
 //! A second prefill strategy with its own semantics, "dequantize to bf16
