@@ -120,3 +120,35 @@ fn bad_shapes_and_pairs_are_typed_errors() {
         );
     }
 }
+
+/// The public entry `gemm_quant` refuses bad input with a typed error on
+/// every path it can take (scalar, AVX-512, AMX), never a panic.
+#[test]
+fn gemm_quant_errors_on_every_path() {
+    use tilejit::gemm::{gemm_quant, GemmOptions, QuantWeights};
+    use tilejit::isa::{availability, Isa};
+    let (n, k) = (20, 64);
+    let w41 = QuantWeights::from_gguf(WeightFormat::Q4_1, &quantize_row_q4_1(&vec![0.5; n * k]), n, k).unwrap();
+    let w80 = QuantWeights::from_gguf(WeightFormat::Q8_0, &quantize_row_q8_0(&vec![0.5; n * k]), n, k).unwrap();
+    let a80 = QuantActivations::from_q8_0(&quantize_row_q8_0(&vec![1.0; 2 * k]), 2, k).unwrap();
+    let short = QuantActivations::from_q8_0(&quantize_row_q8_0(&[1.0; 32]), 1, 32).unwrap();
+    for isa in [Isa::Scalar, Isa::Avx512, Isa::Amx] {
+        if let Err(why) = availability(isa) {
+            eprintln!("SKIPPED gemm_quant_errors_on_every_path {isa}: {why}");
+            continue;
+        }
+        let opts = GemmOptions { isa: Some(isa), ..GemmOptions::default() };
+        let mut c = vec![0f32; 2 * n];
+        let pair = gemm_quant(&w41, &a80, &mut c, &opts).unwrap_err();
+        assert!(matches!(pair, GemmError::Quant(QuantPackError::UnsupportedPair { .. })), "{isa}: {pair}");
+        let kk = gemm_quant(&w80, &short, &mut c[..n], &opts).unwrap_err();
+        assert!(matches!(kk, GemmError::Shape(_)), "{isa}: {kk}");
+        let len = gemm_quant(&w80, &a80, &mut c[..2 * n - 1], &opts).unwrap_err();
+        assert!(matches!(len, GemmError::Shape(_)), "{isa}: {len}");
+        let zero = GemmOptions { threads: 0, ..opts };
+        assert!(matches!(gemm_quant(&w80, &a80, &mut c, &zero), Err(GemmError::Threads)), "{isa}");
+        gemm_quant(&w80, &a80, &mut c, &opts).unwrap();
+    }
+    assert!(QuantWeights::from_gguf(WeightFormat::Q8_0, &[0; 33], 1, 32).is_err());
+    assert!(QuantWeights::from_gguf(WeightFormat::Q8_0, &[0; 34], 1, 33).is_err());
+}
