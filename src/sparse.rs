@@ -9,7 +9,7 @@
 //! | weights | M | path |
 //! |---|---|---|
 //! | dense (sparsity below [`SPARSE_FROM`]) | any | the dense GEMM (`gemm::gemm_bf16` / `gemm_int8`) |
-//! | sparse | below [`SPARSE_AMX_FROM_M`] | AVX-512 (`tilejit_sparse::avx512`): expand + the exact FMA chains / VPDPBUSD, 4 rows per call, threads over column panels |
+//! | sparse | below [`SPARSE_AMX_FROM_M`] (5) | AVX-512 (`tilejit_sparse::avx512`): expand + the exact FMA chains / VPDPBUSD, 4 rows per call, threads over column panels |
 //! | sparse | from [`SPARSE_AMX_FROM_M`] | AMX (`tilejit_sparse::amx`): each weight tile expanded once per call and row group (80 rows), every row tile runs against it |
 //! | any | any, `Isa::Scalar` forced | the dense oracle path on the unpacked weights |
 //!
@@ -33,15 +33,29 @@ use crate::gemm::{check_operands, gemm_bf16, gemm_int8, resolve_isa, GemmError, 
 use crate::isa::Isa;
 
 /// Sparsity (fraction of zero weights) from which [`SparseWeights`] stores
-/// the bitmap format: the smallest at which the sparse path beat the dense
-/// one at every M measured (`tilejit bench --filter sparse`, BENCHMARKS.md
-/// "Sparse against dense"). Below it the dense layout is kept and the
-/// dense GEMM runs, so dense matrices lose nothing.
+/// the bitmap format. Measured (`tilejit bench --filter sparse`,
+/// BENCHMARKS.md "Sparse against dense", dev, 1 thread): at 50 % the sparse
+/// path is at least as fast as dense for every M (0.99x for bf16 at M =
+/// 512, 1.25-2.17x elsewhere); the format's own bytes, (1 - s) + 1/16 of
+/// dense, only pay from ~10 % at M = 1 and later for compute-bound M. 30 %
+/// keeps dense below the range where sparse could lose; below it the dense
+/// layout is kept and the dense GEMM runs, so dense matrices lose nothing.
 pub const SPARSE_FROM: f64 = 0.3;
 
-/// Rows from which the sparse AMX kernel beats four-row AVX-512 calls
-/// (BENCHMARKS.md, same table).
-pub const SPARSE_AMX_FROM_M: usize = 8;
+/// Rows from which the sparse AMX kernel beats the AVX-512 one (which
+/// streams the weights once per 4 rows). dev, 1 thread, 4096 x 4096 bf16,
+/// weights cycled through 256 MiB, 2026-11-26, us per call (AVX-512 / AMX):
+///
+/// | M | 50 % sparse | 90 % sparse |
+/// |---|---|---|
+/// | 2 | 1318 / 2105 | 971 / 1323 |
+/// | 4 | 1885 / 2192 | 1330 / 1351 |
+/// | 6 | 3198 / 2070 | 2431 / 1408 |
+/// | 8 | 3780 / 2235 | 2715 / 1410 |
+/// | 16 | 6588 / 2362 | 5302 / 1318 |
+///
+/// (5 rows are two AVX-512 calls, 4 + 1.)
+pub const SPARSE_AMX_FROM_M: usize = 5;
 
 /// Column panels per work unit.
 const PANELS_PER_UNIT: usize = 4;
