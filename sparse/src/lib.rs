@@ -128,6 +128,17 @@
 //! | then | summaries: `tiles` x (`nnz: u16`, `rows: u16`) |
 //! | then | values: `nnz` x 2 / 1 bytes; the image ends there exactly |
 //!
+//! # AMX kernel
+//!
+//! [`amx`] JITs the kernel for M >= 5 (the driver's measured crossover):
+//! per call up to 80 rows of A (packed by [`amx::pack_a`] into 16-row
+//! tiles per K tile) against a run of whole panels. Each weight tile is
+//! expanded once into a double-buffered 1 KiB tile (KMOV of the masks,
+//! VPEXPANDW/B with zero masking, POPCNT), loaded with TILELOADD and
+//! multiplied into up to five C tiles, one per row tile: the TDP sequence
+//! of the dense kernel on the same bytes, hence the same bits. The mask
+//! and value streams run straight through panel boundaries.
+//!
 //! # AVX-512 decode kernels
 //!
 //! [`avx512`] JITs AVX-512 kernels that multiply 1..=4 rows of A by a
