@@ -11,21 +11,14 @@ mod common;
 use common::amx_or_skip;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use tilejit::gemm::{gemm_quant_amx, GemmError};
+use tilejit::gemm::{gemm_quant_amx, quantize_activations, reference_types, GemmError};
 use tilejit::kernels::quant_amx::{AmxActivations, PackedQuantAmx, TileKind, WeightFormat};
-use tilejit_verify::quant::{gemm_quant, quantize_row_q8_0, quantize_row_q8_1, BlockType};
+use tilejit::kernels::quant_avx512::QuantActivations;
+use tilejit_verify::quant::gemm_quant;
 use tilejit_verify::strategies::standard_normal;
 
 const FORMATS: [WeightFormat; 3] = [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q8_0];
 const KINDS: [TileKind; 2] = [TileKind::Int8, TileKind::Bf16];
-
-fn oracle_types(f: WeightFormat) -> (BlockType, BlockType) {
-    match f {
-        WeightFormat::Q4_0 => (BlockType::Q4_0, BlockType::Q8_0),
-        WeightFormat::Q4_1 => (BlockType::Q4_1, BlockType::Q8_1),
-        WeightFormat::Q8_0 => (BlockType::Q8_0, BlockType::Q8_0),
-    }
-}
 
 /// A finite f16 scale: random (|d| < 64), zero, or subnormal, either sign.
 fn scale_bits(rng: &mut StdRng, style: u8) -> u16 {
@@ -69,28 +62,9 @@ fn weight_rows(f: WeightFormat, n: usize, k: usize, style: u8, rng: &mut StdRng)
     out
 }
 
-/// Splits GGUF Q8_0 / Q8_1 activation rows into quants, scales and sums.
-fn split_activations(bytes: &[u8], q8_1: bool) -> (Vec<i8>, Vec<f32>, Vec<f32>) {
-    let block = if q8_1 { 36 } else { 34 };
-    let f16 = |b: &[u8]| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
-    let (mut q, mut d, mut s) = (Vec::new(), Vec::new(), Vec::new());
-    for blk in bytes.chunks_exact(block) {
-        d.push(f16(blk));
-        if q8_1 {
-            s.push(f16(&blk[2..]));
-        }
-        q.extend(blk[block - 32..].iter().map(|&v| v as i8));
-    }
-    (q, d, s)
-}
-
 fn activations(f: WeightFormat, m: usize, k: usize, rng: &mut StdRng) -> Vec<u8> {
     let x: Vec<f32> = (0..m * k).map(|_| standard_normal(rng) as f32 * rng.random_range(0.01f32..10.0)).collect();
-    if f == WeightFormat::Q4_1 {
-        quantize_row_q8_1(&x)
-    } else {
-        quantize_row_q8_0(&x)
-    }
+    quantize_activations(f.activations(), &x)
 }
 
 /// Runs the AMX path and the oracle; returns (got, want).
@@ -106,12 +80,13 @@ fn both(
     threads: usize,
     tile_rows: u8,
 ) -> (Vec<f32>, Vec<f32>) {
-    let (wt, at) = oracle_types(f);
+    let (wt, at) = reference_types(f);
     let mut want = vec![0f32; m * n];
     gemm_quant(wt, at, m, n, k, a, w, &mut want).unwrap();
     let packed = PackedQuantAmx::pack(f, kind, w, n, k).unwrap();
-    let (q, d, s) = split_activations(a, f == WeightFormat::Q4_1);
-    let acts = AmxActivations::new(kind, m, k, &q, &d, &s).unwrap();
+    let split = QuantActivations::from_gguf(f.activations(), a, m, k).unwrap();
+    let sums: &[f32] = if f.has_min() { split.sums() } else { &[] };
+    let acts = AmxActivations::new(kind, m, k, split.quants(), split.scales(), sums).unwrap();
     let mut got = vec![f32::NAN; m * n];
     gemm_quant_amx(&packed, &acts, &mut got, threads, tile_rows).unwrap();
     (got, want)
@@ -165,7 +140,7 @@ fn non_finite_scales_propagate_like_the_oracle() {
         let mut x: Vec<f32> = (0..m * k).map(|_| standard_normal(&mut rng) as f32).collect();
         x[rng.random_range(0..k)] = 1e30; // an activation scale that overflows f16
         x[(m - 1) * k + 5] = f32::NAN; // a poisoned block
-        let a = if f == WeightFormat::Q4_1 { quantize_row_q8_1(&x) } else { quantize_row_q8_0(&x) };
+        let a = quantize_activations(f.activations(), &x);
         for kind in KINDS {
             let (got, want) = both(f, kind, m, n, k, &w, &a, 2, 12);
             assert!(want.iter().any(|v| v.is_nan()) && want.iter().any(|v| v.is_infinite()));

@@ -16,11 +16,12 @@ mod common;
 use common::{avx512_or_skip, Flush, Guarded};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use tilejit::gemm::{quantize_activations, reference_types};
 use tilejit::kernels::quant_avx512::{
     ActivationFormat, PackedQuant, QuantActivations, QuantAvx512Args, QuantAvx512Kernel, QuantAvx512Spec,
     QuantPackError, WeightFormat, TERM_WORDS,
 };
-use tilejit_verify::quant::{decode_row, gemm_quant, quantize_row_q8_0, quantize_row_q8_1, BlockType};
+use tilejit_verify::quant::{decode_row, gemm_quant, BlockType};
 use tilejit_verify::strategies::standard_normal;
 
 fn runnable(test: &str) -> bool {
@@ -86,21 +87,6 @@ fn codes(content: Content, q4: bool, zero: i32, rng: &mut StdRng) -> [i32; 32] {
     }
 }
 
-fn block_type(f: WeightFormat) -> BlockType {
-    match f {
-        WeightFormat::Q8_0 => BlockType::Q8_0,
-        WeightFormat::Q4_0 => BlockType::Q4_0,
-        WeightFormat::Q4_1 => BlockType::Q4_1,
-    }
-}
-
-fn act_type(f: ActivationFormat) -> BlockType {
-    match f {
-        ActivationFormat::Q8_0 => BlockType::Q8_0,
-        ActivationFormat::Q8_1 => BlockType::Q8_1,
-    }
-}
-
 /// `rows` GGUF weight rows of `k` in `f`, fields drawn as asked.
 fn weight_rows(
     f: WeightFormat,
@@ -141,18 +127,11 @@ fn raw_act_rows(f: ActivationFormat, rows: usize, k: usize, content: Content, rn
     out
 }
 
-fn quantize_acts(f: ActivationFormat, x: &[f32]) -> Vec<u8> {
-    match f {
-        ActivationFormat::Q8_0 => quantize_row_q8_0(x),
-        ActivationFormat::Q8_1 => quantize_row_q8_1(x),
-    }
-}
-
 /// Activations as the model runner makes them: the quantizer of normal data.
 fn quantized_acts(f: ActivationFormat, m: usize, k: usize, rng: &mut StdRng) -> Vec<u8> {
     let sigma = [1e-3, 1.0, 100.0][rng.random_range(0..3)];
     let x: Vec<f32> = (0..m * k).map(|_| (sigma * standard_normal(rng)) as f32).collect();
-    quantize_acts(f, &x)
+    quantize_activations(f, &x)
 }
 
 /// Runs the kernel on guarded copies of everything and returns C.
@@ -177,7 +156,8 @@ fn run_guarded(kernel: &QuantAvx512Kernel, w: &PackedQuant, a: &QuantActivations
 
 fn oracle(wf: WeightFormat, m: usize, n: usize, k: usize, a: &[u8], w: &[u8]) -> Vec<f32> {
     let mut c = vec![0.0f32; m * n];
-    gemm_quant(block_type(wf), act_type(wf.activations()), m, n, k, a, w, &mut c).unwrap();
+    let (wt, at) = reference_types(wf);
+    gemm_quant(wt, at, m, n, k, a, w, &mut c).unwrap();
     c
 }
 
@@ -350,7 +330,7 @@ fn non_finite_scales_propagate_like_the_oracle() {
             if m > 1 {
                 x[(m - 1) * k + rng.random_range(0..k)] = f32::NAN;
             }
-            let mut a = quantize_acts(af, &x);
+            let mut a = quantize_activations(af, &x);
             for _ in 0..2 {
                 let at = rng.random_range(0..a.len() / ab) * ab + 2 * rng.random_range(0..a_fields);
                 let bits = specials[rng.random_range(0..specials.len())];

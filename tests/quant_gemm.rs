@@ -8,24 +8,19 @@ mod common;
 use common::avx512_or_skip;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use tilejit::gemm::{gemm_quant_avx512, GemmError};
+use tilejit::gemm::{gemm_quant_avx512, quantize_activations, quantize_weights, reference_types, GemmError};
 use tilejit::kernels::quant_avx512::{ActivationFormat, PackedQuant, QuantActivations, QuantPackError, WeightFormat};
-use tilejit_verify::quant::{
-    gemm_quant, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0, quantize_row_q8_1, BlockType,
-};
+use tilejit_verify::quant::{gemm_quant, quantize_row_q4_1, quantize_row_q8_0, quantize_row_q8_1, BlockType};
 use tilejit_verify::strategies::standard_normal;
 
 fn normal_rows(rng: &mut StdRng, len: usize, scale: f64) -> Vec<f32> {
     (0..len).map(|_| (standard_normal(rng) * scale) as f32).collect()
 }
 
-/// GGUF weight bytes and the oracle's block types for `format`.
+/// GGUF weight and activation bytes and the oracle's block types for `format`.
 fn quantize(format: WeightFormat, w: &[f32], a: &[f32]) -> (Vec<u8>, Vec<u8>, BlockType, BlockType) {
-    match format {
-        WeightFormat::Q8_0 => (quantize_row_q8_0(w), quantize_row_q8_0(a), BlockType::Q8_0, BlockType::Q8_0),
-        WeightFormat::Q4_0 => (quantize_row_q4_0(w), quantize_row_q8_0(a), BlockType::Q4_0, BlockType::Q8_0),
-        WeightFormat::Q4_1 => (quantize_row_q4_1(w), quantize_row_q8_1(a), BlockType::Q4_1, BlockType::Q8_1),
-    }
+    let (wt, at) = reference_types(format);
+    (quantize_weights(format, w), quantize_activations(format.activations(), a), wt, at)
 }
 
 fn first_mismatch(want: &[f32], got: &[f32]) -> Option<usize> {

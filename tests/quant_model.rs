@@ -9,26 +9,15 @@
 mod common;
 
 use rand::{rngs::StdRng, SeedableRng};
-use tilejit::gemm::{gemm_quant, GemmOptions, QuantWeights};
+use tilejit::gemm::{gemm_quant, quantize_activations, quantize_weights, reference_types, GemmOptions, QuantWeights};
 use tilejit::gguf::{GgmlType, Gguf};
 use tilejit::isa::{availability, Isa};
-use tilejit::kernels::quant_avx512::{ActivationFormat, QuantActivations, WeightFormat};
-use tilejit_verify::quant::{
-    decode_row, gemm_quant as oracle, quantize_row_q4_0, quantize_row_q8_0, quantize_row_q8_0_weights,
-    quantize_row_q8_1, BlockType,
-};
+use tilejit::kernels::quant_avx512::{QuantActivations, WeightFormat};
+use tilejit_verify::quant::{decode_row, gemm_quant as oracle, BlockType};
 use tilejit_verify::strategies::standard_normal;
 
 /// The 7 linear weights per layer x 30 layers.
 const LINEAR_WEIGHTS: usize = 210;
-
-fn block_type(f: WeightFormat) -> (BlockType, BlockType) {
-    match f {
-        WeightFormat::Q4_0 => (BlockType::Q4_0, BlockType::Q8_0),
-        WeightFormat::Q4_1 => (BlockType::Q4_1, BlockType::Q8_1),
-        WeightFormat::Q8_0 => (BlockType::Q8_0, BlockType::Q8_0),
-    }
-}
 
 /// The ISA paths to run, each with a line saying whether it runs here.
 fn paths() -> Vec<Option<Isa>> {
@@ -64,19 +53,16 @@ fn every_linear_weight_of_smollm2_is_bit_exact_on_every_path() {
         let plain = decode_row(BlockType::Q4_1, shipped, n * k).expect("a Q4_1 tensor of n x k");
         let variants = [
             (WeightFormat::Q4_1, shipped.to_vec()),
-            (WeightFormat::Q4_0, quantize_row_q4_0(&plain)),
-            (WeightFormat::Q8_0, quantize_row_q8_0_weights(&plain)),
+            (WeightFormat::Q4_0, quantize_weights(WeightFormat::Q4_0, &plain)),
+            (WeightFormat::Q8_0, quantize_weights(WeightFormat::Q8_0, &plain)),
         ];
         // A decode-sized M (AVX-512 row groups of 4 and a tail) and a
         // prefill-sized one (two AMX row groups and a tail).
         for m in [5, 53] {
             let x: Vec<f32> = (0..m * k).map(|_| standard_normal(&mut rng) as f32).collect();
             for (format, bytes) in &variants {
-                let (wt, at) = block_type(*format);
-                let a_bytes = match format.activations() {
-                    ActivationFormat::Q8_0 => quantize_row_q8_0(&x),
-                    ActivationFormat::Q8_1 => quantize_row_q8_1(&x),
-                };
+                let (wt, at) = reference_types(*format);
+                let a_bytes = quantize_activations(format.activations(), &x);
                 let mut want = vec![0f32; m * n];
                 oracle(wt, at, m, n, k, &a_bytes, bytes, &mut want).unwrap();
                 let w = QuantWeights::from_gguf(*format, bytes, n, k).unwrap();

@@ -20,12 +20,14 @@ use rand::{Rng, SeedableRng};
 use tilejit_kernels::dense_amx::DenseAmxKernel;
 use tilejit_kernels::pack::{AlignedBytes, BLayout, PackedB};
 use tilejit_kernels::peak::{ReadBandwidthKernel, TmulPeakKernel, READ_CHUNK, TDPS_PER_ITERATION};
-use tilejit_kernels::quant_avx512::{ActivationFormat, WeightFormat};
+use tilejit_kernels::quant_avx512::WeightFormat;
 use tilejit_kernels::spec::{DenseAmxSpec, ElemType};
 use tilejit_verify::f32_to_bf16;
 
 use crate::cpu::amx_ready;
-use crate::gemm::{gemm_bf16, gemm_int8, GemmError, GemmOptions};
+use crate::gemm::{
+    gemm_bf16, gemm_int8, quantize_activations, quantize_weights, reference_types, GemmError, GemmOptions,
+};
 
 /// Median wall time of `reps` runs of `f` after one warm-up run.
 pub fn median_time(reps: usize, mut f: impl FnMut()) -> Duration {
@@ -345,18 +347,13 @@ pub struct QuantGemvFixture {
 impl QuantGemvFixture {
     pub fn new(format: WeightFormat, n: usize, k: usize, copies: usize) -> Result<QuantGemvFixture, GemmError> {
         use tilejit_kernels::quant_avx512::{PackedQuant, QuantActivations};
-        use tilejit_verify::quant::{quantize_row_q8_0, quantize_row_q8_1};
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-0.1f32..0.1)).collect();
-        let (q, _) = quantize_weights(format, &w);
+        let q = quantize_weights(format, &w);
         let packed = PackedQuant::from_gguf(format, &q, n, k)?;
         let x: Vec<f32> = (0..k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         let af = format.activations();
-        let a_bytes = match af {
-            ActivationFormat::Q8_0 => quantize_row_q8_0(&x),
-            ActivationFormat::Q8_1 => quantize_row_q8_1(&x),
-        };
-        let a = QuantActivations::from_gguf(af, &a_bytes, 1, k)?;
+        let a = QuantActivations::from_gguf(af, &quantize_activations(af, &x), 1, k)?;
         Ok(QuantGemvFixture { weights: vec![packed; copies.max(1)], a, c: vec![0.0; n], gguf_bytes: q.len() })
     }
 
@@ -456,13 +453,9 @@ impl QuantPrefillFixture {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-0.1f32..0.1)).collect();
         let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let (gguf, block_type) = quantize_weights(format, &w);
+        let (gguf, (block_type, _)) = (quantize_weights(format, &w), reference_types(format));
         let act_format = format.activations();
-        let act = match act_format {
-            ActivationFormat::Q8_0 => tilejit_verify::quant::quantize_row_q8_0(&x),
-            ActivationFormat::Q8_1 => tilejit_verify::quant::quantize_row_q8_1(&x),
-        };
-        let acts = QuantActivations::from_gguf(act_format, &act, m, k)?;
+        let acts = QuantActivations::from_gguf(act_format, &quantize_activations(act_format, &x), m, k)?;
         let sums: &[f32] = if format.has_min() { acts.sums() } else { &[] };
         let mut amx = Vec::new();
         for kind in [TileKind::Int8, TileKind::Bf16] {
@@ -507,17 +500,6 @@ impl QuantPrefillFixture {
     }
 }
 
-/// GGUF rows of `w` in `format` (the oracle's quantizers) and the oracle's
-/// name for the format.
-pub fn quantize_weights(format: WeightFormat, w: &[f32]) -> (Vec<u8>, tilejit_verify::quant::BlockType) {
-    use tilejit_verify::quant::{quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0_weights, BlockType};
-    match format {
-        WeightFormat::Q4_0 => (quantize_row_q4_0(w), BlockType::Q4_0),
-        WeightFormat::Q4_1 => (quantize_row_q4_1(w), BlockType::Q4_1),
-        WeightFormat::Q8_0 => (quantize_row_q8_0_weights(w), BlockType::Q8_0),
-    }
-}
-
 /// Quantized GEMMs of `m` rows through `gemm::gemm_quant` on weights that
 /// are not cache resident (`copies` packed copies cycled), for the
 /// AVX-512 / AMX crossover (`tilejit calibrate`).
@@ -532,13 +514,9 @@ impl QuantCallFixture {
         let mut rng = rand::rngs::StdRng::seed_from_u64(13);
         let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-0.1f32..0.1)).collect();
         let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let weights = crate::gemm::QuantWeights::from_gguf(format, &quantize_weights(format, &w).0, n, k)?;
+        let weights = crate::gemm::QuantWeights::from_gguf(format, &quantize_weights(format, &w), n, k)?;
         let af = format.activations();
-        let a_bytes = match af {
-            ActivationFormat::Q8_0 => tilejit_verify::quant::quantize_row_q8_0(&x),
-            ActivationFormat::Q8_1 => tilejit_verify::quant::quantize_row_q8_1(&x),
-        };
-        let a = tilejit_kernels::quant_avx512::QuantActivations::from_gguf(af, &a_bytes, m, k)?;
+        let a = tilejit_kernels::quant_avx512::QuantActivations::from_gguf(af, &quantize_activations(af, &x), m, k)?;
         Ok(QuantCallFixture { weights: vec![weights; copies.max(1)], a, c: vec![0.0; m * n] })
     }
 

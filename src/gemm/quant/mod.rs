@@ -130,6 +130,47 @@ pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &
     }
 }
 
+/// The oracle's names (`tilejit_verify::quant::BlockType`) of `format`
+/// and of the activation format it pairs with.
+pub fn reference_types(format: WeightFormat) -> (BlockType, BlockType) {
+    let weights = match format {
+        WeightFormat::Q8_0 => BlockType::Q8_0,
+        WeightFormat::Q4_0 => BlockType::Q4_0,
+        WeightFormat::Q4_1 => BlockType::Q4_1,
+    };
+    let activations = match format.activations() {
+        ActivationFormat::Q8_0 => BlockType::Q8_0,
+        ActivationFormat::Q8_1 => BlockType::Q8_1,
+    };
+    (weights, activations)
+}
+
+/// GGUF rows of f32 weights `w` in `format`, by the oracle's (llama.cpp's
+/// reference) quantizers.
+///
+/// # Panics
+/// If `w.len()` is not a multiple of 32.
+pub fn quantize_weights(format: WeightFormat, w: &[f32]) -> Vec<u8> {
+    use tilejit_verify::quant::{quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0_weights};
+    match format {
+        WeightFormat::Q8_0 => quantize_row_q8_0_weights(w),
+        WeightFormat::Q4_0 => quantize_row_q4_0(w),
+        WeightFormat::Q4_1 => quantize_row_q4_1(w),
+    }
+}
+
+/// GGUF rows of f32 activations `x` in `format` (Q8_0 or Q8_1), by the
+/// oracle's quantizers.
+///
+/// # Panics
+/// If `x.len()` is not a multiple of 32.
+pub fn quantize_activations(format: ActivationFormat, x: &[f32]) -> Vec<u8> {
+    match format {
+        ActivationFormat::Q8_0 => tilejit_verify::quant::quantize_row_q8_0(x),
+        ActivationFormat::Q8_1 => tilejit_verify::quant::quantize_row_q8_1(x),
+    }
+}
+
 fn check_pair(w: WeightFormat, a: ActivationFormat) -> Result<(), GemmError> {
     if w.activations() == a {
         Ok(())
@@ -157,11 +198,7 @@ fn scalar(w: &QuantWeights, a: &QuantActivations, c: &mut [f32]) -> Result<(), G
         }
         a_bytes.extend(q.iter().map(|&v| v as u8));
     }
-    let (wt, at) = match w.format() {
-        WeightFormat::Q8_0 => (BlockType::Q8_0, BlockType::Q8_0),
-        WeightFormat::Q4_0 => (BlockType::Q4_0, BlockType::Q8_0),
-        WeightFormat::Q4_1 => (BlockType::Q4_1, BlockType::Q8_1),
-    };
+    let (wt, at) = reference_types(w.format());
     tilejit_verify::quant::gemm_quant(wt, at, m, n, k, &a_bytes, &w.to_gguf(), c)
         .map_err(|e| GemmError::Shape(e.to_string()))
 }
