@@ -29,7 +29,7 @@ use tilejit_sparse::{Bf16, Element, Int8, SparseMatrix, PANEL_COLS};
 use crate::cpu::amx_ready;
 use crate::gemm::cache::KernelCache;
 use crate::gemm::dispatch::by_rows;
-use crate::gemm::{check_operands, gemm_bf16, gemm_int8, resolve_isa, GemmError, GemmOptions, SharedC};
+use crate::gemm::{bytes, check_operands, gemm_bf16, gemm_int8, resolve_isa, GemmError, GemmOptions, SharedC};
 use crate::isa::Isa;
 
 /// Sparsity (fraction of zero weights) from which [`SparseWeights`] stores
@@ -206,8 +206,7 @@ pub fn gemm_sparse_bf16(
     };
     match isa {
         Isa::Amx => {
-            let bytes: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
-            run_amx(SparseKind::Bf16, m, &bytes, lda, matrix, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
+            run_amx(SparseKind::Bf16, m, bytes(a), lda, matrix, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
         }
         Isa::Avx512 => {
             let prepared = PreparedA::bf16(m, a, lda, w.k)?;
@@ -237,15 +236,14 @@ pub fn gemm_sparse_i8(
     opts: &GemmOptions,
 ) -> Result<(), GemmError> {
     check_operands(m, w.n, w.k, (a.len(), lda, 1), (4 * c.len(), ldc))?;
-    // SAFETY: i8 and u8 have the same size and alignment.
-    let bytes = unsafe { std::slice::from_raw_parts(a.as_ptr().cast::<u8>(), a.len()) };
+    let a_bytes = bytes(a);
     let (matrix, col_bias, isa) = match (&w.repr, choose(opts, m)?) {
-        (Repr::Dense(b), _) => return gemm_int8(Int8Sign::SS, m, bytes, lda, b, c, ldc, accumulate, opts),
+        (Repr::Dense(b), _) => return gemm_int8(Int8Sign::SS, m, a_bytes, lda, b, c, ldc, accumulate, opts),
         (Repr::Sparse { matrix, col_bias }, isa) => (matrix, col_bias, isa),
     };
     match isa {
         Isa::Amx => {
-            run_amx(SparseKind::Int8, m, bytes, lda, matrix, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
+            run_amx(SparseKind::Int8, m, a_bytes, lda, matrix, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
         }
         Isa::Avx512 => {
             let prepared = PreparedA::i8(m, a, lda, w.k)?;
@@ -254,7 +252,7 @@ pub fn gemm_sparse_i8(
         Isa::Scalar => {
             let b = PackedB::pack_s8(&matrix.to_dense_i8(), w.k, w.n, w.n, BLayout::default())?;
             let scalar = GemmOptions { isa: Some(Isa::Scalar), ..*opts };
-            gemm_int8(Int8Sign::SS, m, bytes, lda, &b, c, ldc, accumulate, &scalar)
+            gemm_int8(Int8Sign::SS, m, a_bytes, lda, &b, c, ldc, accumulate, &scalar)
         }
     }
 }

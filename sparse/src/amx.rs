@@ -223,6 +223,10 @@ impl Plan {
     /// advances both streams, if any tile remains (REMAIN).
     fn emit_expand(&self, cb: &mut CodeBuilder, buf: usize) -> Result<(), GenerateError> {
         let mb = self.spec.kind.mask_bytes();
+        let (expand, store) = match self.spec.kind {
+            SparseKind::Bf16 => (EvexOp::VPEXPANDW, EvexOp::VMOVDQU16_STORE),
+            SparseKind::Int8 => (EvexOp::VPEXPANDB, EvexOp::VMOVDQU8_STORE),
+        };
         dynasm!(cb.ops
             ; .arch x64
             ; test Rq(REMAIN.number()), Rq(REMAIN.number())
@@ -232,29 +236,26 @@ impl Plan {
             let k = KReg::new(1 + (r % 7) as u8).expect("k1..k7");
             let z = Zmm::new((r % 16) as u8).expect("zmm0..15");
             let dst = Mem::base_disp(SCRATCH, (buf * A_TILE_BYTES + r * ROW_BYTES) as i32);
+            // The mask into MASK (a 32-bit load zero-extends, so the 64-bit
+            // POPCNT below counts a bf16 row's bits only), then into k.
+            let at = mb * r as i32;
             match self.spec.kind {
                 SparseKind::Bf16 => {
-                    dynasm!(cb.ops ; .arch x64 ; mov Rd(MASK.number()), DWORD [Rq(MASKS.number()) + mb * r as i32]);
-                    cb.emit(kmovq_k_r64(k, MASK));
-                    cb.emit(EvexOp::VPEXPANDW.rm_mem(z, Mem::base(VALUES), Mask::zero(k))?);
-                    cb.emit(EvexOp::VMOVDQU16_STORE.mr_mem(dst, z, Mask::NONE)?);
-                    dynasm!(cb.ops
-                        ; .arch x64
-                        ; popcnt Rd(MASK.number()), Rd(MASK.number())
-                        ; lea Rq(VALUES.number()), [Rq(VALUES.number()) + Rq(MASK.number()) * 2]
-                    );
+                    dynasm!(cb.ops ; .arch x64 ; mov Rd(MASK.number()), DWORD [Rq(MASKS.number()) + at])
                 }
                 SparseKind::Int8 => {
-                    dynasm!(cb.ops ; .arch x64 ; mov Rq(MASK.number()), QWORD [Rq(MASKS.number()) + mb * r as i32]);
-                    cb.emit(kmovq_k_r64(k, MASK));
-                    cb.emit(EvexOp::VPEXPANDB.rm_mem(z, Mem::base(VALUES), Mask::zero(k))?);
-                    cb.emit(EvexOp::VMOVDQU8_STORE.mr_mem(dst, z, Mask::NONE)?);
-                    dynasm!(cb.ops
-                        ; .arch x64
-                        ; popcnt Rq(MASK.number()), Rq(MASK.number())
-                        ; add Rq(VALUES.number()), Rq(MASK.number())
-                    );
+                    dynasm!(cb.ops ; .arch x64 ; mov Rq(MASK.number()), QWORD [Rq(MASKS.number()) + at])
                 }
+            }
+            cb.emit(kmovq_k_r64(k, MASK));
+            cb.emit(expand.rm_mem(z, Mem::base(VALUES), Mask::zero(k))?);
+            cb.emit(store.mr_mem(dst, z, Mask::NONE)?);
+            dynasm!(cb.ops ; .arch x64 ; popcnt Rq(MASK.number()), Rq(MASK.number()));
+            match self.spec.kind {
+                SparseKind::Bf16 => {
+                    dynasm!(cb.ops ; .arch x64 ; lea Rq(VALUES.number()), [Rq(VALUES.number()) + Rq(MASK.number()) * 2])
+                }
+                SparseKind::Int8 => dynasm!(cb.ops ; .arch x64 ; add Rq(VALUES.number()), Rq(MASK.number())),
             }
         }
         dynasm!(cb.ops

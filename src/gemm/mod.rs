@@ -140,7 +140,7 @@ pub fn gemm_bf16_dot(
 }
 
 /// A slice of plain numbers as its bytes (the paths move bytes only).
-fn bytes<T: Plain>(s: &[T]) -> &[u8] {
+pub(crate) fn bytes<T: Plain>(s: &[T]) -> &[u8] {
     // SAFETY: Plain types have no padding and any alignment suffices for u8.
     unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
 }
