@@ -162,24 +162,12 @@ const TAIL: KReg = KReg::K1;
 
 /// Row `i` of A (in the K loop) or C (around it), `disp` bytes in.
 fn row_mem(i: usize, disp: i32) -> Result<Mem, EncodeError> {
-    let m = Mem::base_disp(ROW_BASES[i / 4], disp);
-    match i % 4 {
-        0 => Ok(m),
-        1 => m.with_index(STRIDE, Scale::S1),
-        2 => m.with_index(STRIDE, Scale::S2),
-        _ => m.with_index(STRIDE3, Scale::S1),
-    }
+    Mem::row_of_four(ROW_BASES[i / 4], STRIDE, STRIDE3, i, disp)
 }
 
 /// Panel `j` of packed B, `disp` bytes into the current K step.
 fn panel_mem(j: usize, disp: i32) -> Result<Mem, EncodeError> {
-    let m = Mem::base_disp(PANEL_BASES[j / 4], disp);
-    match j % 4 {
-        0 => Ok(m),
-        1 => m.with_index(PANEL_STRIDE, Scale::S1),
-        2 => m.with_index(PANEL_STRIDE, Scale::S2),
-        _ => m.with_index(PANEL_STRIDE3, Scale::S1),
-    }
+    Mem::row_of_four(PANEL_BASES[j / 4], PANEL_STRIDE, PANEL_STRIDE3, j, disp)
 }
 
 /// `prefetcht0 [mem]` (dynasm! writes it; the address form is ours).

@@ -71,6 +71,22 @@ impl Mem {
         Ok(Mem { index: Some((index, scale)), ..self })
     }
 
+    /// Row `i` (0..4) of four rows at `base + i * stride`, `disp` bytes in:
+    /// rows 1 and 2 scale the stride register, row 3 takes `stride3`
+    /// (a register holding `3 * stride`), since SIB scales are 1, 2, 4, 8.
+    ///
+    /// # Errors
+    /// An index register the SIB byte cannot hold (rsp).
+    pub fn row_of_four(base: Gpr, stride: Gpr, stride3: Gpr, i: usize, disp: i32) -> Result<Mem, EncodeError> {
+        let m = Mem::base_disp(base, disp);
+        match i % 4 {
+            0 => Ok(m),
+            1 => m.with_index(stride, Scale::S1),
+            2 => m.with_index(stride, Scale::S2),
+            _ => m.with_index(stride3, Scale::S1),
+        }
+    }
+
     /// Replaces the displacement.
     pub const fn with_disp(self, disp: i32) -> Mem {
         Mem { disp, ..self }

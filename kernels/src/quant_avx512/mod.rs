@@ -53,7 +53,7 @@ pub use pack::{
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
 use crate::dense_avx512::{prefetch, ZmmAlloc};
-use crate::encoder::{kmovq_k_r64, EncodeError, EvexOp, Gpr, KReg, Mask, Mem, Scale, Zmm};
+use crate::encoder::{kmovq_k_r64, EncodeError, EvexOp, Gpr, KReg, Mask, Mem, Zmm};
 use crate::jit::{CodeBuilder, GenerateError, JitCode};
 
 /// Arguments of one kernel call. Strides are in bytes.
@@ -187,13 +187,7 @@ macro_rules! field {
 
 /// Row `i` (0..4) at `base + i * stride`, `disp` bytes in.
 fn row_mem(base: Gpr, stride: Gpr, stride3: Gpr, i: usize, disp: i32) -> Result<Mem, EncodeError> {
-    let m = Mem::base_disp(base, disp);
-    match i {
-        0 => Ok(m),
-        1 => m.with_index(stride, Scale::S1),
-        2 => m.with_index(stride, Scale::S2),
-        _ => m.with_index(stride3, Scale::S1),
-    }
+    Mem::row_of_four(base, stride, stride3, i, disp)
 }
 
 /// Panel `j` of the pass, `disp` bytes into its current pair.

@@ -62,13 +62,7 @@ macro_rules! field {
 
 /// Row `i` (0..4) of A or C at ROWS, `disp` bytes in.
 fn row_mem(i: usize, disp: i32) -> Result<Mem, EncodeError> {
-    let m = Mem::base_disp(ROWS, disp);
-    match i {
-        0 => Ok(m),
-        1 => m.with_index(STRIDE, Scale::S1),
-        2 => m.with_index(STRIDE, Scale::S2),
-        _ => m.with_index(STRIDE3, Scale::S1),
-    }
+    Mem::row_of_four(ROWS, STRIDE, STRIDE3, i, disp)
 }
 
 fn prefetch(cb: &mut CodeBuilder, base: Gpr, disp: i32) {
