@@ -1,7 +1,17 @@
 //! Which instruction set runs the kernels, with the `TILEJIT_ISA`
-//! environment override (`scalar`, `avx512` or `amx`).
+//! environment override (`scalar`, `avx512` or `amx`) and, below it,
+//! `TILEJIT_HIDE` (features treated as absent; `tilejit_kernels::cpu`).
+//!
+//! An ISA is not all-or-nothing: a CPU may have AVX-512 without VNNI
+//! (Skylake-SP) or without AVX512_BF16 (Cascade Lake), so whether a path
+//! can run is asked per kernel family ([`Op`]), from the extensions that
+//! family's generated code executes.
 
-use crate::cpu::{amx_ready, CpuFeatures};
+use crate::cpu::{amx_ready, require, CpuFeatures};
+use tilejit_kernels::quant_amx::TileKind;
+use tilejit_kernels::spec::{Avx512Kind, ElemType, Int8Sign};
+use tilejit_sparse::amx::SparseKind;
+use tilejit_sparse::avx512::SparseAvx512Kind;
 
 /// An instruction-set path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,14 +45,86 @@ pub enum IsaError {
     UnknownName(String),
     #[error("TILEJIT_ISA={isa} forces an ISA this machine cannot run: {reason}")]
     Unavailable { isa: Isa, reason: String },
+    #[error(transparent)]
+    BadHide(#[from] crate::cpu::UnknownHideName),
 }
 
-/// Whether `isa` can run here, and if not, why (one line).
+/// A family of kernels: what a call needs from the CPU on each ISA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Dense int8 GEMM (TDPB*D semantics), any signedness.
+    Int8,
+    /// Dense bf16 GEMM with TDPBF16PS semantics.
+    Bf16,
+    /// Dense bf16 GEMM with VDPBF16PS semantics (`gemm_bf16_dot`).
+    Bf16Dot,
+    /// Quantized GEMM over GGUF blocks (`gemm_quant`).
+    Quant,
+    /// Sparse bf16 GEMM.
+    SparseBf16,
+    /// Sparse int8 GEMM.
+    SparseInt8,
+}
+
+impl Op {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Op::Int8 => "int8 GEMM",
+            Op::Bf16 => "bf16 GEMM",
+            Op::Bf16Dot => "bf16 dot GEMM",
+            Op::Quant => "quantized GEMM",
+            Op::SparseBf16 => "sparse bf16 GEMM",
+            Op::SparseInt8 => "sparse int8 GEMM",
+        }
+    }
+
+    /// The extensions the `isa` kernels of this family execute; `None`
+    /// when the family has no kernel on that ISA.
+    pub const fn features(self, isa: Isa) -> Option<&'static [crate::cpu::Feature]> {
+        match (isa, self) {
+            (Isa::Scalar, _) => Some(&[]),
+            (Isa::Avx512, Op::Int8) => Some(Avx512Kind::Int8(Int8Sign::SS).features()),
+            (Isa::Avx512, Op::Bf16) => Some(Avx512Kind::Bf16Chains.features()),
+            (Isa::Avx512, Op::Bf16Dot) => Some(Avx512Kind::Bf16Dot.features()),
+            (Isa::Avx512, Op::Quant) => Some(tilejit_kernels::quant_avx512::FEATURES),
+            (Isa::Avx512, Op::SparseBf16) => Some(SparseAvx512Kind::Bf16.features()),
+            (Isa::Avx512, Op::SparseInt8) => Some(SparseAvx512Kind::Int8.features()),
+            (Isa::Amx, Op::Int8) => Some(ElemType::Int8(Int8Sign::SS).amx_features()),
+            (Isa::Amx, Op::Bf16) => Some(ElemType::Bf16.amx_features()),
+            (Isa::Amx, Op::Bf16Dot) => None,
+            (Isa::Amx, Op::Quant) => Some(TileKind::Int8.features()),
+            (Isa::Amx, Op::SparseBf16) => Some(SparseKind::Bf16.features()),
+            (Isa::Amx, Op::SparseInt8) => Some(SparseKind::Int8.features()),
+        }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether the `op` kernels can run on `isa` here, and if not, why (one
+/// line naming each missing extension and why it is missing).
+pub fn availability_for(isa: Isa, op: Op) -> Result<(), String> {
+    let Some(needs) = op.features(isa) else {
+        return Err(format!("the {op} has no {isa} kernel"));
+    };
+    if isa == Isa::Amx {
+        amx_ready().map_err(|e| e.0)?;
+    }
+    require(needs).map_err(|missing| format!("the {isa} {op} kernels need {missing}"))
+}
+
+/// Whether some kernel family can run on `isa` here (AMX: tile state and
+/// permission; AVX-512: F and BW), and if not, why (one line). A call
+/// asks [`availability_for`] its own family.
 pub fn availability(isa: Isa) -> Result<(), String> {
+    use crate::cpu::Feature;
     match isa {
         Isa::Scalar => Ok(()),
-        Isa::Avx512 if CpuFeatures::get().has_avx512() => Ok(()),
-        Isa::Avx512 => Err("the CPU or OS does not enable AVX-512 F/BW/VL".into()),
+        Isa::Avx512 => require(&[Feature::Avx512F, Feature::Avx512Bw]).map_err(|m| format!("the AVX-512 kernels need {m}")),
         Isa::Amx => amx_ready().map_err(|e| e.0),
     }
 }
@@ -59,8 +141,12 @@ pub fn parse(name: &str) -> Result<Option<Isa>, IsaError> {
 }
 
 /// The ISA forced by `TILEJIT_ISA`, if any; an error if the name is
-/// unknown or the forced ISA cannot run here.
+/// unknown or the forced ISA cannot run here, or if `TILEJIT_HIDE` names
+/// an unknown feature.
 pub fn forced() -> Result<Option<Isa>, IsaError> {
+    if let Some(e) = CpuFeatures::get().hide_error() {
+        return Err(e.clone().into());
+    }
     let Some(name) = std::env::var_os("TILEJIT_ISA") else { return Ok(None) };
     let Some(isa) = parse(&name.to_string_lossy())? else { return Ok(None) };
     availability(isa).map_err(|reason| IsaError::Unavailable { isa, reason })?;

@@ -30,7 +30,7 @@ use crate::cpu::amx_ready;
 use crate::gemm::cache::KernelCache;
 use crate::gemm::dispatch::by_rows;
 use crate::gemm::{bytes, check_operands, gemm_bf16, gemm_int8, resolve_isa, GemmError, GemmOptions, SharedC};
-use crate::isa::Isa;
+use crate::isa::{Isa, Op};
 
 /// Sparsity (fraction of zero weights) from which [`SparseWeights`] stores
 /// the bitmap format. Measured (`tilejit bench --filter sparse`,
@@ -200,10 +200,12 @@ pub fn gemm_sparse_bf16(
     opts: &GemmOptions,
 ) -> Result<(), GemmError> {
     check_operands(m, w.n, w.k, (2 * a.len(), lda, 2), (4 * c.len(), ldc))?;
-    let (matrix, isa) = match (&w.repr, choose(opts, m)?) {
-        (Repr::Dense(b), _) => return gemm_bf16(m, a, lda, b, c, ldc, accumulate, opts),
-        (Repr::Sparse { matrix, .. }, isa) => (matrix, isa),
+    // Weights kept dense take the dense path and its own ISA choice.
+    let matrix = match &w.repr {
+        Repr::Dense(b) => return gemm_bf16(m, a, lda, b, c, ldc, accumulate, opts),
+        Repr::Sparse { matrix, .. } => matrix,
     };
+    let isa = choose(opts, m, Op::SparseBf16)?;
     match isa {
         Isa::Amx => {
             run_amx(SparseKind::Bf16, m, bytes(a), lda, matrix, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
@@ -237,10 +239,11 @@ pub fn gemm_sparse_i8(
 ) -> Result<(), GemmError> {
     check_operands(m, w.n, w.k, (a.len(), lda, 1), (4 * c.len(), ldc))?;
     let a_bytes = bytes(a);
-    let (matrix, col_bias, isa) = match (&w.repr, choose(opts, m)?) {
-        (Repr::Dense(b), _) => return gemm_int8(Int8Sign::SS, m, a_bytes, lda, b, c, ldc, accumulate, opts),
-        (Repr::Sparse { matrix, col_bias }, isa) => (matrix, col_bias, isa),
+    let (matrix, col_bias) = match &w.repr {
+        Repr::Dense(b) => return gemm_int8(Int8Sign::SS, m, a_bytes, lda, b, c, ldc, accumulate, opts),
+        Repr::Sparse { matrix, col_bias } => (matrix, col_bias),
     };
+    let isa = choose(opts, m, Op::SparseInt8)?;
     match isa {
         Isa::Amx => {
             run_amx(SparseKind::Int8, m, a_bytes, lda, matrix, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
@@ -258,11 +261,11 @@ pub fn gemm_sparse_i8(
 }
 
 /// The ISA of the sparse path for `m` rows.
-fn choose(opts: &GemmOptions, m: usize) -> Result<Isa, GemmError> {
+fn choose(opts: &GemmOptions, m: usize, op: Op) -> Result<Isa, GemmError> {
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
-    resolve_isa(opts.isa, || by_rows(m, SPARSE_AMX_FROM_M))
+    resolve_isa(opts.isa, op, || by_rows(m, SPARSE_AMX_FROM_M, op))
 }
 
 /// The AVX-512 path: row groups of up to 4 per kernel call, threads take

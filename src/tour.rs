@@ -4,15 +4,15 @@
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::bench::{
-    jit_compile_time, measure_gemm, tmul_peak_ops, GemvFixture, PrefillStrategy, QuantGemvFixture, QuantPrefillFixture,
+    jit_compile_time, jit_compile_time_avx512, measure_gemm, tmul_peak_ops, GemvFixture, PrefillStrategy, QuantGemvFixture, QuantPrefillFixture,
     ReadProbe,
 };
-use tilejit::cpu::{amx_ready, CpuFeatures};
-use tilejit::gemm::{gemm_bf16, gemm_int8, oracle_sign, GemmError, GemmOptions};
-use tilejit::isa;
+use tilejit::cpu::{amx_ready, Absence, CpuFeatures, Feature};
+use tilejit::gemm::{dispatch, gemm_bf16, gemm_int8, oracle_sign, GemmError, GemmOptions};
+use tilejit::isa::{self, Isa};
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::quant_avx512::WeightFormat;
-use tilejit::kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType, Int8Sign};
+use tilejit::kernels::spec::{Avx512Kind, Blocking, CInit, DenseAmxSpec, DenseAvx512Spec, ElemType, Int8Sign};
 use tilejit_verify::{fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist};
 
 /// Every dense element type, in table order.
@@ -36,72 +36,131 @@ pub fn run(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
     let f = CpuFeatures::get();
     println!("== CPU");
     println!("{}", f.brand);
-    let yes = |b: bool| if b { "yes" } else { "no" };
-    println!(
-        "AMX-TILE {} AMX-INT8 {} AMX-BF16 {} AMX-FP16 {} | AVX-512 F/BW/VL {} VNNI {} BF16 {} | OS tile state {}",
-        yes(f.amx_tile),
-        yes(f.amx_int8),
-        yes(f.amx_bf16),
-        yes(f.amx_fp16),
-        yes(f.has_avx512()),
-        yes(f.avx512_vnni),
-        yes(f.avx512_bf16),
-        yes(f.os_amx)
-    );
+    let state = |x: Feature| match f.absence(x) {
+        None => "yes",
+        Some(Absence::Hidden) => "hidden",
+        Some(Absence::NotEnabledByOs) => "no (OS)",
+        Some(Absence::NotInCpuid) => "no",
+    };
+    let line: Vec<String> = Feature::ALL.iter().map(|&x| format!("{} {}", x.name(), state(x))).collect();
+    println!("{}", line.join(" | "));
+    if !f.hidden.is_empty() {
+        println!("TILEJIT_HIDE hides: {}", f.hidden);
+    }
     let chosen = isa::select()?;
-    println!("ISA: {chosen}{}", if isa::forced()?.is_some() { " (forced by TILEJIT_ISA)" } else { "" });
-    if let Err(e) = amx_ready() {
-        println!("{e}\nThe AMX kernels cannot run here; nothing more to show.");
-        return Ok(());
-    }
-    if chosen != isa::Isa::Amx {
-        println!(
-            "TILEJIT_ISA={chosen} forces another path; the tour shows the AMX kernels, so there is nothing to run."
-        );
-        return Ok(());
-    }
+    let forced = isa::forced()?;
+    println!("ISA: {chosen}{}", if forced.is_some() { " (forced by TILEJIT_ISA)" } else { "" });
 
-    println!("\n== JIT (median of 20 fresh generations, no cache)");
-    println!("{:<34} {:>10} {:>8}", "kernel", "compile", "bytes");
-    for elem in ELEMS {
-        let spec = DenseAmxSpec::new(elem, Blocking::B2X2, CInit::Load);
-        let (t, size) = jit_compile_time(spec, 20)?;
-        println!("{:<34} {:>8.1}us {:>8}", spec.name(), t.as_secs_f64() * 1e6, size);
-    }
-
-    println!("\n== Verify: kernel == reference, bit for bit (M=77 N=53 K=301, tails in M, N and K)");
-    let gemm_opts = GemmOptions { threads: opts.threads, ..GemmOptions::default() };
-    for elem in ELEMS {
-        let (outputs, mismatch) = verify_once(elem, 77, 53, 301, &gemm_opts)?;
-        match mismatch {
-            None => println!("{:<6} bit-exact on {outputs} outputs", elem.name()),
-            Some(m) => return Err(format!("{}: kernel differs from the reference: {m}", elem.name()).into()),
+    // The paths this run shows: the forced one, else every one the
+    // machine can run; the others are named with the reason.
+    let mut paths = Vec::new();
+    println!("\n== Paths");
+    for candidate in [Isa::Amx, Isa::Avx512, Isa::Scalar] {
+        let status = match (forced, isa::availability(candidate)) {
+            (Some(only), _) if only != candidate => Err(format!("TILEJIT_ISA={only} forces another path")),
+            (_, status) => status,
+        };
+        match status {
+            Ok(()) => {
+                println!("{:<7} runs", candidate.name());
+                paths.push(candidate);
+            }
+            Err(why) => println!("{:<7} SKIPPED: {why}", candidate.name()),
         }
     }
 
-    let (m, n, k) = (opts.m, opts.n, opts.k);
-    println!(
-        "\n== Throughput ({} thread{}, GEMM {m}x{n}x{k}, B packed, median of 5)",
-        opts.threads,
-        if opts.threads == 1 { "" } else { "s" }
-    );
-    println!("{:<24} {:>12} {:>12} {:>8}", "case", "median", "Gop/s", "of peak");
-    for elem in [ElemType::Int8(Int8Sign::SS), ElemType::Bf16] {
-        // The bound is one core's TDP rate; with threads it scales per core.
-        let peak = tmul_peak_ops(elem)? * opts.threads as f64;
-        println!("{:<24} {:>12} {:>12.0} {:>8}", format!("tmul peak {}", elem.name()), "-", peak / 1e9, "100%");
-        let r = measure_gemm(elem, m, n, k, &gemm_opts, 5)?;
-        println!(
-            "{:<24} {:>10.1}us {:>12.0} {:>7.1}%",
-            format!("gemm {}", elem.name()),
-            r.median.as_secs_f64() * 1e6,
-            r.ops_per_s / 1e9,
-            100.0 * r.ops_per_s / peak
-        );
+    jit_section()?;
+    verify_section(&paths, opts)?;
+    throughput_section(&paths, opts)?;
+    if !paths.contains(&Isa::Avx512) {
+        let why = isa::availability(Isa::Avx512).err().unwrap_or_else(|| "not selected".into());
+        println!("\n== Decode and quantized decode: SKIPPED (the read probe and decode kernels are AVX-512: {why})");
+        return Ok(());
     }
-
+    let gemm_opts = GemmOptions { threads: opts.threads, ..GemmOptions::default() };
     decode_table(opts, &gemm_opts)?;
-    prefill_table(opts)?;
+    match amx_ready() {
+        Ok(()) if paths.contains(&Isa::Amx) => prefill_table(opts)?,
+        Ok(()) => println!("\n== Quantized prefill: SKIPPED (TILEJIT_ISA forces another path; it compares AMX)"),
+        Err(e) => println!("\n== Quantized prefill: SKIPPED (it compares AMX with AVX-512: {e})"),
+    }
+    Ok(())
+}
+
+/// Code generation needs no AMX or AVX-512 (the bytes are only written),
+/// so this section, and `TILEJIT_DUMP`, work on any x86-64.
+fn jit_section() -> Result<(), Box<dyn std::error::Error>> {
+    println!("\n== JIT (median of 20 fresh generations, no cache; runs on any x86-64)");
+    println!("{:<44} {:>10} {:>8}", "kernel", "compile", "bytes");
+    for elem in ELEMS {
+        let spec = DenseAmxSpec::new(elem, Blocking::B2X2, CInit::Load);
+        let (t, size) = jit_compile_time(spec, 20)?;
+        println!("{:<44} {:>8.1}us {:>8}", spec.name(), t.as_secs_f64() * 1e6, size);
+    }
+    for kind in [Avx512Kind::Int8(Int8Sign::US), Avx512Kind::Bf16Chains, Avx512Kind::Bf16Dot] {
+        let spec = DenseAvx512Spec::new(kind, 4, 4, CInit::Load);
+        let (t, size) = jit_compile_time_avx512(spec, 20)?;
+        println!("{:<44} {:>8.1}us {:>8}", spec.name(), t.as_secs_f64() * 1e6, size);
+    }
+    if let Some(dir) = std::env::var_os("TILEJIT_DUMP") {
+        println!("(kernels written to {})", std::path::Path::new(&dir).display());
+    }
+    Ok(())
+}
+
+/// Each element type on each path, against the oracle, bit for bit. A path
+/// without the extension one type needs says so on that line.
+fn verify_section(paths: &[Isa], opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
+    println!("\n== Verify: kernel == reference, bit for bit (M=77 N=53 K=301, tails in M, N and K)");
+    for &path in paths {
+        let gemm_opts = GemmOptions { threads: opts.threads, isa: Some(path), ..GemmOptions::default() };
+        for elem in ELEMS {
+            let label = format!("{:<7}{:<6}", path.name(), elem.name());
+            if let Err(why) = isa::availability_for(path, dispatch::op(elem, false)) {
+                println!("{label} SKIPPED: {why}");
+                continue;
+            }
+            match verify_once(elem, 77, 53, 301, &gemm_opts)? {
+                (outputs, None) => println!("{label} bit-exact on {outputs} outputs"),
+                (_, Some(m)) => return Err(format!("{path} {}: kernel differs from the reference: {m}", elem.name()).into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// GEMM throughput on each path: AMX next to the TMUL peak of the same run,
+/// the others at their own shape (the scalar path is the oracle, so it
+/// gets a smaller one).
+fn throughput_section(paths: &[Isa], opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
+    let threads = opts.threads;
+    println!("\n== Throughput ({threads} thread{}, B packed, median of 5)", if threads == 1 { "" } else { "s" });
+    println!("{:<40} {:>12} {:>12} {:>8}", "case", "median", "Gop/s", "of peak");
+    for &path in paths {
+        let gemm_opts = GemmOptions { threads, isa: Some(path), ..GemmOptions::default() };
+        let (m, n, k) = match path {
+            Isa::Scalar => (opts.m.min(16), opts.n.min(128), opts.k.min(512)),
+            _ => (opts.m, opts.n, opts.k),
+        };
+        for elem in [ElemType::Int8(Int8Sign::SS), ElemType::Bf16] {
+            let case = format!("{path} gemm {} {m}x{n}x{k}", elem.name());
+            if let Err(why) = isa::availability_for(path, dispatch::op(elem, false)) {
+                println!("{case:<40} SKIPPED: {why}");
+                continue;
+            }
+            // The bound is one core's TDP rate; with threads it scales per core.
+            let peak = match path {
+                Isa::Amx => Some(tmul_peak_ops(elem)? * threads as f64),
+                _ => None,
+            };
+            if let Some(peak) = peak {
+                println!("{:<40} {:>12} {:>12.0} {:>8}", format!("tmul peak {}", elem.name()), "-", peak / 1e9, "100%");
+            }
+            let r = measure_gemm(elem, m, n, k, &gemm_opts, 5)?;
+            let of_peak = peak.map_or("-".to_string(), |p| format!("{:.1}%", 100.0 * r.ops_per_s / p));
+            println!("{case:<40} {:>10.1}us {:>12.1} {:>8}", r.median.as_secs_f64() * 1e6, r.ops_per_s / 1e9, of_peak);
+        }
+    }
     Ok(())
 }
 

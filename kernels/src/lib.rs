@@ -1,5 +1,7 @@
 //! tilejit-kernels: code generation only.
 //!
+//! - [`cpu`]: which extensions this machine runs (CPUID, XCR0,
+//!   `TILEJIT_HIDE`); each kernel family lists the ones it emits.
 //! - [`encoder`]: the bytes of AMX and EVEX instructions, validated.
 //! - [`tile_config`]: the LDTILECFG image and the TDP shape rules.
 //! - [`spec`]: `DenseAmxSpec`, everything that changes code or bits.
@@ -14,6 +16,7 @@
 //! - [`pack`]: B into the VNNI tile layout the kernels read.
 //! - [`peak`]: the register-resident TDP loop that measures TMUL peak.
 //! - [`jit`]: executable buffers and dumps.
+pub mod cpu;
 pub mod dense_amx;
 pub mod dense_avx512;
 pub mod encoder;

@@ -88,8 +88,8 @@ pub enum QuantPackError {
     UnsupportedPair { weights: WeightFormat, activations: ActivationFormat },
     #[error("the kernel was generated for {kernel:?} weights, got {weights:?}")]
     WrongFormat { kernel: WeightFormat, weights: WeightFormat },
-    #[error("the CPU lacks {0}")]
-    MissingIsa(&'static str),
+    #[error("the quantized AVX-512 kernel needs {0}")]
+    MissingIsa(crate::cpu::MissingFeatures),
 }
 
 pub(crate) fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), QuantPackError> {

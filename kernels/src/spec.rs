@@ -3,6 +3,7 @@
 //! key, so it holds inputs only; everything derived (tile palette, register
 //! plan, schedule) is computed from it by pure functions.
 
+use crate::cpu::Feature;
 use crate::encoder::TdpOp;
 
 /// Signedness of the int8 operands: first letter A, second letter B.
@@ -33,6 +34,15 @@ impl ElemType {
             ElemType::Int8(Int8Sign::US) => TdpOp::Busd,
             ElemType::Int8(Int8Sign::UU) => TdpOp::Buud,
             ElemType::Bf16 => TdpOp::Bf16ps,
+        }
+    }
+
+    /// The extensions the dense AMX kernel for this type executes: tile
+    /// moves and config, and the TDP family of the type (docs/AMX.md).
+    pub const fn amx_features(self) -> &'static [Feature] {
+        match self {
+            ElemType::Int8(_) => &[Feature::AmxTile, Feature::AmxInt8],
+            ElemType::Bf16 => &[Feature::AmxTile, Feature::AmxBf16],
         }
     }
 
@@ -284,15 +294,15 @@ impl Avx512Kind {
         }
     }
 
-    /// Needs AVX512_VNNI (VPDPBUSD), besides AVX512F/BW.
-    pub const fn needs_vnni(self) -> bool {
-        matches!(self, Avx512Kind::Int8(_))
-    }
-
-    /// Needs AVX512_BF16 (VDPBF16PS), besides AVX512F/BW. `Bf16Chains` uses
-    /// plain FP32 FMAs and runs without it.
-    pub const fn needs_bf16(self) -> bool {
-        matches!(self, Avx512Kind::Bf16Dot)
+    /// The extensions the kernel executes: AVX512F (FP32 FMAs, dword
+    /// ops) and BW (KMOVQ, VPSHUFB) always; VNNI for VPDPBUSD; AVX512_BF16
+    /// for VDPBF16PS. `Bf16Chains` uses plain FP32 FMAs and runs without it.
+    pub const fn features(self) -> &'static [Feature] {
+        match self {
+            Avx512Kind::Int8(_) => &[Feature::Avx512F, Feature::Avx512Bw, Feature::Avx512Vnni],
+            Avx512Kind::Bf16Chains => &[Feature::Avx512F, Feature::Avx512Bw],
+            Avx512Kind::Bf16Dot => &[Feature::Avx512F, Feature::Avx512Bw, Feature::Avx512Bf16],
+        }
     }
 }
 

@@ -37,6 +37,7 @@
 #![allow(clippy::useless_conversion)]
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
+use tilejit_kernels::cpu::Feature;
 use tilejit_kernels::encoder::{self as enc, kmovq_k_r64, EvexOp, Gpr, KReg, Mask, Mem, Scale, TdpOp, Tmm, Zmm};
 use tilejit_kernels::jit::{CodeBuilder, GenerateError, JitCode};
 use tilejit_kernels::tile_config::TileConfig;
@@ -53,6 +54,20 @@ pub enum SparseKind {
 }
 
 impl SparseKind {
+    /// The extensions the kernel executes: tiles and the kind's TDP, and
+    /// the expansion in zmm registers (VPEXPANDW/B are VBMI2, KMOVQ and
+    /// VMOVDQU8/16 BW).
+    pub const fn features(self) -> &'static [Feature] {
+        match self {
+            Self::Bf16 => {
+                &[Feature::AmxTile, Feature::AmxBf16, Feature::Avx512F, Feature::Avx512Bw, Feature::Avx512Vbmi2]
+            }
+            Self::Int8 => {
+                &[Feature::AmxTile, Feature::AmxInt8, Feature::Avx512F, Feature::Avx512Bw, Feature::Avx512Vbmi2]
+            }
+        }
+    }
+
     fn mask_bytes(self) -> i32 {
         match self {
             Self::Bf16 => 4,

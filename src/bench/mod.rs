@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use tilejit_kernels::dense_amx::DenseAmxKernel;
+use tilejit_kernels::dense_avx512::DenseAvx512Kernel;
 use tilejit_kernels::pack::{AlignedBytes, BLayout, PackedB};
 use tilejit_kernels::peak::{ReadBandwidthKernel, TmulPeakKernel, READ_CHUNK, TDPS_PER_ITERATION};
 use tilejit_kernels::quant_avx512::WeightFormat;
-use tilejit_kernels::spec::{DenseAmxSpec, ElemType};
+use tilejit_kernels::spec::{DenseAmxSpec, DenseAvx512Spec, ElemType};
 use tilejit_verify::f32_to_bf16;
 
 use crate::cpu::amx_ready;
@@ -201,6 +202,15 @@ pub fn jit_compile_time(spec: DenseAmxSpec, reps: usize) -> Result<(Duration, us
     let size = DenseAmxKernel::generate(spec)?.code().len();
     let t = median_time(reps, || {
         DenseAmxKernel::generate(spec).expect("generated once above");
+    });
+    Ok((t, size))
+}
+
+/// [`jit_compile_time`] for a dense AVX-512 kernel.
+pub fn jit_compile_time_avx512(spec: DenseAvx512Spec, reps: usize) -> Result<(Duration, usize), GemmError> {
+    let size = DenseAvx512Kernel::generate(spec)?.code().len();
+    let t = median_time(reps, || {
+        DenseAvx512Kernel::generate(spec).expect("generated once above");
     });
     Ok((t, size))
 }

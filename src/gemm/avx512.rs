@@ -45,18 +45,10 @@ fn block_spec(kind: Avx512Kind, rows: usize, kg: u8, c_init: CInit) -> DenseAvx5
 }
 
 pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(), GemmError> {
-    let f = crate::cpu::CpuFeatures::get();
-    let missing = match kind {
-        _ if kind.needs_vnni() && !f.avx512_vnni => Some("AVX512_VNNI"),
-        _ if kind.needs_bf16() && !f.avx512_bf16 => Some("AVX512_BF16"),
-        _ => None,
-    };
-    if let Some(what) = missing {
-        return Err(GemmError::IsaUnavailable {
-            isa: crate::isa::Isa::Avx512,
-            reason: format!("the {} kernel needs {what}", kind.name()),
-        });
-    }
+    crate::cpu::require(kind.features()).map_err(|missing| GemmError::IsaUnavailable {
+        isa: crate::isa::Isa::Avx512,
+        reason: format!("the {} kernel needs {missing}", kind.name()),
+    })?;
     let Problem { m, a, lda, b, accumulate, .. } = *p;
     let (n, k) = (b.n(), b.k());
     let kg = b.k_groups_per_tdp();

@@ -22,29 +22,38 @@
 
 use tilejit_kernels::spec::ElemType;
 
-use crate::isa::{availability, Isa};
+use crate::isa::{availability_for, Isa, Op};
 
 /// Smallest M for which AMX beat AVX-512 in the calibration above.
 pub const AMX_FROM_M_INT8: usize = 12;
 pub const AMX_FROM_M_BF16: usize = 4;
 
+/// The kernel family of a dense GEMM of `elem` (`dot`: VDPBF16PS semantics).
+pub fn op(elem: ElemType, dot: bool) -> Op {
+    match elem {
+        ElemType::Int8(_) => Op::Int8,
+        ElemType::Bf16 if dot => Op::Bf16Dot,
+        ElemType::Bf16 => Op::Bf16,
+    }
+}
+
 /// The ISA for an M-row GEMM of `elem`, among those available here.
 /// `dot` (VDPBF16PS semantics) exists on AVX-512 and scalar only.
 pub fn choose(elem: ElemType, m: usize, dot: bool) -> Isa {
-    if dot {
-        return if availability(Isa::Avx512).is_ok() { Isa::Avx512 } else { Isa::Scalar };
-    }
     let amx_from = match elem {
         ElemType::Int8(_) => AMX_FROM_M_INT8,
         ElemType::Bf16 => AMX_FROM_M_BF16,
     };
-    by_rows(m, amx_from)
+    by_rows(m, amx_from, op(elem, dot))
 }
 
 /// AMX from `amx_from` rows and AVX-512 below, among the paths this
-/// machine has (the rule of every crossover in the crate).
-pub fn by_rows(m: usize, amx_from: usize) -> Isa {
-    let (amx, avx512) = (availability(Isa::Amx).is_ok(), availability(Isa::Avx512).is_ok());
+/// machine has for `op` (the rule of every crossover in the crate): a
+/// path missing one extension its kernels execute is passed over for the
+/// next one, never chosen and then refused.
+pub fn by_rows(m: usize, amx_from: usize, op: Op) -> Isa {
+    let amx = availability_for(Isa::Amx, op).is_ok();
+    let avx512 = availability_for(Isa::Avx512, op).is_ok();
     match (amx, avx512) {
         (true, true) if m >= amx_from => Isa::Amx,
         (_, true) => Isa::Avx512,

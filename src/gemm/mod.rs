@@ -18,7 +18,7 @@ use tilejit_kernels::pack::{PackedB, Plain};
 use tilejit_kernels::spec::{Avx512Kind, BLoad, Blocking, ElemType, Int8Sign, Schedule};
 
 use crate::cpu::AmxUnavailable;
-use crate::isa::{self, Isa};
+use crate::isa::{self, Isa, Op};
 
 pub use amx::kernel;
 pub use quant::{
@@ -151,14 +151,15 @@ fn bytes_mut<T: Plain>(s: &mut [T]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
 }
 
-/// The ISA a call runs on: `requested` (`GemmOptions::isa`) if set, else
-/// `TILEJIT_ISA`, else `choose()`; an error if it cannot run here.
-pub(crate) fn resolve_isa(requested: Option<Isa>, choose: impl FnOnce() -> Isa) -> Result<Isa, GemmError> {
+/// The ISA an `op` call runs on: `requested` (`GemmOptions::isa`) if set,
+/// else `TILEJIT_ISA`, else `choose()`; an error if the `op` kernels of
+/// that ISA cannot run here.
+pub(crate) fn resolve_isa(requested: Option<Isa>, op: Op, choose: impl FnOnce() -> Isa) -> Result<Isa, GemmError> {
     let isa = match requested {
         Some(isa) => isa,
         None => isa::forced()?.unwrap_or_else(choose),
     };
-    isa::availability(isa).map_err(|reason| GemmError::IsaUnavailable { isa, reason })?;
+    isa::availability_for(isa, op).map_err(|reason| GemmError::IsaUnavailable { isa, reason })?;
     Ok(isa)
 }
 
@@ -261,7 +262,7 @@ fn dispatch(p: Problem, opts: &GemmOptions) -> Result<(), GemmError> {
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
-    let isa = resolve_isa(opts.isa, || dispatch::choose(p.elem, p.m, p.dot))?;
+    let isa = resolve_isa(opts.isa, dispatch::op(p.elem, p.dot), || dispatch::choose(p.elem, p.m, p.dot))?;
     match isa {
         Isa::Amx if p.dot => Err(GemmError::IsaUnavailable {
             isa,

@@ -403,9 +403,8 @@ impl DenseAvx512Kernel {
     /// Runs the kernel.
     ///
     /// # Safety
-    /// The CPU and OS must support AVX512F and AVX512BW, plus AVX512_VNNI
-    /// for the int8 kinds and AVX512_BF16 for `Bf16Dot`
-    /// ([`Avx512Kind::needs_vnni`], [`Avx512Kind::needs_bf16`]), and `args`
+    /// The CPU and OS must support [`Avx512Kind::features`] of the kind
+    /// (AVX512F/BW, plus VNNI for int8 and AVX512_BF16 for `Bf16Dot`), and `args`
     /// must describe buffers that hold every byte the kernel touches:
     /// A: `m_rows` rows of `k_steps * a_step_bytes()` bytes at `lda`;
     /// B: `n_blocks * n_panels` panels of `k_steps * b_step_bytes()` bytes at

@@ -23,6 +23,7 @@
 
 use half::f16;
 
+use crate::cpu::Feature;
 use crate::pack::AlignedBytes;
 use crate::quant_format::{check_len, f16_at, k_blocks};
 pub use crate::quant_format::{QuantPackError, WeightFormat, QK};
@@ -41,6 +42,16 @@ pub enum TileKind {
 }
 
 impl TileKind {
+    /// The extensions the prefill kernel of this kind executes: tiles and
+    /// the kind's TDP, and AVX512F/BW for the f32 fold (VCVTDQ2PS,
+    /// VFMADD231PS, KMOVQ).
+    pub const fn features(self) -> &'static [Feature] {
+        match self {
+            Self::Int8 => &[Feature::AmxTile, Feature::AmxInt8, Feature::Avx512F, Feature::Avx512Bw],
+            Self::Bf16 => &[Feature::AmxTile, Feature::AmxBf16, Feature::Avx512F, Feature::Avx512Bw],
+        }
+    }
+
     /// Bytes of one block's B tile (16 columns x 32 k).
     pub const fn tile_bytes(self) -> usize {
         match self {

@@ -54,7 +54,12 @@ use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
 use crate::dense_avx512::{prefetch, ZmmAlloc};
 use crate::encoder::{kmovq_k_r64, EncodeError, EvexOp, Gpr, KReg, Mask, Mem, Zmm};
+use crate::cpu::Feature;
 use crate::jit::{CodeBuilder, GenerateError, JitCode};
+
+/// The extensions the decode kernels execute: AVX512F (FP32 epilogue,
+/// VCVTPH2PS), BW (KMOVQ) and VNNI (VPDPBUSD).
+pub const FEATURES: &[Feature] = &[Feature::Avx512F, Feature::Avx512Bw, Feature::Avx512Vnni];
 
 /// Arguments of one kernel call. Strides are in bytes.
 #[repr(C)]
@@ -531,12 +536,7 @@ impl QuantAvx512Kernel {
         }
         pack::check_len("activation k", w.k(), a.k())?;
         pack::check_len("C elements", m * w.n(), c.len())?;
-        if !(std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx512vnni"))
-        {
-            return Err(QuantPackError::MissingIsa("AVX512F/BW/VNNI"));
-        }
+        crate::cpu::require(FEATURES).map_err(QuantPackError::MissingIsa)?;
         let args = QuantAvx512Args {
             a: a.quants().as_ptr(),
             a_terms: a.kernel_terms().as_ptr(),

@@ -107,6 +107,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use tilejit_kernels::cpu::{self, Feature, MissingFeatures};
 use tilejit_kernels::jit::{GenerateError, JitCode};
 use tilejit_kernels::pack::AlignedBytes;
 use tilejit_kernels::spec::CInit;
@@ -183,11 +184,15 @@ impl SparseAvx512Kind {
         }
     }
 
-    /// The CPU features the kernel executes.
-    pub const fn features(self) -> &'static str {
+    /// The extensions the kernel executes (besides POPCNT, which every
+    /// AVX-512 CPU has and [`check_cpu`] checks too): VPEXPANDW/B are VBMI2,
+    /// the mask loads BW, VPDPBUSD VNNI.
+    pub const fn features(self) -> &'static [Feature] {
         match self {
-            SparseAvx512Kind::Bf16 => "AVX512F, AVX512BW, AVX512_VBMI2, POPCNT",
-            SparseAvx512Kind::Int8 => "AVX512F, AVX512BW, AVX512_VBMI2, AVX512_VNNI, POPCNT",
+            SparseAvx512Kind::Bf16 => &[Feature::Avx512F, Feature::Avx512Bw, Feature::Avx512Vbmi2],
+            SparseAvx512Kind::Int8 => {
+                &[Feature::Avx512F, Feature::Avx512Bw, Feature::Avx512Vbmi2, Feature::Avx512Vnni]
+            }
         }
     }
 }
@@ -196,8 +201,10 @@ impl SparseAvx512Kind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Avx512Error {
-    #[error("the sparse {kind} AVX-512 kernel needs {features}; this CPU or OS lacks {missing}")]
-    MissingIsa { kind: &'static str, features: &'static str, missing: &'static str },
+    #[error("the sparse {kind} AVX-512 kernel needs {missing}")]
+    MissingIsa { kind: &'static str, missing: MissingFeatures },
+    #[error("the sparse AVX-512 kernels need POPCNT, which this CPU lacks")]
+    MissingPopcnt,
     #[error("invalid sparse AVX-512 spec: {0}")]
     Spec(String),
     #[error("m = {m} rows: the GEMM needs at least 1 (and a kernel call 1..={max})")]
@@ -605,28 +612,17 @@ impl SparseAvx512Kernel {
     }
 }
 
-/// Whether this CPU and OS can run the `kind` kernels.
+/// Whether this CPU and OS can run the `kind` kernels (with
+/// `TILEJIT_HIDE` applied, docs in `tilejit_kernels::cpu`).
 ///
 /// # Errors
-/// [`Avx512Error::MissingIsa`] naming the first missing feature.
+/// [`Avx512Error::MissingIsa`] naming every missing feature and why.
 pub fn check_cpu(kind: SparseAvx512Kind) -> Result<(), Avx512Error> {
-    let missing = if !std::is_x86_feature_detected!("avx512f") {
-        Some("AVX512F")
-    } else if !std::is_x86_feature_detected!("avx512bw") {
-        Some("AVX512BW")
-    } else if !std::is_x86_feature_detected!("avx512vbmi2") {
-        Some("AVX512_VBMI2")
-    } else if !std::is_x86_feature_detected!("popcnt") {
-        Some("POPCNT")
-    } else if kind == SparseAvx512Kind::Int8 && !std::is_x86_feature_detected!("avx512vnni") {
-        Some("AVX512_VNNI")
-    } else {
-        None
-    };
-    match missing {
-        Some(missing) => Err(Avx512Error::MissingIsa { kind: kind.name(), features: kind.features(), missing }),
-        None => Ok(()),
+    cpu::require(kind.features()).map_err(|missing| Avx512Error::MissingIsa { kind: kind.name(), missing })?;
+    if !std::is_x86_feature_detected!("popcnt") {
+        return Err(Avx512Error::MissingPopcnt);
     }
+    Ok(())
 }
 
 /// `rows` rows of `cols` elements, `ld` apart, fit `len` elements (checked).

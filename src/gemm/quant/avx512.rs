@@ -53,13 +53,10 @@ pub fn gemm_quant_avx512(
     if m.checked_mul(n) != Some(c.len()) {
         return Err(GemmError::Shape(format!("C has {} elements; {m} x {n} needs {}", c.len(), m * n)));
     }
-    let f = crate::cpu::CpuFeatures::get();
-    if !(f.has_avx512() && f.avx512_vnni) {
-        return Err(GemmError::IsaUnavailable {
-            isa: Isa::Avx512,
-            reason: "the quantized kernels need AVX512F/BW/VL and VNNI".into(),
-        });
-    }
+    crate::cpu::require(tilejit_kernels::quant_avx512::FEATURES).map_err(|missing| GemmError::IsaUnavailable {
+        isa: Isa::Avx512,
+        reason: format!("the quantized AVX-512 kernels need {missing}"),
+    })?;
     let panels = w.panels();
     let threads = threads.min(panels).max(1);
     let c_base = &crate::gemm::SharedC(c.as_mut_ptr().cast::<u8>());

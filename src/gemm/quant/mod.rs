@@ -29,7 +29,7 @@ use tilejit_kernels::quant_avx512::{ActivationFormat, PackedQuant, QuantActivati
 use tilejit_verify::quant::BlockType;
 
 use super::{GemmError, GemmOptions};
-use crate::isa::{availability, Isa};
+use crate::isa::{availability_for, Isa, Op};
 
 /// Smallest M from which the AMX path beat AVX-512, per weight format
 /// (`tilejit calibrate`, M x 4096 x 4096, weights cycled through 512 MiB,
@@ -74,7 +74,7 @@ impl QuantWeights {
     /// `n * k / 32 * block bytes`, a size overflow.
     pub fn from_gguf(format: WeightFormat, bytes: &[u8], n: usize, k: usize) -> Result<QuantWeights, GemmError> {
         let avx512 = PackedQuant::from_gguf(format, bytes, n, k)?;
-        let amx = match availability(Isa::Amx) {
+        let amx = match availability_for(Isa::Amx, Op::Quant) {
             Ok(()) => Some(PackedQuantAmx::pack(format, TileKind::Int8, bytes, n, k)?),
             Err(_) => None,
         };
@@ -113,7 +113,7 @@ pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
-    let isa = super::resolve_isa(opts.isa, || super::dispatch::by_rows(a.m(), amx_from_m(w.format())))?;
+    let isa = super::resolve_isa(opts.isa, Op::Quant, || super::dispatch::by_rows(a.m(), amx_from_m(w.format()), Op::Quant))?;
     match isa {
         Isa::Avx512 => gemm_quant_avx512(&w.avx512, a, c, opts.threads),
         Isa::Amx => {
