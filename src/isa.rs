@@ -124,7 +124,9 @@ pub fn availability(isa: Isa) -> Result<(), String> {
     use crate::cpu::Feature;
     match isa {
         Isa::Scalar => Ok(()),
-        Isa::Avx512 => require(&[Feature::Avx512F, Feature::Avx512Bw]).map_err(|m| format!("the AVX-512 kernels need {m}")),
+        Isa::Avx512 => {
+            require(&[Feature::Avx512F, Feature::Avx512Bw]).map_err(|m| format!("the AVX-512 kernels need {m}"))
+        }
         Isa::Amx => amx_ready().map_err(|e| e.0),
     }
 }

@@ -4,8 +4,8 @@
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::bench::{
-    jit_compile_time, jit_compile_time_avx512, measure_gemm, tmul_peak_ops, GemvFixture, PrefillStrategy, QuantGemvFixture, QuantPrefillFixture,
-    ReadProbe,
+    jit_compile_time, jit_compile_time_avx512, measure_gemm, tmul_peak_ops, GemvFixture, PrefillStrategy,
+    QuantGemvFixture, QuantPrefillFixture, ReadProbe,
 };
 use tilejit::cpu::{amx_ready, Absence, CpuFeatures, Feature};
 use tilejit::gemm::{dispatch, gemm_bf16, gemm_int8, oracle_sign, GemmError, GemmOptions};
@@ -122,7 +122,9 @@ fn verify_section(paths: &[Isa], opts: &TourOptions) -> Result<(), Box<dyn std::
             }
             match verify_once(elem, 77, 53, 301, &gemm_opts)? {
                 (outputs, None) => println!("{label} bit-exact on {outputs} outputs"),
-                (_, Some(m)) => return Err(format!("{path} {}: kernel differs from the reference: {m}", elem.name()).into()),
+                (_, Some(m)) => {
+                    return Err(format!("{path} {}: kernel differs from the reference: {m}", elem.name()).into())
+                }
             }
         }
     }

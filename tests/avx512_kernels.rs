@@ -8,10 +8,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-
-use common::{avx512_or_skip, Flush, Guarded};
+use common::{features_or_skip, Flush, Guarded};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::oracle_sign;
@@ -32,14 +29,10 @@ const KINDS: [Avx512Kind; 6] = [
     Avx512Kind::Bf16Dot,
 ];
 
-/// The ISA check for `kind`, printed once per test name and kind
-/// (proptest calls it for every case).
+/// Whether the `kind` kernels run here; the path line is printed once per
+/// test name and kind (proptest calls it for every case).
 fn runnable(test: &str, kind: Avx512Kind) -> bool {
-    static SEEN: Mutex<BTreeMap<(String, &'static str), bool>> = Mutex::new(BTreeMap::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    *seen
-        .entry((test.to_string(), kind.name()))
-        .or_insert_with(|| avx512_or_skip(&format!("{test} ({})", kind.name()), kind.needs_bf16(), kind.needs_vnni()))
+    features_or_skip(&format!("{test} ({})", kind.name()), kind.features())
 }
 
 /// Everything one differential case varies.
@@ -399,7 +392,7 @@ fn empty_calls() {
             // SAFETY: k_steps = 0 reads no A or B; C is 2 rows of 16.
             unsafe { kernel.run(&args) };
             let init = if c_init == CInit::Load { 7 } else { 0 };
-            let want = if kind.needs_vnni() { init + 5 } else { init };
+            let want = if matches!(kind, Avx512Kind::Int8(_)) { init + 5 } else { init };
             assert!(c.as_slice().iter().all(|&x| x == want), "{kind:?} {c_init:?}: {:?}", c.as_slice());
         }
     }
@@ -588,7 +581,7 @@ fn gemv_timing() {
         if !runnable("gemv_timing", kind) {
             continue;
         }
-        let int8 = kind.needs_vnni();
+        let int8 = matches!(kind, Avx512Kind::Int8(_));
         let layout = BLayout { k_groups_per_tdp: 16, k_block_steps: 1 << 20 }; // one K block
         let packed = if int8 {
             let mut b = vec![0u8; k * n];

@@ -1,20 +1,27 @@
-//! The bf16 AMX GEMM equals the oracle bit for bit on more than 100,000
-//! outputs for every input distribution, special values included.
+//! The bf16 GEMM equals the oracle bit for bit on more than 100,000
+//! outputs for every input distribution, special values included, on AMX
+//! and on AVX-512 (the scalar path is the oracle itself).
 
 mod common;
 
-use common::amx_or_skip;
+use common::gate;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{gemm_bf16, GemmOptions};
+use tilejit::isa::{Isa, Op};
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit_verify::strategies::{fill_f32, random_bf16};
 use tilejit_verify::{fill_bf16, first_mismatch_f32, gemm_bf16_amx, Bf16Dist};
 
 #[test]
 fn bf16_gemm_is_bit_exact_on_100k_outputs_per_distribution() {
-    if !amx_or_skip("bf16_distributions") {
-        return;
+    for isa in [Isa::Amx, Isa::Avx512] {
+        if gate("bf16_distributions", isa, Op::Bf16) {
+            every_distribution(isa);
+        }
     }
+}
+
+fn every_distribution(isa: Isa) {
     // 323 x 317 = 102,391 outputs; K = 67 leaves a K tail (odd, and not a
     // whole 16-pair chunk), M and N leave tile tails.
     let (m, n, k) = (323, 317, 67);
@@ -38,16 +45,17 @@ fn bf16_gemm_is_bit_exact_on_100k_outputs_per_distribution() {
         }
         let packed = PackedB::pack_bf16(&b, k, n, n, BLayout::default()).unwrap();
         let mut c = c0.clone();
-        gemm_bf16(m, &a, k, &packed, &mut c, n, true, &GemmOptions { threads: 2, ..GemmOptions::default() }).unwrap();
+        let opts = GemmOptions { threads: 2, isa: Some(isa), ..GemmOptions::default() };
+        gemm_bf16(m, &a, k, &packed, &mut c, n, true, &opts).unwrap();
         let mut expected = c0;
         gemm_bf16_amx(m, n, k, &a, &b, &mut expected, 16);
         if let Some(mm) = first_mismatch_f32(&expected, &c) {
             let (row, col) = mm.row_col(n);
-            panic!("{dist:?}: C[{row}][{col}]: {mm}");
+            panic!("{isa} {dist:?}: C[{row}][{col}]: {mm}");
         }
         let nans = c.iter().filter(|x| x.is_nan()).count();
         let infs = c.iter().filter(|x| x.is_infinite()).count();
         let zeros = c.iter().filter(|x| **x == 0.0).count();
-        eprintln!("{dist:?}: {} outputs bit-exact ({nans} NaN, {infs} inf, {zeros} zero)", m * n);
+        eprintln!("{isa} {dist:?}: {} outputs bit-exact ({nans} NaN, {infs} inf, {zeros} zero)", m * n);
     }
 }

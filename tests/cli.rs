@@ -2,6 +2,7 @@
 //! clear error and a non-zero exit status, never a panic.
 
 use std::process::Command;
+use tilejit_verify::paths::report_path;
 
 fn tilejit(args: &[&str], isa: Option<&str>) -> (bool, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tilejit"));
@@ -18,19 +19,35 @@ fn tilejit(args: &[&str], isa: Option<&str>) -> (bool, String, String) {
     )
 }
 
+/// The tour JITs every kernel (no AMX needed), verifies every element type
+/// on every path its "Paths" section says runs, and names the others.
 #[test]
-fn tour_verifies_every_kernel_or_says_why_not() {
+fn tour_verifies_every_kernel_on_every_path_or_says_why_not() {
     let (ok, out, err) = tilejit(&["tour", "--shape", "64", "64", "256"], None);
     assert!(ok, "tour failed: {out}\n{err}");
     assert!(out.contains("== CPU") && out.contains("ISA: "), "{out}");
-    if out.contains("AMX unavailable") {
-        eprintln!("SKIPPED tour AMX sections: {}", out.lines().find(|l| l.contains("AMX unavailable")).unwrap());
-        return;
+    for kernel in ["amx_s8s8_2x2", "amx_bf16_2x2", "avx512_u8s8_m4", "avx512_bf16chains_m4", "avx512_bf16dot_m4"] {
+        assert!(out.contains(kernel), "the JIT section lacks {kernel}:\n{out}");
     }
-    for elem in ["s8s8", "s8u8", "u8s8", "u8u8", "bf16"] {
-        assert!(out.contains(&format!("{elem:<6} bit-exact on")), "no verify line for {elem}:\n{out}");
+    for path in ["amx", "avx512", "scalar"] {
+        let runs = out.contains(&format!("\n{path:<7} runs"));
+        let skipped = out.lines().find(|l| l.starts_with(&format!("{path:<7} SKIPPED: ")));
+        assert!(runs ^ skipped.is_some(), "{path}: the Paths section must say runs or SKIPPED:\n{out}");
+        report_path("tour", path, skipped.map_or(Ok(()), |l| Err(l[7..].trim().to_string())));
+        if !runs {
+            continue;
+        }
+        for elem in ["s8s8", "s8u8", "u8s8", "u8u8", "bf16"] {
+            let line = out.lines().find(|l| l.starts_with(&format!("{path:<7}{elem:<6} "))).unwrap_or_else(|| {
+                panic!("no verify line for {path} {elem}:\n{out}");
+            });
+            assert!(line.contains("bit-exact on") || line.contains("SKIPPED: "), "{line}");
+            assert!(path != "scalar" || line.contains("bit-exact on"), "the scalar path always runs: {line}");
+        }
     }
-    assert!(out.contains("gemm bf16") && out.contains("tmul peak s8s8"), "{out}");
+    if out.contains("\namx     runs") {
+        assert!(out.contains("tmul peak s8s8") && out.contains("amx gemm bf16"), "{out}");
+    }
 }
 
 #[test]
@@ -42,11 +59,15 @@ fn unknown_isa_name_is_a_clear_error() {
 }
 
 #[test]
-fn forcing_scalar_does_not_run_amx() {
-    let (ok, out, err) = tilejit(&["tour"], Some("scalar"));
+fn forcing_scalar_runs_only_the_scalar_path() {
+    let (ok, out, err) = tilejit(&["tour", "--shape", "64", "64", "256"], Some("scalar"));
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("ISA: scalar (forced by TILEJIT_ISA)"), "{out}");
-    assert!(!out.contains("bit-exact on"), "AMX kernels ran although scalar was forced:\n{out}");
+    assert!(out.contains("scalar bf16   bit-exact on"), "{out}");
+    for other in ["amx    ", "avx512 "] {
+        assert!(out.contains(&format!("{other} SKIPPED: TILEJIT_ISA=scalar forces another path")), "{out}");
+        assert!(!out.lines().any(|l| l.starts_with(other) && l.contains("bit-exact")), "{other} ran:\n{out}");
+    }
 }
 
 #[test]

@@ -4,40 +4,33 @@
 
 mod common;
 
+use common::gate;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
-use std::collections::BTreeSet;
-use std::sync::Mutex;
 use tilejit::gemm::{gemm_bf16, gemm_bf16_dot, gemm_int8, GemmError, GemmOptions};
-use tilejit::isa::Isa;
+use tilejit::isa::{Isa, Op};
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::spec::Int8Sign;
 use tilejit_verify::{fill_bf16, fill_i8, Bf16Dist};
 
 const ISAS: [Isa; 3] = [Isa::Scalar, Isa::Avx512, Isa::Amx];
 
-/// Runs `f` on every ISA path; paths that cannot run here are reported
-/// once (with the reason) and left out. Returns (isa, bits) per path run.
+/// Runs `f` on every ISA path that has `op` kernels the machine can run
+/// (the others are reported once, with the reason, and left out); a path
+/// that should run and fails is a test failure. Returns (isa, bits) per path run.
 fn on_every_isa(
+    op: Op,
     mut f: impl FnMut(&GemmOptions) -> Result<Vec<u32>, GemmError>,
     threads: usize,
 ) -> Vec<(Isa, Vec<u32>)> {
-    static REPORTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
     let mut out = Vec::new();
     for isa in ISAS {
+        if !gate(&format!("cross_isa {op}"), isa, op) {
+            continue;
+        }
         let opts = GemmOptions { isa: Some(isa), threads, ..GemmOptions::default() };
         match f(&opts) {
-            Ok(bits) => {
-                if REPORTED.lock().unwrap().insert(format!("{isa} ran")) {
-                    eprintln!("[cross_isa] ISA path: {isa} (executed)");
-                }
-                out.push((isa, bits));
-            }
-            Err(GemmError::IsaUnavailable { isa, reason }) => {
-                if REPORTED.lock().unwrap().insert(format!("{isa} skipped")) {
-                    eprintln!("SKIPPED cross_isa {isa} path: {reason}");
-                }
-            }
+            Ok(bits) => out.push((isa, bits)),
             Err(e) => panic!("{isa}: {e}"),
         }
     }
@@ -68,7 +61,7 @@ proptest! {
         fill_i8(&mut rng, &mut a);
         fill_i8(&mut rng, &mut b);
         let packed = PackedB::pack_int8(&b, k, n, n, BLayout::default()).unwrap();
-        let runs = on_every_isa(|opts| {
+        let runs = on_every_isa(Op::Int8, |opts| {
             let mut c = vec![7i32; m * n];
             gemm_int8(sign, m, &a, k, &packed, &mut c, n, true, opts).map(|()| c.iter().map(|&x| x as u32).collect())
         }, 1);
@@ -85,7 +78,7 @@ proptest! {
         fill_bf16(dist, &mut rng, &mut b);
         let layout = BLayout { k_groups_per_tdp: kg, ..BLayout::default() };
         let packed = PackedB::pack_bf16(&b, k, n, n, layout).unwrap();
-        let runs = on_every_isa(|opts| {
+        let runs = on_every_isa(Op::Bf16, |opts| {
             let mut c = vec![0f32; m * n];
             gemm_bf16(m, &a, k, &packed, &mut c, n, false, opts).map(|()| c.iter().map(|x| x.to_bits()).collect())
         }, 1);
@@ -102,11 +95,15 @@ proptest! {
         fill_bf16(dist, &mut rng, &mut a);
         fill_bf16(dist, &mut rng, &mut b);
         let packed = PackedB::pack_bf16(&b, k, n, n, BLayout::default()).unwrap();
-        let runs = on_every_isa(|opts| {
+        let runs = on_every_isa(Op::Bf16Dot, |opts| {
             let mut c = vec![1.5f32; m * n];
             gemm_bf16_dot(m, &a, k, &packed, &mut c, n, true, opts).map(|()| c.iter().map(|x| x.to_bits()).collect())
         }, 2);
         prop_assert!(runs.iter().all(|(isa, _)| *isa != Isa::Amx), "AMX ran VDPBF16PS semantics");
+        let mut c = vec![0f32; m * n];
+        let amx = GemmOptions { isa: Some(Isa::Amx), ..GemmOptions::default() };
+        let refused = gemm_bf16_dot(m, &a, k, &packed, &mut c, n, true, &amx);
+        prop_assert!(matches!(refused, Err(GemmError::IsaUnavailable { isa: Isa::Amx, .. })), "{refused:?}");
         assert_all_equal(&format!("bf16 dot {dist:?} {m}x{n}x{k}"), &runs)?;
     }
 
@@ -120,7 +117,7 @@ proptest! {
         for threads in [2, 3, 7] {
             let mut runs = Vec::new();
             for t in [1, threads] {
-                let r = on_every_isa(|opts| {
+                let r = on_every_isa(Op::Bf16, |opts| {
                     let mut c = vec![0f32; m * n];
                     gemm_bf16(m, &a, k, &packed, &mut c, n, false, opts).map(|()| c.iter().map(|x| x.to_bits()).collect())
                 }, t);

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::oracle_sign;
 use tilejit::gemm::{gemm_bf16, gemm_int8, GemmOptions};
+use tilejit::isa::{Isa, Op};
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::spec::{BLoad, Blocking, Int8Sign, Schedule};
 use tilejit_verify::{fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist};
@@ -64,7 +65,7 @@ impl Case {
             blocking: self.blocking,
             schedule: self.schedule,
             prefetch: self.seed.is_multiple_of(2),
-            isa: None,
+            isa: Some(Isa::Amx),
             b_load: if self.seed.is_multiple_of(3) { BLoad::Temporal } else { BLoad::NonTemporal },
         }
     }
@@ -119,13 +120,13 @@ proptest! {
 
     #[test]
     fn int8_gemm_matches_reference(case in case(), sign in prop::sample::select(Int8Sign::ALL.to_vec()), end in any::<bool>()) {
-        if !amx_or_skip("int8_gemm_matches_reference") { return Ok(()); }
+        if !amx_or_skip("int8_gemm_matches_reference", Op::Int8) { return Ok(()); }
         check_int8(sign, &case, if end { Flush::End } else { Flush::Start })?;
     }
 
     #[test]
     fn bf16_gemm_matches_reference(case in case(), dist in prop::sample::select(Bf16Dist::ALL.to_vec()), end in any::<bool>()) {
-        if !amx_or_skip("bf16_gemm_matches_reference") { return Ok(()); }
+        if !amx_or_skip("bf16_gemm_matches_reference", Op::Bf16) { return Ok(()); }
         check_bf16(dist, &case, if end { Flush::End } else { Flush::Start })?;
     }
 }
@@ -135,7 +136,7 @@ proptest! {
 /// explicitly (random shapes reach it only now and then).
 #[test]
 fn aligned_a_is_read_in_place_and_still_exact() {
-    if !amx_or_skip("aligned_a_in_place") {
+    if !(amx_or_skip("aligned_a_in_place", Op::Int8) & amx_or_skip("aligned_a_in_place", Op::Bf16)) {
         return;
     }
     for (k, kg) in [(192, 16u8), (320, 16), (128, 8)] {

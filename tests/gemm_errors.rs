@@ -2,19 +2,19 @@
 //! never a panic or an out-of-bounds access, on every ISA path.
 
 use tilejit::gemm::{gemm_bf16, gemm_int8, GemmError, GemmOptions};
-use tilejit::isa::{availability, Isa};
+mod common;
+
+use tilejit::isa::{Isa, Op};
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::spec::Int8Sign;
 
+/// The paths whose int8 and bf16 kernels both run here (the others are
+/// reported with the reason).
 fn paths() -> Vec<GemmOptions> {
     [Isa::Scalar, Isa::Avx512, Isa::Amx]
         .into_iter()
-        .filter(|&isa| match availability(isa) {
-            Ok(()) => true,
-            Err(reason) => {
-                eprintln!("SKIPPED gemm_errors {isa} path: {reason}");
-                false
-            }
+        .filter(|&isa| {
+            common::gate("gemm_errors int8", isa, Op::Int8) & common::gate("gemm_errors bf16", isa, Op::Bf16)
         })
         .map(|isa| GemmOptions { isa: Some(isa), ..GemmOptions::default() })
         .collect()

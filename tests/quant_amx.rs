@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::amx_or_skip;
+use common::features_or_skip;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{gemm_quant_amx, quantize_activations, reference_types, GemmError};
@@ -98,6 +98,13 @@ fn first_mismatch(got: &[f32], want: &[f32]) -> Option<usize> {
     got.iter().zip(want).position(|(g, w)| if w.is_nan() { !g.is_nan() } else { g.to_bits() != w.to_bits() })
 }
 
+/// Both tile kinds are tested, so both kinds' extensions are needed.
+fn runnable(test: &str) -> bool {
+    let mut needs = TileKind::Int8.features().to_vec();
+    needs.extend_from_slice(TileKind::Bf16.features());
+    features_or_skip(test, &needs)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -106,7 +113,7 @@ proptest! {
         m in 1usize..60, n in 1usize..90, kb in 1usize..12, fi in 0usize..3, ki in 0usize..2,
         style in 0u8..3, tile_rows in prop::sample::select(vec![1u8, 5, 12, 13]), seed in any::<u64>(),
     ) {
-        if !amx_or_skip("quant_amx") { return Ok(()); }
+        if !runnable("quant_amx") { return Ok(()); }
         let (f, kind, k) = (FORMATS[fi], KINDS[ki], kb * 32);
         let mut rng = StdRng::seed_from_u64(seed);
         let w = weight_rows(f, n, k, style, &mut rng);
@@ -124,7 +131,7 @@ proptest! {
 /// Infinite and NaN weight scales and poisoned activation blocks.
 #[test]
 fn non_finite_scales_propagate_like_the_oracle() {
-    if !amx_or_skip("quant_amx non-finite") {
+    if !runnable("quant_amx non-finite") {
         return;
     }
     let mut rng = StdRng::seed_from_u64(7);

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{avx512_or_skip, Flush, Guarded};
+use common::{features_or_skip, Flush, Guarded};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{quantize_activations, reference_types};
@@ -25,7 +25,7 @@ use tilejit_verify::quant::{decode_row, gemm_quant, BlockType};
 use tilejit_verify::strategies::standard_normal;
 
 fn runnable(test: &str) -> bool {
-    avx512_or_skip(test, false, true)
+    features_or_skip(test, tilejit::kernels::quant_avx512::FEATURES)
 }
 
 const FORMATS: [WeightFormat; 3] = WeightFormat::ALL;

@@ -9,13 +9,13 @@
 
 mod common;
 
-use common::{amx_or_skip, avx512_or_skip, Flush, Guarded};
+use common::{gate, Flush, Guarded};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{
     bf16_from_f32, dequantize_rows_to_bf16, gemm_dequant_bf16, GemmError, GemmOptions, PackedDequantBf16,
 };
-use tilejit::isa::{availability, Isa};
+use tilejit::isa::{Isa, Op};
 use tilejit::kernels::pack::{BLayout, PackError};
 use tilejit::kernels::quant_avx512::QuantPackError;
 use tilejit_verify::f32_to_bf16;
@@ -170,17 +170,7 @@ fn activations(len: usize, specials: bool, rng: &mut StdRng) -> Vec<f32> {
 /// The paths that can run here; the others are reported (once per test)
 /// with the reason.
 fn paths(test: &str) -> Vec<Isa> {
-    let mut out = vec![Isa::Scalar];
-    if avx512_or_skip(&format!("{test} avx512"), false, false) {
-        match availability(Isa::Avx512) {
-            Ok(()) => out.push(Isa::Avx512),
-            Err(reason) => eprintln!("SKIPPED {test}: avx512 path: {reason}"),
-        }
-    }
-    if amx_or_skip(&format!("{test} amx")) {
-        out.push(Isa::Amx);
-    }
-    out
+    [Isa::Scalar, Isa::Avx512, Isa::Amx].into_iter().filter(|&isa| gate(test, isa, Op::Bf16)).collect()
 }
 
 /// Runs the library on `isa` with `threads`, A and C flush against guard

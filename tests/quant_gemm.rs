@@ -9,6 +9,7 @@ use common::avx512_or_skip;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{gemm_quant_avx512, quantize_activations, quantize_weights, reference_types, GemmError};
+use tilejit::isa::Op;
 use tilejit::kernels::quant_avx512::{ActivationFormat, PackedQuant, QuantActivations, QuantPackError, WeightFormat};
 use tilejit_verify::quant::{gemm_quant, quantize_row_q4_1, quantize_row_q8_0, quantize_row_q8_1, BlockType};
 use tilejit_verify::strategies::standard_normal;
@@ -39,7 +40,7 @@ proptest! {
         poison in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        if !avx512_or_skip("quant_gemm", false, true) { return Ok(()); }
+        if !avx512_or_skip("quant_gemm", Op::Quant) { return Ok(()); }
         let (format, k) = (WeightFormat::ALL[fi], kb * 32);
         let mut rng = StdRng::seed_from_u64(seed);
         let w_f = normal_rows(&mut rng, n * k, 0.05);
@@ -66,7 +67,7 @@ proptest! {
 /// Larger N with many units per thread (dynamic hand-out), every format.
 #[test]
 fn many_panels_many_threads() {
-    if !avx512_or_skip("quant_gemm many panels", false, true) {
+    if !avx512_or_skip("quant_gemm many panels", Op::Quant) {
         return;
     }
     let mut rng = StdRng::seed_from_u64(77);
@@ -121,15 +122,14 @@ fn bad_shapes_and_pairs_are_typed_errors() {
 #[test]
 fn gemm_quant_errors_on_every_path() {
     use tilejit::gemm::{gemm_quant, GemmOptions, QuantWeights};
-    use tilejit::isa::{availability, Isa};
+    use tilejit::isa::Isa;
     let (n, k) = (20, 64);
     let w41 = QuantWeights::from_gguf(WeightFormat::Q4_1, &quantize_row_q4_1(&vec![0.5; n * k]), n, k).unwrap();
     let w80 = QuantWeights::from_gguf(WeightFormat::Q8_0, &quantize_row_q8_0(&vec![0.5; n * k]), n, k).unwrap();
     let a80 = QuantActivations::from_q8_0(&quantize_row_q8_0(&vec![1.0; 2 * k]), 2, k).unwrap();
     let short = QuantActivations::from_q8_0(&quantize_row_q8_0(&[1.0; 32]), 1, 32).unwrap();
     for isa in [Isa::Scalar, Isa::Avx512, Isa::Amx] {
-        if let Err(why) = availability(isa) {
-            eprintln!("SKIPPED gemm_quant_errors_on_every_path {isa}: {why}");
+        if !common::gate("gemm_quant_errors_on_every_path", isa, Op::Quant) {
             continue;
         }
         let opts = GemmOptions { isa: Some(isa), ..GemmOptions::default() };

@@ -11,8 +11,9 @@ mod common;
 use rand::{rngs::StdRng, SeedableRng};
 use tilejit::gemm::{gemm_quant, quantize_activations, quantize_weights, reference_types, GemmOptions, QuantWeights};
 use tilejit::gguf::{GgmlType, Gguf};
-use tilejit::isa::{availability, Isa};
+use tilejit::isa::{availability_for, Isa, Op};
 use tilejit::kernels::quant_avx512::{QuantActivations, WeightFormat};
+use tilejit_verify::paths::report_path;
 use tilejit_verify::quant::{decode_row, gemm_quant as oracle, BlockType};
 use tilejit_verify::strategies::standard_normal;
 
@@ -23,12 +24,8 @@ const LINEAR_WEIGHTS: usize = 210;
 fn paths() -> Vec<Option<Isa>> {
     let mut out = vec![None];
     for isa in [Isa::Scalar, Isa::Avx512, Isa::Amx] {
-        match availability(isa) {
-            Ok(()) => {
-                eprintln!("[quant_model] ISA path: {isa} (executed)");
-                out.push(Some(isa));
-            }
-            Err(why) => eprintln!("SKIPPED quant_model {isa} path: {why}"),
+        if report_path("quant_model", isa.name(), availability_for(isa, Op::Quant)) {
+            out.push(Some(isa));
         }
     }
     out

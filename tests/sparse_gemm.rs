@@ -7,11 +7,11 @@
 
 mod common;
 
-use common::{amx_or_skip, avx512_or_skip};
+use common::gate;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{gemm_bf16, gemm_int8, GemmOptions};
-use tilejit::isa::Isa;
+use tilejit::isa::{Isa, Op};
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::spec::Int8Sign;
 use tilejit::sparse::{gemm_sparse_bf16, gemm_sparse_i8, SparseWeights, SPARSE_FROM};
@@ -46,7 +46,6 @@ proptest! {
         m in 1usize..100, n in 1usize..90, k in 1usize..150, sparsity in prop::sample::select(vec![0.0, 0.3, 0.5, 0.9, 1.0]),
         specials in any::<bool>(), accumulate in any::<bool>(), seed in any::<u64>(),
     ) {
-        if !amx_or_skip("sparse_gemm bf16") { return Ok(()); }
         let mut rng = StdRng::seed_from_u64(seed);
         let b = pruned_bf16(&mut rng, k, n, sparsity, specials);
         let w = SparseWeights::from_sparse_bf16(SparseBf16::from_dense_bf16(&b, k, n).unwrap());
@@ -63,7 +62,9 @@ proptest! {
         prop_assert_eq!(mismatch(&bits(&dense), &bits(&want)), None, "dense vs oracle");
         let paths = [(Some(Isa::Amx), &w), (Some(Isa::Avx512), &w), (None, &w), (None, &auto)];
         for (threads, (isa, weights)) in [1, 3].into_iter().flat_map(|t| paths.iter().map(move |p| (t, p))) {
-            if *isa == Some(Isa::Avx512) && !avx512_or_skip("sparse_gemm bf16", true, false) { continue; }
+            if let Some(isa) = *isa {
+                if !gate("sparse_gemm bf16", isa, Op::SparseBf16) { continue; }
+            }
             let mut got = c0.clone();
             let opts = GemmOptions { threads, isa: *isa, ..GemmOptions::default() };
             gemm_sparse_bf16(m, &a, k, weights, &mut got, n, accumulate, &opts).unwrap();
@@ -80,7 +81,6 @@ proptest! {
         m in 1usize..100, n in 1usize..90, k in 1usize..300, sparsity in prop::sample::select(vec![0.0, 0.5, 0.8, 1.0]),
         accumulate in any::<bool>(), seed in any::<u64>(),
     ) {
-        if !amx_or_skip("sparse_gemm int8") { return Ok(()); }
         let mut rng = StdRng::seed_from_u64(seed);
         let dense: Vec<i8> = (0..k * n).map(|_| rng.random()).collect();
         let p = Pruning { sparsity, scope: PruneScope::PerColumn, seed };
@@ -94,7 +94,9 @@ proptest! {
         let scalar = GemmOptions { isa: Some(Isa::Scalar), ..GemmOptions::default() };
         gemm_int8(Int8Sign::SS, m, &a_u8, k, &packed, &mut want, n, accumulate, &scalar).unwrap();
         for (threads, isa) in [(1, Some(Isa::Amx)), (2, Some(Isa::Amx)), (1, Some(Isa::Avx512)), (2, Some(Isa::Avx512)), (2, None)] {
-            if isa == Some(Isa::Avx512) && !avx512_or_skip("sparse_gemm int8", false, true) { continue; }
+            if let Some(isa) = isa {
+                if !gate("sparse_gemm int8", isa, Op::SparseInt8) { continue; }
+            }
             let mut got = c0.clone();
             let opts = GemmOptions { threads, isa, ..GemmOptions::default() };
             gemm_sparse_i8(m, &a, k, &w, &mut got, n, accumulate, &opts).unwrap();

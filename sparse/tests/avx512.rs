@@ -18,18 +18,15 @@ use tilejit_sparse::avx512::{
     SparseAvx512Kind, SparseAvx512Spec, SparseI8Weights,
 };
 use tilejit_sparse::{PruneScope, Pruning, SparseBf16, SparseI8};
+use tilejit_verify::paths::report_path;
 use tilejit_verify::strategies::random_bf16;
 use tilejit_verify::{first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, Bf16Dist, Int8Signedness};
 
-/// Whether the kernels can run here; prints why not (once per test).
-fn runnable(kind: SparseAvx512Kind) -> bool {
-    match check_cpu(kind) {
-        Ok(()) => true,
-        Err(e) => {
-            println!("SKIPPED sparse AVX-512 {}: {e}", kind.name());
-            false
-        }
-    }
+/// Whether the `kind` kernels can run here (with `TILEJIT_HIDE` applied);
+/// the path line, with the reason when they cannot, is printed once per
+/// test and kind (proptest calls this for every case).
+fn runnable(test: &str, kind: SparseAvx512Kind) -> bool {
+    report_path(&format!("sparse {test} {}", kind.name()), "avx512", check_cpu(kind))
 }
 
 fn check_f32(expected: &[f32], actual: &[f32], n: usize) -> Result<(), String> {
@@ -187,7 +184,7 @@ proptest! {
         sparsity in sparsity_strategy(),
         accumulate: bool,
     ) {
-        prop_assume!(runnable(SparseAvx512Kind::Bf16));
+        if !runnable("bf16_matches_oracle", SparseAvx512Kind::Bf16) { return Ok(()); }
         bf16_case((m, n, k), seed, dist, sparsity, accumulate).map_err(TestCaseError::fail)?;
     }
 
@@ -200,7 +197,7 @@ proptest! {
         sparsity in sparsity_strategy(),
         accumulate: bool,
     ) {
-        prop_assume!(runnable(SparseAvx512Kind::Int8));
+        if !runnable("int8_matches_oracle", SparseAvx512Kind::Int8) { return Ok(()); }
         i8_case((m, n, k), seed, sparsity, accumulate).map_err(TestCaseError::fail)?;
     }
 }
@@ -212,8 +209,8 @@ proptest! {
 #[test]
 fn every_spec_and_panel_split_matches_oracle() {
     for kind in [SparseAvx512Kind::Bf16, SparseAvx512Kind::Int8] {
-        if !runnable(kind) {
-            return;
+        if !runnable("every_spec_and_panel_split_matches_oracle", kind) {
+            continue;
         }
         for (case, &(k, n)) in [(33usize, 17usize), (64, 160), (95, 200), (300, 143), (1, 1)].iter().enumerate() {
             for m in 1..=4u8 {
@@ -312,7 +309,9 @@ fn run_spec_split(spec: SparseAvx512Spec, k: usize, n: usize, seed: u64) -> Resu
 /// 0, 0.5 and 1, both C modes, M = 1 and 4.
 #[test]
 fn fixed_shapes_match_oracle() {
-    if !runnable(SparseAvx512Kind::Bf16) || !runnable(SparseAvx512Kind::Int8) {
+    if !runnable("fixed_shapes_match_oracle", SparseAvx512Kind::Bf16)
+        || !runnable("fixed_shapes_match_oracle", SparseAvx512Kind::Int8)
+    {
         return;
     }
     for (s, &(k, n)) in SHAPES.iter().enumerate() {
@@ -340,7 +339,7 @@ fn fixed_shapes_match_oracle() {
 /// rows or tiles fails here.
 #[test]
 fn empty_rows_and_tiles_are_not_skipped() {
-    if !runnable(SparseAvx512Kind::Bf16) {
+    if !runnable("empty_rows_and_tiles_are_not_skipped", SparseAvx512Kind::Bf16) {
         return;
     }
     let (k, n) = (70, 20);
@@ -372,7 +371,7 @@ fn empty_rows_and_tiles_are_not_skipped() {
 /// does not change the bits.
 #[test]
 fn mxcsr_is_restored_and_ignored() {
-    if !runnable(SparseAvx512Kind::Bf16) {
+    if !runnable("mxcsr_is_restored_and_ignored", SparseAvx512Kind::Bf16) {
         return;
     }
     fn get() -> u32 {
@@ -405,7 +404,9 @@ fn mxcsr_is_restored_and_ignored() {
 /// Typed errors for every bad input of the safe entries, never a panic.
 #[test]
 fn bad_inputs_are_typed_errors() {
-    if !runnable(SparseAvx512Kind::Bf16) || !runnable(SparseAvx512Kind::Int8) {
+    if !runnable("bad_inputs_are_typed_errors", SparseAvx512Kind::Bf16)
+        || !runnable("bad_inputs_are_typed_errors", SparseAvx512Kind::Int8)
+    {
         return;
     }
     let (k, n) = (40, 20);
@@ -522,7 +523,7 @@ fn tamper_fixture() -> (SparseBf16, Vec<u16>, Vec<f32>, usize, usize) {
 
 #[test]
 fn untampered_unsafe_entry_matches() {
-    if !runnable(SparseAvx512Kind::Bf16) {
+    if !runnable("untampered_unsafe_entry_matches", SparseAvx512Kind::Bf16) {
         return;
     }
     let (w, a, want, m, n) = tamper_fixture();
@@ -534,7 +535,7 @@ fn untampered_unsafe_entry_matches() {
 /// 5): the check must report a mismatch. Prints the message.
 #[test]
 fn tampered_mask_bit_is_detected() {
-    if !runnable(SparseAvx512Kind::Bf16) {
+    if !runnable("tampered_mask_bit_is_detected", SparseAvx512Kind::Bf16) {
         return;
     }
     let (w, a, want, m, n) = tamper_fixture();
@@ -552,7 +553,7 @@ fn tampered_mask_bit_is_detected() {
 /// A cleared mask bit is caught too.
 #[test]
 fn cleared_mask_bit_is_detected() {
-    if !runnable(SparseAvx512Kind::Bf16) {
+    if !runnable("cleared_mask_bit_is_detected", SparseAvx512Kind::Bf16) {
         return;
     }
     let (w, a, want, m, n) = tamper_fixture();
@@ -570,7 +571,7 @@ fn cleared_mask_bit_is_detected() {
 /// shifted values.
 #[test]
 fn value_offset_off_by_one_is_detected() {
-    if !runnable(SparseAvx512Kind::Bf16) {
+    if !runnable("value_offset_off_by_one_is_detected", SparseAvx512Kind::Bf16) {
         return;
     }
     let (w, a, want, m, n) = tamper_fixture();

@@ -1,29 +1,68 @@
-//! Shared test support: AMX availability with a printed reason, guard-page
-//! buffers, and conversions between the kernels' and the oracle's enums.
+//! Shared test support: whether a path runs here (printed once per test
+//! in the line format `.ci/run` summarises, tilejit_verify::paths),
+//! and guard-page buffers.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
-use std::sync::Mutex;
+use tilejit::cpu::{amx_ready, require, Feature};
+use tilejit::isa::{availability_for, Isa, Op};
+use tilejit_verify::paths::report_path;
 
-/// True when AMX can run here; otherwise prints why the caller skips, so
-/// the reason shows in CI output (`cargo test -- --show-output`). Prints
-/// once per test name: proptest calls this for every case.
-pub fn amx_or_skip(test: &str) -> bool {
-    let ready = tilejit::cpu::amx_ready();
-    match &ready {
-        Ok(()) => report_once(test, || format!("[{test}] ISA path: amx (executed)")),
-        Err(e) => report_once(test, || format!("SKIPPED {test}: amx path: {e}")),
-    }
-    ready.is_ok()
+/// Whether `test` can run the `op` kernels on `isa` here (with
+/// `TILEJIT_HIDE` applied); prints the path line the first time.
+pub fn gate(test: &str, isa: Isa, op: Op) -> bool {
+    report_path(test, isa.name(), availability_for(isa, op))
 }
 
-/// Prints `line()` the first time `key` is seen in this test binary.
-fn report_once(key: &str, line: impl FnOnce() -> String) {
-    static REPORTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-    if REPORTED.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string()) {
-        eprintln!("{}", line());
-    }
+/// [`gate`] on AMX.
+pub fn amx_or_skip(test: &str, op: Op) -> bool {
+    gate(test, Isa::Amx, op)
 }
+
+/// [`gate`] on AVX-512.
+pub fn avx512_or_skip(test: &str, op: Op) -> bool {
+    gate(test, Isa::Avx512, op)
+}
+
+/// Whether the raw instructions of `needs` can run here, for tests that
+/// execute them outside a kernel family (conformance, single kernels):
+/// AMX also needs the tile permission, and AVX-512 callers use
+/// `#[target_feature]` functions, whose soundness rests on std's detection,
+/// so that must agree too. Prints the path line once per `test`.
+pub fn features_or_skip(test: &str, needs: &[Feature]) -> bool {
+    let amx = needs.iter().any(|f| f.is_amx());
+    let status = require(needs).map_err(|m| format!("needs {m}")).and_then(|()| {
+        if amx {
+            amx_ready().map_err(|e| e.to_string())
+        } else if std_detects(needs) {
+            Ok(())
+        } else {
+            Err("std::is_x86_feature_detected disagrees with CPUID".to_string())
+        }
+    });
+    report_path(test, if amx { "amx" } else { "avx512" }, status)
+}
+
+fn std_detects(needs: &[Feature]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return needs.iter().all(|f| match f {
+        Feature::Avx512F => std::is_x86_feature_detected!("avx512f"),
+        Feature::Avx512Bw => std::is_x86_feature_detected!("avx512bw"),
+        Feature::Avx512Vl => std::is_x86_feature_detected!("avx512vl"),
+        Feature::Avx512Vnni => std::is_x86_feature_detected!("avx512vnni"),
+        Feature::Avx512Bf16 => std::is_x86_feature_detected!("avx512bf16"),
+        Feature::Avx512Vbmi2 => std::is_x86_feature_detected!("avx512vbmi2"),
+        _ => true,
+    });
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The TDPBF16PS / TDPB*D instructions on their own.
+pub const AMX_BF16: &[Feature] = &[Feature::AmxTile, Feature::AmxBf16];
+pub const AMX_INT8: &[Feature] = &[Feature::AmxTile, Feature::AmxInt8];
+/// VDPBF16PS and VCVTNEPS2BF16; VPDPBUSD.
+pub const AVX512_BF16: &[Feature] = &[Feature::Avx512F, Feature::Avx512Bw, Feature::Avx512Bf16];
+pub const AVX512_VNNI: &[Feature] = &[Feature::Avx512F, Feature::Avx512Bw, Feature::Avx512Vnni];
 
 /// A buffer placed flush against PROT_NONE guard pages, so that a read or
 /// write one byte past either end faults. `Flush::End` puts the last byte
@@ -93,48 +132,4 @@ impl<T: Copy> Drop for Guarded<T> {
         // SAFETY: unmapping exactly what `new` mapped.
         unsafe { libc::munmap(self.base.cast(), self.map_len) };
     }
-}
-
-/// Like [`amx_or_skip`], and also prints the one-line
-/// `SKIPPED <family>: <reason>` that the conformance tests promise.
-/// [`amx_or_skip`] for a conformance family.
-pub fn amx_family_or_skip(family: &str) -> bool {
-    amx_or_skip(family)
-}
-
-/// True when AVX512F/BW plus AVX512_BF16 (if `bf16`) and AVX512_VNNI (if
-/// `vnni`) are reported by CPUID, enabled by the OS, and detected by std
-/// (which the `#[target_feature]` callers rely on for soundness); otherwise
-/// prints `SKIPPED <family>: <reason>` and returns false.
-pub fn avx512_or_skip(family: &str, bf16: bool, vnni: bool) -> bool {
-    let f = tilejit::cpu::CpuFeatures::get();
-    let mut missing = Vec::new();
-    if !(f.avx512f && f.avx512bw) {
-        missing.push("AVX512F/BW");
-    }
-    if !f.os_avx512 {
-        missing.push("OS support for AVX-512 state (XCR0 bits 1,2,5-7)");
-    }
-    if bf16 && !f.avx512_bf16 {
-        missing.push("AVX512_BF16 (CPUID.(7,1):EAX[5])");
-    }
-    if vnni && !f.avx512_vnni {
-        missing.push("AVX512_VNNI (CPUID.(7,0):ECX[11])");
-    }
-    #[cfg(target_arch = "x86_64")]
-    let std_ok = std::is_x86_feature_detected!("avx512f")
-        && std::is_x86_feature_detected!("avx512bw")
-        && (!bf16 || std::is_x86_feature_detected!("avx512bf16"))
-        && (!vnni || std::is_x86_feature_detected!("avx512vnni"));
-    #[cfg(not(target_arch = "x86_64"))]
-    let std_ok = false;
-    if missing.is_empty() && !std_ok {
-        missing.push("std::is_x86_feature_detected disagrees with CPUID");
-    }
-    if missing.is_empty() {
-        report_once(family, || format!("[{family}] ISA path: avx512 (executed)"));
-        return true;
-    }
-    report_once(family, || format!("SKIPPED {family}: the CPU/OS lacks {} ({})", missing.join(", "), f.brand));
-    false
 }

@@ -65,7 +65,7 @@ pub fn run_vdp(fam: &mut Family, lanes: &[VdpLane], label: &str) -> Vec<u32> {
         let acc = std::array::from_fn(|i| at(i).acc);
         let a = std::array::from_fn(|i| at(i / 2).a[i % 2]);
         let b = std::array::from_fn(|i| at(i / 2).b[i % 2]);
-        // SAFETY: the caller checked avx512f/bw/bf16 (avx512_or_skip).
+        // SAFETY: the caller checked avx512f/bw/bf16 (features_or_skip).
         let hw = unsafe { hw_vdpbf16ps(acc, a, b) };
         for (i, l) in chunk.iter().enumerate() {
             let expected = vdpbf16ps_bits(l.acc, l.a, l.b);

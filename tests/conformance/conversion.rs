@@ -31,7 +31,7 @@ pub fn vcvtneps2bf16(report: &mut Report, rng: &mut StdRng) {
     let mut fam = Family::new("VCVTNEPS2BF16", Kind::Bf16);
     for chunk in inputs.chunks(16) {
         let x: [u32; 16] = std::array::from_fn(|i| chunk[i % chunk.len()]);
-        // SAFETY: avx512_or_skip checked avx512f/bw/bf16.
+        // SAFETY: features_or_skip checked avx512f/bw/bf16.
         let hw = unsafe { hw_vcvtneps2bf16(x) };
         for (i, &bits) in chunk.iter().enumerate() {
             denormals += usize::from(bits & 0x7F80_0000 == 0 && bits & 0x007F_FFFF != 0);

@@ -83,7 +83,7 @@ pub fn vpdpbusd_wraparound(report: &mut Report, rng: &mut StdRng) {
     let mut fam = Family::new("VPDPBUSD random + extremes", Kind::I32);
     let mut wrapped = 0u64;
     let mut run = |fam: &mut Family, acc: [i32; 16], a: [u8; 64], b: [u8; 64]| {
-        // SAFETY: avx512_or_skip checked avx512f/bw/vnni.
+        // SAFETY: features_or_skip checked avx512f/bw/vnni.
         let hw = unsafe { hw_vpdpbusd(acc, a, b) };
         for i in 0..16 {
             let (la, lb): ([u8; 4], [u8; 4]) =

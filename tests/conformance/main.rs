@@ -42,7 +42,7 @@ mod routine;
 mod swamping;
 mod values;
 
-use common::{amx_family_or_skip, avx512_or_skip};
+use common::{features_or_skip, AMX_BF16, AMX_INT8, AVX512_BF16, AVX512_VNNI};
 use rand::{rngs::StdRng, SeedableRng};
 use report::Report;
 use tilejit::kernels::encoder::TdpOp;
@@ -50,10 +50,10 @@ use tilejit::kernels::encoder::TdpOp;
 #[test]
 fn swamping_ordering_matrix() {
     let mut report = Report::default();
-    if amx_family_or_skip("TDPBF16PS swamping") {
+    if features_or_skip("TDPBF16PS swamping", AMX_BF16) {
         swamping::tdpbf16ps(&mut report);
     }
-    if avx512_or_skip("VDPBF16PS swamping", true, false) {
+    if features_or_skip("VDPBF16PS swamping", AVX512_BF16) {
         swamping::vdpbf16ps(&mut report);
     }
     report.finish();
@@ -64,10 +64,10 @@ fn ftz_corners_and_near_underflow() {
     ftz::oracle_doc_examples();
     let mut report = Report::default();
     let mut rng = StdRng::seed_from_u64(0xF7F7);
-    if amx_family_or_skip("TDPBF16PS FTZ") {
+    if features_or_skip("TDPBF16PS FTZ", AMX_BF16) {
         ftz::tdpbf16ps(&mut report, &mut rng);
     }
-    if avx512_or_skip("VDPBF16PS FTZ", true, false) {
+    if features_or_skip("VDPBF16PS FTZ", AVX512_BF16) {
         ftz::vdpbf16ps(&mut report, &mut rng);
     }
     report.finish();
@@ -76,10 +76,10 @@ fn ftz_corners_and_near_underflow() {
 #[test]
 fn nan_inf_matrix() {
     let mut report = Report::default();
-    if amx_family_or_skip("TDPBF16PS NaN/inf") {
+    if features_or_skip("TDPBF16PS NaN/inf", AMX_BF16) {
         nan_inf::tdpbf16ps(&mut report);
     }
-    if avx512_or_skip("VDPBF16PS NaN/inf", true, false) {
+    if features_or_skip("VDPBF16PS NaN/inf", AVX512_BF16) {
         nan_inf::vdpbf16ps(&mut report);
     }
     report.finish();
@@ -87,7 +87,7 @@ fn nan_inf_matrix() {
 
 #[test]
 fn k_split_sensitivity() {
-    if !amx_family_or_skip("TDPBF16PS K-split") {
+    if !features_or_skip("TDPBF16PS K-split", AMX_BF16) {
         return;
     }
     let mut report = Report::default();
@@ -98,7 +98,7 @@ fn k_split_sensitivity() {
 
 #[test]
 fn random_tdpbf16ps_all_distributions() {
-    if !amx_family_or_skip("TDPBF16PS random") {
+    if !features_or_skip("TDPBF16PS random", AMX_BF16) {
         return;
     }
     let mut report = Report::default();
@@ -109,7 +109,7 @@ fn random_tdpbf16ps_all_distributions() {
 
 #[test]
 fn random_vdpbf16ps_all_distributions() {
-    if !avx512_or_skip("VDPBF16PS random", true, false) {
+    if !features_or_skip("VDPBF16PS random", AVX512_BF16) {
         return;
     }
     let mut report = Report::default();
@@ -120,7 +120,7 @@ fn random_vdpbf16ps_all_distributions() {
 
 #[test]
 fn vcvtneps2bf16_bit_patterns() {
-    if !avx512_or_skip("VCVTNEPS2BF16", true, false) {
+    if !features_or_skip("VCVTNEPS2BF16", AVX512_BF16) {
         return;
     }
     let mut report = Report::default();
@@ -131,7 +131,7 @@ fn vcvtneps2bf16_bit_patterns() {
 
 #[test]
 fn int8_tdp_wraparound() {
-    if !amx_family_or_skip("TDPB*D int8") {
+    if !features_or_skip("TDPB*D int8", AMX_INT8) {
         return;
     }
     let mut report = Report::default();
@@ -144,7 +144,7 @@ fn int8_tdp_wraparound() {
 
 #[test]
 fn vpdpbusd_wraparound() {
-    if !avx512_or_skip("VPDPBUSD", false, true) {
+    if !features_or_skip("VPDPBUSD", AVX512_VNNI) {
         return;
     }
     let mut report = Report::default();

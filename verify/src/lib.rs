@@ -34,6 +34,7 @@
 //!   term), from +0 in IEEE f32 (docs/NUMERICS.md, "Quantized (GGUF-style)
 //!   dot products"; docs/FORMATS.md, "Block formats").
 //! - [`report`]: bit-level comparison and readable first-mismatch reports.
+//! - [`paths`]: the one line a test prints when it executes or skips a path.
 //! - [`strategies`]: rand fills in the distributions the conformance tests
 //!   need (normal, wide exponent, subnormal, specials, cancellation,
 //!   overflow, small integers) and proptest strategies biased to specials.
@@ -56,6 +57,7 @@ pub mod avx512;
 pub mod bf16;
 pub mod fp;
 pub mod gemm;
+pub mod paths;
 pub mod quant;
 pub mod report;
 pub mod strategies;

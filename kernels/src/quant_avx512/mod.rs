@@ -52,9 +52,9 @@ pub use pack::{
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
+use crate::cpu::Feature;
 use crate::dense_avx512::{prefetch, ZmmAlloc};
 use crate::encoder::{kmovq_k_r64, EncodeError, EvexOp, Gpr, KReg, Mask, Mem, Zmm};
-use crate::cpu::Feature;
 use crate::jit::{CodeBuilder, GenerateError, JitCode};
 
 /// The extensions the decode kernels execute: AVX512F (FP32 epilogue,

@@ -190,9 +190,7 @@ impl SparseAvx512Kind {
     pub const fn features(self) -> &'static [Feature] {
         match self {
             SparseAvx512Kind::Bf16 => &[Feature::Avx512F, Feature::Avx512Bw, Feature::Avx512Vbmi2],
-            SparseAvx512Kind::Int8 => {
-                &[Feature::Avx512F, Feature::Avx512Bw, Feature::Avx512Vbmi2, Feature::Avx512Vnni]
-            }
+            SparseAvx512Kind::Int8 => &[Feature::Avx512F, Feature::Avx512Bw, Feature::Avx512Vbmi2, Feature::Avx512Vnni],
         }
     }
 }

@@ -113,7 +113,8 @@ pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
-    let isa = super::resolve_isa(opts.isa, Op::Quant, || super::dispatch::by_rows(a.m(), amx_from_m(w.format()), Op::Quant))?;
+    let isa =
+        super::resolve_isa(opts.isa, Op::Quant, || super::dispatch::by_rows(a.m(), amx_from_m(w.format()), Op::Quant))?;
     match isa {
         Isa::Avx512 => gemm_quant_avx512(&w.avx512, a, c, opts.threads),
         Isa::Amx => {

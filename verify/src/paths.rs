@@ -1,0 +1,56 @@
+//! What a test run executed and what it skipped, in one line format that
+//! `.ci/run` collects into its closing summary.
+//!
+//! A test that exercises a path (an ISA, a kernel family) asks whether the
+//! machine can run it and passes the answer to [`report_path`], which
+//! prints, once per (test, path) in the test binary (proptest calls the
+//! body for every case):
+//!
+//! ```text
+//! ISA path avx512: executed [quant_gemm]
+//! ISA path amx: SKIPPED [quant_gemm] the amx quantized GEMM kernels need amx_tile (not reported by CPUID)
+//! ```
+//!
+//! The answer comes from the caller (the oracle judges; it does not detect
+//! CPUs), so this module depends on nothing of the project either.
+
+use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::sync::Mutex;
+
+/// The marker every line starts with; `.ci/run` greps for it.
+pub const MARKER: &str = "ISA path";
+
+/// Prints whether `test` executes `path` (`Ok`) or skips it (`Err`, with
+/// the one-line reason), the first time this (test, path) is seen in the
+/// process; returns whether the path runs.
+pub fn report_path<E: Display>(test: &str, path: &str, status: Result<(), E>) -> bool {
+    static REPORTED: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+    let first = REPORTED.lock().unwrap_or_else(|p| p.into_inner()).insert((test.to_string(), path.to_string()));
+    let runs = status.is_ok();
+    if first {
+        match status {
+            Ok(()) => eprintln!("{MARKER} {path}: executed [{test}]"),
+            Err(why) => eprintln!("{MARKER} {path}: SKIPPED [{test}] {}", one_line(&why.to_string())),
+        }
+    }
+    runs
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_is_returned_every_time() {
+        assert!(report_path::<String>("paths self-test", "scalar", Ok(())));
+        assert!(report_path::<String>("paths self-test", "scalar", Ok(())));
+        assert!(!report_path("paths self-test", "amx", Err("no\ntiles")));
+        assert!(!report_path("paths self-test", "amx", Err("no tiles")));
+        assert_eq!(one_line("a\n  b"), "a b");
+    }
+}
