@@ -33,7 +33,11 @@ fn tour_verifies_every_kernel_on_every_path_or_says_why_not() {
         let runs = out.contains(&format!("\n{path:<7} runs"));
         let skipped = out.lines().find(|l| l.starts_with(&format!("{path:<7} SKIPPED: ")));
         assert!(runs ^ skipped.is_some(), "{path}: the Paths section must say runs or SKIPPED:\n{out}");
-        report_path("tour", path, skipped.map_or(Ok(()), |l| Err(l[7..].trim().to_string())));
+        report_path(
+            "tour",
+            path,
+            skipped.map_or(Ok(()), |l| Err(l[7..].trim().trim_start_matches("SKIPPED: ").to_string())),
+        );
         if !runs {
             continue;
         }

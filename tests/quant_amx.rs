@@ -100,8 +100,8 @@ fn first_mismatch(got: &[f32], want: &[f32]) -> Option<usize> {
 
 /// Both tile kinds are tested, so both kinds' extensions are needed.
 fn runnable(test: &str) -> bool {
-    let mut needs = TileKind::Int8.features().to_vec();
-    needs.extend_from_slice(TileKind::Bf16.features());
+    let both = [TileKind::Int8.features(), TileKind::Bf16.features()].concat();
+    let needs: Vec<_> = tilejit::cpu::FeatureSet::of(&both).iter().collect();
     features_or_skip(test, &needs)
 }
 

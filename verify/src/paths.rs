@@ -29,12 +29,17 @@ pub fn report_path<E: Display>(test: &str, path: &str, status: Result<(), E>) ->
     let first = REPORTED.lock().unwrap_or_else(|p| p.into_inner()).insert((test.to_string(), path.to_string()));
     let runs = status.is_ok();
     if first {
-        match status {
-            Ok(()) => eprintln!("{MARKER} {path}: executed [{test}]"),
-            Err(why) => eprintln!("{MARKER} {path}: SKIPPED [{test}] {}", one_line(&why.to_string())),
-        }
+        eprintln!("{}", path_line(test, path, status));
     }
     runs
+}
+
+/// The line [`report_path`] prints.
+pub fn path_line<E: Display>(test: &str, path: &str, status: Result<(), E>) -> String {
+    match status {
+        Ok(()) => format!("{MARKER} {path}: executed [{test}]"),
+        Err(why) => format!("{MARKER} {path}: SKIPPED [{test}] {}", one_line(&why.to_string())),
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -46,11 +51,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_answer_is_returned_every_time() {
-        assert!(report_path::<String>("paths self-test", "scalar", Ok(())));
-        assert!(report_path::<String>("paths self-test", "scalar", Ok(())));
-        assert!(!report_path("paths self-test", "amx", Err("no\ntiles")));
-        assert!(!report_path("paths self-test", "amx", Err("no tiles")));
-        assert_eq!(one_line("a\n  b"), "a b");
+    fn lines_have_the_summarised_format() {
+        assert_eq!(path_line::<String>("t", "scalar", Ok(())), "ISA path scalar: executed [t]");
+        assert_eq!(path_line("t x", "amx", Err("no\n  tiles")), "ISA path amx: SKIPPED [t x] no tiles");
     }
 }
