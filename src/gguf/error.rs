@@ -1,5 +1,8 @@
 //! The one error type of the GGUF reader: every variant says what is wrong
-//! and where (a byte offset into the file, a key or a tensor name).
+//! and where (a byte offset into the file, a key or a tensor name). Keys
+//! and names in errors are cut to `SHOWN_BYTES` (64) bytes, the cut marked
+//! with how many bytes were left out, and escaped once when displayed, so a
+//! message stays short whatever the file holds.
 
 /// Why a GGUF file was rejected. Offsets are absolute byte positions in the
 /// file unless a field says otherwise.
@@ -18,6 +21,12 @@ pub enum GgufError {
     /// A field or payload runs past the end of the file.
     #[error("truncated: {what} at offset {offset} needs {need} bytes, {have} left in the file")]
     Truncated { what: String, offset: u64, need: u64, have: u64 },
+    /// Keeping the file's metadata would take more heap than allowed.
+    #[error(
+        "{what}: the metadata would need {need} bytes of memory, over the limit of {limit} \
+         (GgufLimits::max_metadata_bytes; raise it if the file is trusted)"
+    )]
+    OverLimit { what: String, need: u64, limit: u64 },
     /// A count (or nesting depth) larger than the rest of the file could hold.
     #[error("too many: {what} declares {count}, at most {limit} fit in the rest of the file")]
     TooMany { what: String, count: u64, limit: u64 },

@@ -38,7 +38,7 @@ mod error;
 mod parse;
 
 pub use error::GgufError;
-pub use parse::{DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS};
+pub use parse::{DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS, MAX_KEPT_PER_FILE_BYTE, SHOWN_BYTES};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -378,6 +378,28 @@ pub struct Gguf {
     id: u64,
 }
 
+/// How much heap a parse may keep for the file's metadata and tensor table
+/// (tensor data is never copied: it stays in the mapping). The reader's
+/// peak heap is at most `3 x min(max_metadata_bytes, 8 x file size) + 64
+/// KiB` (the accounting: `parse.rs`, "Memory"); a file that needs more is
+/// [`GgufError::OverLimit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GgufLimits {
+    pub max_metadata_bytes: u64,
+}
+
+impl GgufLimits {
+    /// 256 MiB: about 5x what the largest tokenizer vocabularies in
+    /// circulation (256k tokens plus merges) need.
+    pub const DEFAULT_MAX_METADATA_BYTES: u64 = 256 << 20;
+}
+
+impl Default for GgufLimits {
+    fn default() -> Self {
+        GgufLimits { max_metadata_bytes: Self::DEFAULT_MAX_METADATA_BYTES }
+    }
+}
+
 /// Tags every parse so that a [`TensorInfo`] cannot index another file.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -386,27 +408,37 @@ impl Gguf {
     /// any mapped file, another process truncating or rewriting the file
     /// while it is open is outside what this reader can defend against.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
+        Self::open_with(path, GgufLimits::default())
+    }
+
+    /// [`Gguf::open`] with explicit memory limits.
+    pub fn open_with(path: impl AsRef<Path>, limits: GgufLimits) -> Result<Self, GgufError> {
         let file = std::fs::File::open(path)?;
         // SAFETY: the map is read-only and only read through `&[u8]`; the
         // file is not modified by this process (see the doc comment for
         // other processes).
         let map = unsafe { memmap2::Mmap::map(&file)? };
-        Self::from_bytes(Bytes::Mapped(map))
+        Self::from_bytes(Bytes::Mapped(map), limits)
     }
 
     /// Parses a file held in memory (`&[u8]` is copied, `Vec<u8>` and
     /// `Arc<[u8]>` are taken as they are).
     pub fn parse(bytes: impl Into<Arc<[u8]>>) -> Result<Self, GgufError> {
-        Self::from_bytes(Bytes::Shared(bytes.into()))
+        Self::parse_with(bytes, GgufLimits::default())
     }
 
-    fn from_bytes(bytes: Bytes) -> Result<Self, GgufError> {
+    /// [`Gguf::parse`] with explicit memory limits.
+    pub fn parse_with(bytes: impl Into<Arc<[u8]>>, limits: GgufLimits) -> Result<Self, GgufError> {
+        Self::from_bytes(Bytes::Shared(bytes.into()), limits)
+    }
+
+    fn from_bytes(bytes: Bytes, limits: GgufLimits) -> Result<Self, GgufError> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let buf: &[u8] = match &bytes {
             Bytes::Mapped(m) => m,
             Bytes::Shared(s) => s,
         };
-        let p = parse::parse(buf, id)?;
+        let p = parse::parse(buf, id, limits)?;
         Ok(Self {
             bytes,
             version: p.version,
