@@ -616,6 +616,12 @@ enum Mutation {
     Truncate(usize),
     /// Field index into `Built::fields` (u32 or u64), new value.
     Field(usize, u64),
+    /// Hostile count: zero padding appended, then the metadata (true) or
+    /// tensor count set to the most the padded file could hold.
+    CountAtBound(bool, usize),
+    /// Huge name: the n-th key or tensor name replaced by `len` copies of
+    /// one byte (control characters included), its length field patched.
+    HugeName(usize, usize, u8),
 }
 
 fn extreme() -> impl Strategy<Value = u64> {
@@ -642,6 +648,9 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         any::<usize>().prop_map(Mutation::Truncate),
         (any::<usize>(), extreme()).prop_map(|(f, v)| Mutation::Field(f, v)),
         (any::<usize>(), extreme()).prop_map(|(f, v)| Mutation::Field(f, v)),
+        (any::<bool>(), 0..(256usize << 10)).prop_map(|(kv, pad)| Mutation::CountAtBound(kv, pad)),
+        (any::<usize>(), 0..(256usize << 10), prop_oneof![Just(0x1Fu8), Just(b'a'), 0..0x80u8])
+            .prop_map(|(n, len, byte)| Mutation::HugeName(n, len, byte)),
     ]
 }
 
@@ -667,6 +676,25 @@ fn mutate(built: &Built, muts: &[Mutation]) -> Vec<u8> {
                     b[pos..pos + width].copy_from_slice(&v.to_le_bytes()[..width]);
                 }
             }
+            Mutation::CountAtBound(kv, pad) => {
+                b.resize(b.len() + pad, 0);
+                let (label, min_item) = if *kv { ("metadata count", 13) } else { ("tensor count", 32) };
+                let (pos, _) = built.at(label, 0);
+                if pos + 8 <= b.len() {
+                    let bound = (b.len().saturating_sub(24) / min_item) as u64;
+                    b[pos..pos + 8].copy_from_slice(&bound.to_le_bytes());
+                }
+            }
+            Mutation::HugeName(n, len, byte) => {
+                let names: Vec<_> = built.fields.iter().filter(|f| f.0 == "key len" || f.0 == "name len").collect();
+                let (_, pos, _) = *names[n % names.len()];
+                if pos + 8 <= b.len() {
+                    let old = u64::from_le_bytes(b[pos..pos + 8].try_into().unwrap()) as usize;
+                    let end = (pos + 8).saturating_add(old).min(b.len());
+                    b.splice(pos + 8..end, std::iter::repeat_n(*byte, *len));
+                    b[pos..pos + 8].copy_from_slice(&(*len as u64).to_le_bytes());
+                }
+            }
             _ => {}
         }
     }
@@ -689,7 +717,12 @@ fn fuzz_mutated_files_never_panic() {
     let result = runner.run(&strategy, |(base, muts)| {
         cases.set(cases.get() + 1);
         let bytes = mutate(&bases[base], &muts);
-        if let Ok(g) = Gguf::parse(bytes.as_slice()) {
+        let parsed = Gguf::parse(bytes.as_slice());
+        if let Err(e) = &parsed {
+            let len = e.to_string().len();
+            prop_assert!(len < 4096, "a {len}-byte error message");
+        }
+        if let Ok(g) = parsed {
             oks.set(oks.get() + 1);
             let file = g.as_bytes().as_ptr_range();
             for t in g.tensors() {
