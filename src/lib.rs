@@ -10,6 +10,7 @@ pub mod gemm;
 pub mod gguf;
 pub mod isa;
 pub mod sparse;
+pub mod text;
 pub mod threads;
 
 pub use tilejit_kernels as kernels;

@@ -1,0 +1,4 @@
+//! Text in and out of the model: the tokenizer the GGUF file describes,
+//! the chat template, and the sampler.
+
+pub mod tokenizer;

@@ -1,0 +1,1 @@
+//! Byte-level BPE from the GGUF metadata (being written).
