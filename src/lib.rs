@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod gemm;
 pub mod gguf;
 pub mod isa;
+pub mod model;
 pub mod sparse;
 pub mod text;
 pub mod threads;

@@ -38,7 +38,7 @@ mod error;
 mod parse;
 
 pub use error::GgufError;
-pub use parse::{DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS, MAX_KEPT_PER_FILE_BYTE, SHOWN_BYTES};
+pub use parse::{shown as shown_name, DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS, MAX_KEPT_PER_FILE_BYTE, SHOWN_BYTES};
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -48,7 +48,7 @@ pub const SHOWN_BYTES: usize = 64;
 /// `s` as error messages show it: whole when short, else its first
 /// [`SHOWN_BYTES`] and how many bytes were left out. Escaping happens once,
 /// when the message is displayed.
-pub(crate) fn shown(s: &str) -> String {
+pub fn shown(s: &str) -> String {
     if s.len() <= SHOWN_BYTES {
         return s.to_owned();
     }

@@ -57,45 +57,112 @@ pub fn amx_from_m(format: WeightFormat) -> usize {
     }
 }
 
-/// GGUF weights packed for the paths that can run here: the AVX-512
-/// layout always (it is also what the scalar path unpacks), the AMX one
-/// when AMX is usable.
+/// Which packed layouts a [`QuantWeights`] holds. A layout is a type
+/// here, never a convention: no path can read one layout as another, or
+/// as the GGUF rows it came from (docs/PLACEMENT.md, last lesson).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantLayouts {
+    /// The AVX-512 panel layout only (GGUF size); AVX-512 and scalar read it.
+    Avx512,
+    /// The AMX layout only: every call runs on AMX (decode too), or on the
+    /// scalar path, which unpacks it.
+    Amx,
+    /// Both, when AMX is usable here: each call takes the faster by M.
+    Both,
+}
+
+/// GGUF weights packed for the paths that can run here.
 #[derive(Clone, Debug)]
 pub struct QuantWeights {
-    avx512: PackedQuant,
+    avx512: Option<PackedQuant>,
     amx: Option<PackedQuantAmx>,
 }
 
 impl QuantWeights {
-    /// Packs `n` GGUF rows of `k` weights (a GGUF tensor with dims `[k, n]`).
+    /// Packs `n` GGUF rows of `k` weights (a GGUF tensor with dims `[k, n]`)
+    /// in the AVX-512 layout, and in the AMX one too when AMX is usable.
     ///
     /// # Errors
     /// A zero dimension, `k` not a multiple of 32, a byte length other than
     /// `n * k / 32 * block bytes`, a size overflow.
     pub fn from_gguf(format: WeightFormat, bytes: &[u8], n: usize, k: usize) -> Result<QuantWeights, GemmError> {
-        let avx512 = PackedQuant::from_gguf(format, bytes, n, k)?;
-        let amx = match availability_for(Isa::Amx, Op::Quant) {
-            Ok(()) => Some(PackedQuantAmx::pack(format, TileKind::Int8, bytes, n, k)?),
-            Err(_) => None,
+        let layouts = match availability_for(Isa::Amx, Op::Quant) {
+            Ok(()) => QuantLayouts::Both,
+            Err(_) => QuantLayouts::Avx512,
         };
+        Self::pack(format, bytes, n, k, layouts)
+    }
+
+    /// Packs into exactly `layouts`; one layout replaces the GGUF rows
+    /// rather than sitting beside another.
+    ///
+    /// # Errors
+    /// As [`QuantWeights::from_gguf`]; AMX layouts where the AMX quantized
+    /// kernels cannot run are [`GemmError::IsaUnavailable`].
+    pub fn pack(
+        format: WeightFormat,
+        bytes: &[u8],
+        n: usize,
+        k: usize,
+        layouts: QuantLayouts,
+    ) -> Result<QuantWeights, GemmError> {
+        let (want_avx512, want_amx) = match layouts {
+            QuantLayouts::Avx512 => (true, false),
+            QuantLayouts::Amx => (false, true),
+            QuantLayouts::Both => (true, true),
+        };
+        if want_amx {
+            availability_for(Isa::Amx, Op::Quant).map_err(|reason| GemmError::IsaUnavailable { isa: Isa::Amx, reason })?;
+        }
+        let avx512 = if want_avx512 { Some(PackedQuant::from_gguf(format, bytes, n, k)?) } else { None };
+        let amx = if want_amx { Some(PackedQuantAmx::pack(format, TileKind::Int8, bytes, n, k)?) } else { None };
         Ok(QuantWeights { avx512, amx })
     }
 
+    pub fn layouts(&self) -> QuantLayouts {
+        match (&self.avx512, &self.amx) {
+            (Some(_), Some(_)) => QuantLayouts::Both,
+            (None, Some(_)) => QuantLayouts::Amx,
+            _ => QuantLayouts::Avx512,
+        }
+    }
+
+    /// Bytes the packed layouts take.
+    pub fn packed_bytes(&self) -> usize {
+        self.avx512.as_ref().map_or(0, |p| p.as_bytes().len()) + self.amx.as_ref().map_or(0, |p| p.as_bytes().len())
+    }
+
     pub fn format(&self) -> WeightFormat {
-        self.avx512.format()
+        match (&self.avx512, &self.amx) {
+            (Some(p), _) => p.format(),
+            (None, Some(p)) => p.format(),
+            (None, None) => unreachable!("a QuantWeights holds at least one layout"),
+        }
     }
 
     pub fn n(&self) -> usize {
-        self.avx512.n()
+        match (&self.avx512, &self.amx) {
+            (Some(p), _) => p.n(),
+            (None, Some(p)) => p.n(),
+            (None, None) => unreachable!("a QuantWeights holds at least one layout"),
+        }
     }
 
     pub fn k(&self) -> usize {
-        self.avx512.k()
+        match (&self.avx512, &self.amx) {
+            (Some(p), _) => p.k(),
+            (None, Some(p)) => p.k(),
+            (None, None) => unreachable!("a QuantWeights holds at least one layout"),
+        }
     }
 
     /// The GGUF rows back, exactly as packed.
     pub fn to_gguf(&self) -> Vec<u8> {
-        self.avx512.unpack()
+        match (&self.avx512, &self.amx) {
+            (Some(p), _) => p.unpack(),
+            (None, Some(p)) => p.unpack_to_gguf(),
+            (None, None) => unreachable!("a QuantWeights holds at least one layout"),
+        }
     }
 }
 
@@ -113,10 +180,21 @@ pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
-    let isa =
-        super::resolve_isa(opts.isa, Op::Quant, || super::dispatch::by_rows(a.m(), amx_from_m(w.format()), Op::Quant))?;
+    // The path by M among the layouts the weights hold.
+    let choose = || match w.layouts() {
+        QuantLayouts::Both => super::dispatch::by_rows(a.m(), amx_from_m(w.format()), Op::Quant),
+        QuantLayouts::Avx512 => super::dispatch::by_rows(a.m(), usize::MAX, Op::Quant),
+        QuantLayouts::Amx => super::dispatch::by_rows(0, 0, Op::Quant),
+    };
+    let isa = super::resolve_isa(opts.isa, Op::Quant, choose)?;
     match isa {
-        Isa::Avx512 => gemm_quant_avx512(&w.avx512, a, c, opts.threads),
+        Isa::Avx512 => {
+            let packed = w.avx512.as_ref().ok_or_else(|| GemmError::IsaUnavailable {
+                isa,
+                reason: "the weights were packed for AMX only (QuantLayouts::Amx)".into(),
+            })?;
+            gemm_quant_avx512(packed, a, c, opts.threads)
+        }
         Isa::Amx => {
             let packed = w.amx.as_ref().ok_or_else(|| GemmError::IsaUnavailable {
                 isa,

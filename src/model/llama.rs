@@ -1,0 +1,264 @@
+//! The llama forward pass: embedding lookup; per layer RMSNorm, Q/K/V,
+//! RoPE, grouped-query attention over the KV cache, output projection,
+//! residual, RMSNorm, gate/up, SwiGLU, down, residual; final norm and the
+//! LM head. Matmuls go through `gemm_quant` (prefill kernels for a batch
+//! of prompt tokens, decode kernels for one), every other step through
+//! [`super::ops`] in a fixed order, so the logits' bits do not depend on
+//! the ISA, the thread count or `--amx`.
+
+use std::path::Path;
+
+use crate::gemm::{gemm_quant, quantize_activations, GemmOptions};
+use crate::gguf::Gguf;
+use crate::isa::{self, availability_for, Isa, Op};
+use crate::kernels::quant_avx512::{ActivationFormat, QuantActivations};
+
+use super::config::{LlamaConfig, MAX_CONTEXT};
+use super::ops::{add_in_place, dot, rms_norm, rope, softmax, swiglu};
+use super::placement::{plan, Machine, Plan, PlacementFlags};
+use super::weights::{embedding_row, Linear, Tensors, Weights};
+use super::ModelError;
+
+/// How to load a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    pub placement: PlacementFlags,
+    /// GPUs the driver reports (0 until the GPU backend exists).
+    pub gpus: usize,
+}
+
+/// A loaded model: the mapped file, its config, its weights as placed.
+pub struct Model {
+    gguf: Gguf,
+    pub config: LlamaConfig,
+    pub plan: Plan,
+    weights: Weights,
+}
+
+impl Model {
+    /// Opens, validates, plans and packs. `progress(done, total)` is called
+    /// after each tensor.
+    ///
+    /// # Errors
+    /// A bad file, a non-llama model, a missing or mis-shaped tensor, an
+    /// unsupported type, a packing failure.
+    pub fn load(path: impl AsRef<Path>, opts: LoadOptions, progress: impl FnMut(usize, usize)) -> Result<Model, ModelError> {
+        let gguf = Gguf::open(path)?;
+        Self::from_gguf(gguf, opts, progress)
+    }
+
+    /// [`Model::load`] from a parsed file.
+    ///
+    /// # Errors
+    /// As [`Model::load`].
+    pub fn from_gguf(gguf: Gguf, opts: LoadOptions, progress: impl FnMut(usize, usize)) -> Result<Model, ModelError> {
+        let config = LlamaConfig::from_gguf(&gguf)?;
+        let tensors = Tensors::find(&gguf, &config)?;
+        let machine = Machine { amx: amx_for_placement(), gpus: opts.gpus };
+        let plan = plan(opts.placement, &machine, config.n_layers, &tensors.descs());
+        let weights = Weights::load(&gguf, &tensors, &plan, progress)?;
+        Ok(Model { gguf, config, plan, weights })
+    }
+
+    pub fn gguf(&self) -> &Gguf {
+        &self.gguf
+    }
+
+    /// Bytes of packed weights in memory (the rest is read from the map).
+    pub fn packed_bytes(&self) -> usize {
+        self.weights.packed_bytes()
+    }
+}
+
+/// Whether `--amx` can be honoured: the AMX quantized kernels run here and
+/// `TILEJIT_ISA` does not force another path.
+fn amx_for_placement() -> Result<(), String> {
+    match isa::forced().map_err(|e| e.to_string())? {
+        Some(Isa::Amx) | None => availability_for(Isa::Amx, Op::Quant),
+        Some(other) => Err(format!("TILEJIT_ISA={other} forces another path")),
+    }
+}
+
+/// The KV cache: per layer, `n_ctx` positions of K and of V, f32.
+struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+/// One conversation with the model: its KV cache and position.
+pub struct Session<'m> {
+    model: &'m Model,
+    cache: KvCache,
+    n_ctx: usize,
+    pos: usize,
+    opts: GemmOptions,
+}
+
+impl<'m> Session<'m> {
+    /// A session with room for `n_ctx` tokens (at most the training
+    /// context), running matmuls on `threads` threads.
+    ///
+    /// # Errors
+    /// `n_ctx` zero or above the training context or [`MAX_CONTEXT`];
+    /// zero threads; a cache that would not fit in memory.
+    pub fn new(model: &'m Model, n_ctx: usize, threads: usize) -> Result<Session<'m>, ModelError> {
+        let cfg = &model.config;
+        let most = cfg.n_ctx_train.min(MAX_CONTEXT as usize);
+        if n_ctx == 0 || n_ctx > most {
+            return Err(ModelError::Context(format!(
+                "-c {n_ctx}: the context must be 1..={most} (the model's training context)"
+            )));
+        }
+        if threads == 0 {
+            return Err(ModelError::Context("the thread count must be at least 1".into()));
+        }
+        let per_layer = n_ctx.checked_mul(cfg.kv_dim()).ok_or_else(|| ModelError::Context("KV cache size overflows".into()))?;
+        let layer = || -> Result<Vec<f32>, ModelError> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(per_layer).map_err(|_| {
+                ModelError::Context(format!("a KV cache of {n_ctx} tokens does not fit in memory; lower -c"))
+            })?;
+            v.resize(per_layer, 0.0);
+            Ok(v)
+        };
+        let mut k = Vec::with_capacity(cfg.n_layers);
+        let mut v = Vec::with_capacity(cfg.n_layers);
+        for _ in 0..cfg.n_layers {
+            k.push(layer()?);
+            v.push(layer()?);
+        }
+        let opts = GemmOptions { threads, ..GemmOptions::default() };
+        Ok(Session { model, cache: KvCache { k, v }, n_ctx, pos: 0, opts })
+    }
+
+    /// Tokens in the cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Runs `tokens` (a prompt batch, or one generated token) at the next
+    /// positions and returns the logits of the last one.
+    ///
+    /// # Errors
+    /// An empty batch, a token id outside the vocabulary, the context full.
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        let (model, cfg) = (self.model, &self.model.config);
+        let m = tokens.len();
+        if m == 0 {
+            return Err(ModelError::Context("no tokens to run".into()));
+        }
+        if self.pos + m > self.n_ctx {
+            return Err(ModelError::Context(format!(
+                "context full: {} tokens in the cache + {m} new exceed -c {}",
+                self.pos, self.n_ctx
+            )));
+        }
+        let (e, kv, hd) = (cfg.n_embd, cfg.kv_dim(), cfg.head_dim);
+        let mut x = vec![0f32; m * e];
+        for (row, &t) in x.chunks_exact_mut(e).zip(tokens) {
+            embedding_row(&model.gguf, &model.weights.token_embd, t, row)?;
+        }
+        let mut h = vec![0f32; m * e];
+        let (mut q, mut k, mut v) = (vec![0f32; m * e], vec![0f32; m * kv], vec![0f32; m * kv]);
+        let mut attn = vec![0f32; m * e];
+        let mut proj = vec![0f32; m * e];
+        let (mut gate, mut up) = (vec![0f32; m * cfg.n_ff], vec![0f32; m * cfg.n_ff]);
+        let mut scores = vec![0f32; self.pos + m];
+        let scale = 1.0 / (hd as f32).sqrt();
+        for (l, layer) in model.weights.layers.iter().enumerate() {
+            norm_rows(&x, &layer.attn_norm, cfg.rms_eps, e, &mut h);
+            let a = Activations::new(&h, m, e);
+            a.matmul(&layer.wq, &mut q, &self.opts)?;
+            a.matmul(&layer.wk, &mut k, &self.opts)?;
+            a.matmul(&layer.wv, &mut v, &self.opts)?;
+            for i in 0..m {
+                let pos = self.pos + i;
+                for head in q[i * e..(i + 1) * e].chunks_exact_mut(hd) {
+                    rope(head, pos, cfg.rope_dim, cfg.rope_base);
+                }
+                for head in k[i * kv..(i + 1) * kv].chunks_exact_mut(hd) {
+                    rope(head, pos, cfg.rope_dim, cfg.rope_base);
+                }
+                self.cache.k[l][pos * kv..(pos + 1) * kv].copy_from_slice(&k[i * kv..(i + 1) * kv]);
+                self.cache.v[l][pos * kv..(pos + 1) * kv].copy_from_slice(&v[i * kv..(i + 1) * kv]);
+            }
+            // Causal grouped-query attention: query head `hq` reads KV head
+            // `hq / group`, positions 0..=pos.
+            let (kc, vc) = (&self.cache.k[l], &self.cache.v[l]);
+            for i in 0..m {
+                let pos = self.pos + i;
+                for hq in 0..cfg.n_head {
+                    let hk = hq / cfg.group();
+                    let qh = &q[i * e + hq * hd..i * e + (hq + 1) * hd];
+                    let s = &mut scores[..=pos];
+                    for (t, s) in s.iter_mut().enumerate() {
+                        *s = dot(qh, &kc[t * kv + hk * hd..t * kv + (hk + 1) * hd]) * scale;
+                    }
+                    softmax(s);
+                    let out = &mut attn[i * e + hq * hd..i * e + (hq + 1) * hd];
+                    out.fill(0.0);
+                    for (t, &p) in s.iter().enumerate() {
+                        let vt = &vc[t * kv + hk * hd..t * kv + (hk + 1) * hd];
+                        out.iter_mut().zip(vt).for_each(|(o, &x)| *o += p * x);
+                    }
+                }
+            }
+            Activations::new(&attn, m, e).matmul(&layer.wo, &mut proj, &self.opts)?;
+            add_in_place(&mut x, &proj);
+            norm_rows(&x, &layer.ffn_norm, cfg.rms_eps, e, &mut h);
+            let a = Activations::new(&h, m, e);
+            a.matmul(&layer.w_gate, &mut gate, &self.opts)?;
+            a.matmul(&layer.w_up, &mut up, &self.opts)?;
+            swiglu(&mut gate, &up);
+            Activations::new(&gate, m, cfg.n_ff).matmul(&layer.w_down, &mut proj, &self.opts)?;
+            add_in_place(&mut x, &proj);
+        }
+        self.pos += m;
+        // Only the last token's logits are needed.
+        let last = &x[(m - 1) * e..];
+        let mut normed = vec![0f32; e];
+        rms_norm(last, &model.weights.output_norm, cfg.rms_eps, &mut normed);
+        let mut logits = vec![0f32; cfg.n_vocab];
+        Activations::new(&normed, 1, e).matmul(&model.weights.output, &mut logits, &self.opts)?;
+        Ok(logits)
+    }
+}
+
+fn norm_rows(x: &[f32], w: &[f32], eps: f32, width: usize, out: &mut [f32]) {
+    for (xr, or) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        rms_norm(xr, w, eps, or);
+    }
+}
+
+/// `m` rows of f32 activations, quantized once per activation format the
+/// weights ask for (Q8_0, or Q8_1 for Q4_1 weights).
+struct Activations<'a> {
+    x: &'a [f32],
+    m: usize,
+    k: usize,
+    quantized: std::cell::RefCell<Vec<(ActivationFormat, QuantActivations)>>,
+}
+
+impl<'a> Activations<'a> {
+    fn new(x: &'a [f32], m: usize, k: usize) -> Self {
+        Activations { x, m, k, quantized: std::cell::RefCell::new(Vec::new()) }
+    }
+
+    /// `out[i][j] = dot(row i, weight row j)`.
+    fn matmul(&self, w: &Linear, out: &mut [f32], opts: &GemmOptions) -> Result<(), ModelError> {
+        let format = w.weights.format().activations();
+        let mut cache = self.quantized.borrow_mut();
+        if !cache.iter().any(|(f, _)| *f == format) {
+            let bytes = quantize_activations(format, self.x);
+            let a = QuantActivations::from_gguf(format, &bytes, self.m, self.k).map_err(crate::gemm::GemmError::from)?;
+            cache.push((format, a));
+        }
+        let a = &cache.iter().find(|(f, _)| *f == format).expect("quantized above").1;
+        gemm_quant(&w.weights, a, out, opts)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! The non-matmul operations of a llama layer, in plain Rust with one fixed
+//! order of arithmetic, shared by every path: a forced ISA, the thread
+//! count and `--amx` change which kernel runs the matmuls (which give the
+//! same bits on every path), never these, so the model's output bits do not
+//! change either. Each follows ggml's definition (the order of its steps
+//! and its precision), so the runner stays close to llama.cpp.
+
+/// `out = x / sqrt(mean(x^2) + eps) * w`: the sum of squares in f64, the
+/// scale in f32, applied before the weight (ggml's rms_norm then mul).
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = (v * scale) * g;
+    }
+}
+
+/// Rotary position embedding on one head in place, adjacent pairs
+/// `(x[2i], x[2i+1])` rotated by `pos * base^(-2i/rope_dim)` for the first
+/// `rope_dim` dimensions ("normal" RoPE: llama.cpp's converter permutes
+/// llama's Q and K rows into this layout, docs/FORMATS.md). The angle is
+/// advanced by repeated multiplication, as ggml does.
+pub fn rope(head: &mut [f32], pos: usize, rope_dim: usize, base: f32) {
+    let theta_scale = base.powf(-2.0 / rope_dim as f32);
+    let mut theta = pos as f32;
+    for pair in head[..rope_dim].chunks_exact_mut(2) {
+        let (sin, cos) = theta.sin_cos();
+        let (x0, x1) = (pair[0], pair[1]);
+        pair[0] = x0 * cos - x1 * sin;
+        pair[1] = x0 * sin + x1 * cos;
+        theta *= theta_scale;
+    }
+}
+
+/// Softmax in place: the maximum subtracted, exponentials in f32, their
+/// sum in f64, then one f32 scale (ggml's soft_max).
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    let scale = (1.0 / sum) as f32;
+    x.iter_mut().for_each(|v| *v *= scale);
+}
+
+/// `gate = silu(gate) * up`, silu(x) = x / (1 + e^-x) (SwiGLU).
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// `a += b`, element by element.
+pub fn add_in_place(a: &mut [f32], b: &[f32]) {
+    a.iter_mut().zip(b).for_each(|(x, &y)| *x += y);
+}
+
+/// Dot product in index order, f32 (attention scores).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0.0, |acc, (&x, &y)| acc + x * y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_of_a_constant_is_the_weight() {
+        let mut out = [0f32; 4];
+        rms_norm(&[2.0; 4], &[1.0, 2.0, 3.0, 4.0], 0.0, &mut out);
+        assert_eq!(out, [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn rope_at_position_zero_is_the_identity_and_preserves_norms() {
+        let x: Vec<f32> = (0..8).map(|i| i as f32 - 3.5).collect();
+        let mut y = x.clone();
+        rope(&mut y, 0, 8, 10_000.0);
+        assert_eq!(x, y);
+        rope(&mut y, 17, 8, 10_000.0);
+        for (a, b) in x.chunks(2).zip(y.chunks(2)) {
+            let (na, nb) = (a[0].hypot(a[1]), b[0].hypot(b[1]));
+            assert!((na - nb).abs() < 1e-5 * na.max(1.0), "{na} vs {nb}");
+        }
+        // Pair 0 turns by exactly pos radians.
+        let mut z = [1.0f32, 0.0];
+        rope(&mut z, 1, 2, 10_000.0);
+        assert_eq!(z, [1f32.cos(), 1f32.sin()]);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_survives_large_inputs() {
+        let mut x = [1000.0f32, 1000.0, f32::NEG_INFINITY];
+        softmax(&mut x);
+        assert_eq!(x, [0.5, 0.5, 0.0]);
+    }
+
+    #[test]
+    fn swiglu_matches_its_definition() {
+        let mut g = [0.0f32, 1.0, -2.0];
+        swiglu(&mut g, &[3.0, 2.0, 1.0]);
+        assert_eq!(g[0], 0.0);
+        assert_eq!(g[1], 1.0 / (1.0 + (-1f32).exp()) * 2.0);
+        assert_eq!(g[2], -2.0 / (1.0 + 2f32.exp()));
+    }
+}

@@ -1,0 +1,389 @@
+//! Where each tensor lives: a pure function of the flags, the tensors'
+//! roles, types and shapes, what the CPU can run and how many GPUs there
+//! are (docs/PLACEMENT.md, "The rule"). Nothing here touches memory; the
+//! loader follows the plan, and the printed report is the plan.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::gguf::GgmlType;
+
+/// What a tensor is for in a llama model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    TokenEmbd,
+    AttnNorm,
+    AttnQ,
+    AttnK,
+    AttnV,
+    AttnOutput,
+    FfnNorm,
+    FfnGate,
+    FfnUp,
+    FfnDown,
+    OutputNorm,
+    /// The output projection; absent from the file when tied to the embedding.
+    Output,
+}
+
+impl Role {
+    /// The roles of one repeating layer, in forward order.
+    pub const LAYER: [Role; 9] = [
+        Role::AttnNorm,
+        Role::AttnQ,
+        Role::AttnK,
+        Role::AttnV,
+        Role::AttnOutput,
+        Role::FfnNorm,
+        Role::FfnGate,
+        Role::FfnUp,
+        Role::FfnDown,
+    ];
+
+    /// The GGUF tensor name's role part (`blk.N.<this>.weight`).
+    pub const fn gguf_name(self) -> &'static str {
+        match self {
+            Role::TokenEmbd => "token_embd",
+            Role::AttnNorm => "attn_norm",
+            Role::AttnQ => "attn_q",
+            Role::AttnK => "attn_k",
+            Role::AttnV => "attn_v",
+            Role::AttnOutput => "attn_output",
+            Role::FfnNorm => "ffn_norm",
+            Role::FfnGate => "ffn_gate",
+            Role::FfnUp => "ffn_up",
+            Role::FfnDown => "ffn_down",
+            Role::OutputNorm => "output_norm",
+            Role::Output => "output",
+        }
+    }
+
+    /// Consumed by a plain matrix multiply (the rest are norm vectors and
+    /// the embedding, read by row lookup).
+    pub const fn is_matmul(self) -> bool {
+        !matches!(self, Role::TokenEmbd | Role::AttnNorm | Role::FfnNorm | Role::OutputNorm)
+    }
+}
+
+/// A tensor's place in the model: its role and, for repeating-layer
+/// tensors, the layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Slot {
+    pub role: Role,
+    pub layer: Option<usize>,
+}
+
+impl Slot {
+    /// The GGUF tensor name.
+    pub fn gguf_name(&self) -> String {
+        match self.layer {
+            Some(l) => format!("blk.{l}.{}.weight", self.role.gguf_name()),
+            None => format!("{}.weight", self.role.gguf_name()),
+        }
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.gguf_name())
+    }
+}
+
+/// Where a tensor's bytes live while the model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Buffer {
+    /// Read in place from the memory-mapped file (norm vectors, the
+    /// embedding rows looked up per token).
+    CpuMapped,
+    /// Repacked once into the AVX-512 panel layout (same bytes as GGUF),
+    /// which the AVX-512 and scalar paths read.
+    CpuPacked,
+    /// Repacked into the AMX tile layout, replacing the CPU packed form.
+    Amx,
+    /// Pinned host memory in the original layout (CPU layers of a run with
+    /// GPU layers), so the GPU backend can copy from it.
+    Host,
+    /// On GPU `n`, in the file's block format.
+    Gpu(usize),
+}
+
+impl fmt::Display for Buffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Buffer::CpuMapped => f.write_str("CPU mapped"),
+            Buffer::CpuPacked => f.write_str("CPU packed"),
+            Buffer::Amx => f.write_str("AMX"),
+            Buffer::Host => f.write_str("CPU pinned host"),
+            Buffer::Gpu(n) => write!(f, "GPU {n}"),
+        }
+    }
+}
+
+/// One tensor as the planner sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorDesc {
+    pub slot: Slot,
+    pub ggml_type: GgmlType,
+    /// GGUF dims: `[k, n]` for a matrix of n rows of k.
+    pub dims: Vec<u64>,
+    pub bytes: u64,
+}
+
+/// What the user asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlacementFlags {
+    /// `--amx`.
+    pub amx: bool,
+    /// `-ngl N`: repeating layers (from the last) to put on GPUs.
+    pub n_gpu_layers: usize,
+}
+
+/// What the machine offers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// Ok when the AMX quantized kernels can run here (and are not
+    /// excluded by `TILEJIT_ISA`), else the reason.
+    pub amx: Result<(), String>,
+    /// GPUs the driver reports (0 until the GPU backend exists).
+    pub gpus: usize,
+}
+
+/// The plan: a buffer per tensor, and what the user should be told.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub buffers: BTreeMap<Slot, Buffer>,
+    /// Repeating layers on GPUs (the last `gpu_layers`).
+    pub gpu_layers: usize,
+    /// Whether any tensor went to AMX.
+    pub amx: bool,
+    /// One line each, printed once before the run.
+    pub warnings: Vec<String>,
+    /// Sizes for the report, per buffer kind.
+    bytes: BTreeMap<Buffer, u64>,
+    /// Roles per buffer kind, for the report.
+    roles: BTreeMap<Buffer, Vec<Role>>,
+}
+
+/// Types the AMX quantized kernels read (docs/PLACEMENT.md, rule 4).
+fn amx_kernel_for(t: GgmlType) -> bool {
+    matches!(t, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+}
+
+/// The placement rule (docs/PLACEMENT.md):
+/// 1. AMX only when `--amx` is set, no layer is on a GPU and AMX can run;
+///    otherwise one warning and the run goes on without it.
+/// 2. The input embedding, every norm vector, the output norm and the
+///    output projection never go to AMX.
+/// 3. With GPU layers, CPU-resident layers stay in host buffers in their
+///    original layout.
+/// 4. Only matmul weights of a type with an AMX kernel and a shape it takes
+///    (K a multiple of the 32-wide block) are repacked for AMX.
+/// 5. Layers on GPUs are the last `n_gpu_layers`; the output norm and
+///    projection join them when every layer is offloaded (llama.cpp's
+///    convention).
+pub fn plan(flags: PlacementFlags, machine: &Machine, n_layers: usize, tensors: &[TensorDesc]) -> Plan {
+    let mut warnings = Vec::new();
+    let gpu_layers = match (flags.n_gpu_layers, machine.gpus) {
+        (0, _) => 0,
+        (n, 0) => {
+            warnings.push(format!("-ngl {n}: no GPU device: running every layer on the CPU"));
+            0
+        }
+        (n, _) if n > n_layers => {
+            warnings.push(format!("-ngl {n}: the model has {n_layers} layers; offloading all {n_layers}"));
+            n_layers
+        }
+        (n, _) => n,
+    };
+    let amx = match (flags.amx, gpu_layers, &machine.amx) {
+        (false, ..) => false,
+        (true, g, _) if g > 0 => {
+            warnings.push(format!(
+                "--amx ignored: {g} layer(s) run on a GPU, and AMX is used only when every layer runs on the CPU"
+            ));
+            false
+        }
+        (true, _, Err(why)) => {
+            warnings.push(format!("--amx ignored: {why}"));
+            false
+        }
+        (true, _, Ok(())) => true,
+    };
+    let first_gpu_layer = n_layers - gpu_layers;
+    let mut buffers = BTreeMap::new();
+    let mut bytes: BTreeMap<Buffer, u64> = BTreeMap::new();
+    let mut roles: BTreeMap<Buffer, Vec<Role>> = BTreeMap::new();
+    for t in tensors {
+        let on_gpu = match t.slot.layer {
+            Some(l) => l >= first_gpu_layer,
+            None => gpu_layers > 0 && gpu_layers == n_layers && t.slot.role != Role::TokenEmbd,
+        };
+        let buffer = if on_gpu {
+            Buffer::Gpu(0)
+        } else if !t.slot.role.is_matmul() || t.ggml_type == GgmlType::F32 {
+            if gpu_layers > 0 { Buffer::Host } else { Buffer::CpuMapped }
+        } else if gpu_layers > 0 {
+            Buffer::Host
+        } else if amx
+            && t.slot.layer.is_some()
+            && amx_kernel_for(t.ggml_type)
+            && t.dims.first().is_some_and(|k| k % 32 == 0)
+        {
+            Buffer::Amx
+        } else {
+            Buffer::CpuPacked
+        };
+        buffers.insert(t.slot, buffer);
+        *bytes.entry(buffer).or_default() += t.bytes;
+        let r = roles.entry(buffer).or_default();
+        if !r.contains(&t.slot.role) {
+            r.push(t.slot.role);
+        }
+    }
+    let amx = buffers.values().any(|b| *b == Buffer::Amx);
+    Plan { buffers, gpu_layers, amx, warnings, bytes, roles }
+}
+
+impl Plan {
+    /// The buffer of `slot` (CPU mapped for a slot the plan does not name).
+    pub fn buffer(&self, slot: Slot) -> Buffer {
+        self.buffers.get(&slot).copied().unwrap_or(Buffer::CpuMapped)
+    }
+
+    /// Bytes of the file's tensors per buffer kind.
+    pub fn bytes_by_buffer(&self) -> &BTreeMap<Buffer, u64> {
+        &self.bytes
+    }
+}
+
+impl fmt::Display for Plan {
+    /// One line per buffer kind with its size in MiB and the roles in it,
+    /// the way llama.cpp users read "CPU buffer size = ... MiB".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (buffer, bytes) in &self.bytes {
+            let roles: Vec<_> = self.roles[buffer].iter().map(|r| r.gguf_name()).collect();
+            writeln!(
+                f,
+                "{:<16} buffer size = {:>9.2} MiB  ({})",
+                buffer.to_string(),
+                *bytes as f64 / (1 << 20) as f64,
+                roles.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A two-layer llama in the shape of SmolLM2 (Q4_1 layers, Q8_0
+    /// embedding, F32 norms), tied or with its own output projection.
+    fn model(output: bool) -> Vec<TensorDesc> {
+        let desc = |role, layer, ggml_type, dims: &[u64]| TensorDesc {
+            slot: Slot { role, layer },
+            ggml_type,
+            dims: dims.to_vec(),
+            bytes: 1 << 20,
+        };
+        let mut t = vec![desc(Role::TokenEmbd, None, GgmlType::Q8_0, &[576, 49152])];
+        for l in 0..2 {
+            for role in Role::LAYER {
+                let ty = if role.is_matmul() { GgmlType::Q4_1 } else { GgmlType::F32 };
+                t.push(desc(role, Some(l), ty, if role.is_matmul() { &[576, 576] } else { &[576] }));
+            }
+        }
+        t.push(desc(Role::OutputNorm, None, GgmlType::F32, &[576]));
+        if output {
+            t.push(desc(Role::Output, None, GgmlType::Q8_0, &[576, 49152]));
+        }
+        t
+    }
+
+    fn machine(amx: bool, gpus: usize) -> Machine {
+        Machine { amx: if amx { Ok(()) } else { Err("AMX unavailable: no tiles".into()) }, gpus }
+    }
+
+    fn kinds(p: &Plan, role: Role) -> Vec<Buffer> {
+        let mut v: Vec<_> = p.buffers.iter().filter(|(s, _)| s.role == role).map(|(_, b)| *b).collect();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn cpu_only_without_amx_has_no_amx_buffers() {
+        let p = plan(PlacementFlags { amx: false, n_gpu_layers: 0 }, &machine(true, 0), 2, &model(true));
+        assert!(!p.amx && p.warnings.is_empty());
+        assert!(p.buffers.values().all(|b| matches!(b, Buffer::CpuMapped | Buffer::CpuPacked)));
+        assert_eq!(kinds(&p, Role::FfnDown), [Buffer::CpuPacked]);
+        assert_eq!(kinds(&p, Role::TokenEmbd), [Buffer::CpuMapped]);
+    }
+
+    #[test]
+    fn cpu_only_with_amx_packs_only_layer_matmuls() {
+        let p = plan(PlacementFlags { amx: true, n_gpu_layers: 0 }, &machine(true, 0), 2, &model(true));
+        assert!(p.amx && p.warnings.is_empty(), "{:?}", p.warnings);
+        for role in Role::LAYER {
+            let want = if role.is_matmul() { Buffer::Amx } else { Buffer::CpuMapped };
+            assert_eq!(kinds(&p, role), [want], "{role:?}");
+        }
+        // Rule 2: embedding, output norm and output projection never AMX.
+        assert_eq!(kinds(&p, Role::TokenEmbd), [Buffer::CpuMapped]);
+        assert_eq!(kinds(&p, Role::OutputNorm), [Buffer::CpuMapped]);
+        assert_eq!(kinds(&p, Role::Output), [Buffer::CpuPacked]);
+        let report = p.to_string();
+        assert!(report.contains("AMX") && report.contains("MiB") && report.contains("ffn_down"), "{report}");
+    }
+
+    #[test]
+    fn gpu_layers_without_amx_keep_cpu_layers_in_host_buffers() {
+        let p = plan(PlacementFlags { amx: false, n_gpu_layers: 1 }, &machine(true, 1), 2, &model(true));
+        assert!(!p.amx && p.warnings.is_empty() && p.gpu_layers == 1);
+        assert_eq!(p.buffer(Slot { role: Role::AttnQ, layer: Some(1) }), Buffer::Gpu(0));
+        assert_eq!(p.buffer(Slot { role: Role::AttnQ, layer: Some(0) }), Buffer::Host);
+        assert_eq!(p.buffer(Slot { role: Role::AttnNorm, layer: Some(0) }), Buffer::Host);
+        // Not every layer offloaded: the output stays on the CPU.
+        assert_eq!(p.buffer(Slot { role: Role::Output, layer: None }), Buffer::Host);
+        assert!(!p.buffers.values().any(|b| *b == Buffer::Amx));
+    }
+
+    #[test]
+    fn gpu_layers_with_amx_warn_once_and_use_no_amx() {
+        let p = plan(PlacementFlags { amx: true, n_gpu_layers: 1 }, &machine(true, 1), 2, &model(true));
+        assert!(!p.amx);
+        assert_eq!(p.warnings.len(), 1);
+        assert!(p.warnings[0].starts_with("--amx ignored: 1 layer(s) run on a GPU"), "{}", p.warnings[0]);
+        assert!(!p.buffers.values().any(|b| *b == Buffer::Amx));
+    }
+
+    #[test]
+    fn all_layers_on_gpu_take_the_output_along_and_ngl_clamps() {
+        let p = plan(PlacementFlags { amx: false, n_gpu_layers: 99 }, &machine(false, 1), 2, &model(false));
+        assert_eq!(p.gpu_layers, 2);
+        assert!(p.warnings[0].contains("offloading all 2"), "{:?}", p.warnings);
+        assert_eq!(p.buffer(Slot { role: Role::OutputNorm, layer: None }), Buffer::Gpu(0));
+        assert_eq!(p.buffer(Slot { role: Role::TokenEmbd, layer: None }), Buffer::CpuMapped);
+    }
+
+    #[test]
+    fn amx_that_cannot_run_and_ngl_without_gpus_warn_and_run_on() {
+        let p = plan(PlacementFlags { amx: true, n_gpu_layers: 3 }, &machine(false, 0), 2, &model(true));
+        assert!(!p.amx && p.gpu_layers == 0);
+        assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+        assert!(p.warnings[0].contains("no GPU device"));
+        assert!(p.warnings[1].contains("--amx ignored: AMX unavailable: no tiles"));
+        assert!(p.buffers.values().all(|b| matches!(b, Buffer::CpuMapped | Buffer::CpuPacked)));
+    }
+
+    #[test]
+    fn only_amx_kernel_types_and_shapes_go_to_amx() {
+        let mut t = model(true);
+        t[1 + 1].ggml_type = GgmlType::Q6_K; // blk.0.attn_q: no AMX kernel
+        t[1 + 2].dims = vec![48, 576]; // blk.0.attn_k: K not a multiple of 32
+        let p = plan(PlacementFlags { amx: true, n_gpu_layers: 0 }, &machine(true, 0), 2, &t);
+        assert_eq!(p.buffer(t[2].slot), Buffer::CpuPacked);
+        assert_eq!(p.buffer(t[3].slot), Buffer::CpuPacked);
+        assert_eq!(p.buffer(t[4].slot), Buffer::Amx);
+    }
+}

@@ -1,0 +1,272 @@
+//! The model's tensors by role, checked against the config, and the
+//! buffers the plan puts them in. A linear weight's layout is its type
+//! ([`Linear`] holds a [`QuantWeights`] whose layouts are fixed at packing),
+//! so no path reads packed bytes as GGUF rows or the other way round.
+
+use half::{bf16, f16};
+
+use crate::gemm::{QuantLayouts, QuantWeights};
+use crate::gguf::{shown_name, GgmlType, Gguf, TensorInfo};
+use crate::kernels::quant_avx512::WeightFormat;
+
+use super::config::LlamaConfig;
+use super::placement::{Buffer, Plan, Role, Slot, TensorDesc};
+use super::ModelError;
+
+/// The block formats the linear layers run on (the quantized kernels).
+pub const LINEAR_TYPES: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+/// The formats an embedding row can be read from.
+pub const EMBEDDING_TYPES: [GgmlType; 6] =
+    [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F32, GgmlType::F16, GgmlType::BF16];
+
+fn weight_format(t: GgmlType) -> Option<WeightFormat> {
+    match t {
+        GgmlType::Q4_0 => Some(WeightFormat::Q4_0),
+        GgmlType::Q4_1 => Some(WeightFormat::Q4_1),
+        GgmlType::Q8_0 => Some(WeightFormat::Q8_0),
+        _ => None,
+    }
+}
+
+/// Every tensor of a llama model, found by name, its type and shape
+/// checked. The output projection is `None` when tied to the embedding.
+#[derive(Clone, Debug)]
+pub struct Tensors {
+    pub token_embd: TensorInfo,
+    pub layers: Vec<[TensorInfo; 9]>,
+    pub output_norm: TensorInfo,
+    pub output: Option<TensorInfo>,
+}
+
+impl Tensors {
+    /// Finds every role in `g`.
+    ///
+    /// # Errors
+    /// A missing tensor, a shape other than the config implies, a type no
+    /// path of this crate reads for that role.
+    pub fn find(g: &Gguf, cfg: &LlamaConfig) -> Result<Tensors, ModelError> {
+        let (e, ff, kv, v) = (cfg.n_embd as u64, cfg.n_ff as u64, cfg.kv_dim() as u64, cfg.n_vocab as u64);
+        let get = |slot: Slot, dims: &[u64]| -> Result<TensorInfo, ModelError> {
+            let name = slot.gguf_name();
+            let t = g.tensor(&name).ok_or_else(|| ModelError::MissingTensor(name.clone()))?;
+            if t.dims() != dims {
+                return Err(ModelError::TensorShape { name, found: t.dims().to_vec(), expected: dims.to_vec() });
+            }
+            let allowed: &[GgmlType] = match slot.role {
+                Role::TokenEmbd => &EMBEDDING_TYPES,
+                Role::AttnNorm | Role::FfnNorm | Role::OutputNorm => &[GgmlType::F32],
+                _ => &LINEAR_TYPES,
+            };
+            if !allowed.contains(&t.ggml_type()) {
+                let supported = allowed.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
+                return Err(ModelError::TensorType { name, found: t.ggml_type().name(), supported });
+            }
+            Ok(t.clone())
+        };
+        let at = |role, layer| Slot { role, layer };
+        let mut layers = Vec::with_capacity(cfg.n_layers);
+        for l in 0..cfg.n_layers {
+            let shape = |role| match role {
+                Role::AttnNorm | Role::FfnNorm => vec![e],
+                Role::AttnQ | Role::AttnOutput => vec![e, e],
+                Role::AttnK | Role::AttnV => vec![e, kv],
+                Role::FfnGate | Role::FfnUp => vec![e, ff],
+                _ => vec![ff, e], // FfnDown
+            };
+            let mut found = Vec::with_capacity(9);
+            for role in Role::LAYER {
+                found.push(get(at(role, Some(l)), &shape(role))?);
+            }
+            layers.push(found.try_into().expect("nine roles per layer"));
+        }
+        let token_embd = get(at(Role::TokenEmbd, None), &[e, v])?;
+        let output = match g.tensor("output.weight") {
+            None => {
+                if weight_format(token_embd.ggml_type()).is_none() {
+                    let supported = LINEAR_TYPES.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
+                    let name = "token_embd.weight (tied output projection)".to_string();
+                    return Err(ModelError::TensorType { name, found: token_embd.ggml_type().name(), supported });
+                }
+                None
+            }
+            Some(_) => Some(get(at(Role::Output, None), &[e, v])?),
+        };
+        Ok(Tensors { token_embd, layers, output_norm: get(at(Role::OutputNorm, None), &[e])?, output })
+    }
+
+    /// The planner's view of every tensor.
+    pub fn descs(&self) -> Vec<TensorDesc> {
+        let desc = |slot, t: &TensorInfo| TensorDesc {
+            slot,
+            ggml_type: t.ggml_type(),
+            dims: t.dims().to_vec(),
+            bytes: t.byte_size(),
+        };
+        let mut out = vec![desc(Slot { role: Role::TokenEmbd, layer: None }, &self.token_embd)];
+        for (l, layer) in self.layers.iter().enumerate() {
+            for (role, t) in Role::LAYER.iter().zip(layer) {
+                out.push(desc(Slot { role: *role, layer: Some(l) }, t));
+            }
+        }
+        out.push(desc(Slot { role: Role::OutputNorm, layer: None }, &self.output_norm));
+        // A tied projection is the embedding's bytes used a second way: the
+        // plan places that use (and the report counts its packed copy).
+        out.push(desc(Slot { role: Role::Output, layer: None }, self.output.as_ref().unwrap_or(&self.token_embd)));
+        out
+    }
+}
+
+/// A linear layer's weights, `n` rows of `k`, packed as the plan says.
+pub struct Linear {
+    pub weights: QuantWeights,
+    pub buffer: Buffer,
+}
+
+impl Linear {
+    fn pack(g: &Gguf, t: &TensorInfo, buffer: Buffer) -> Result<Linear, ModelError> {
+        let format = weight_format(t.ggml_type()).expect("checked by Tensors::find");
+        let layouts = match buffer {
+            Buffer::Amx => QuantLayouts::Amx,
+            Buffer::CpuPacked => QuantLayouts::Avx512,
+            other => return Err(ModelError::NoBackend { name: t.name().to_string(), buffer: other.to_string() }),
+        };
+        let (k, n) = (t.dims()[0] as usize, t.dims()[1] as usize);
+        let weights = QuantWeights::pack(format, g.tensor_data(t), n, k, layouts)
+            .map_err(|e| ModelError::Pack { name: t.name().to_string(), source: Box::new(e) })?;
+        Ok(Linear { weights, buffer })
+    }
+}
+
+/// One repeating layer, ready to run.
+pub struct Layer {
+    pub attn_norm: Vec<f32>,
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub wo: Linear,
+    pub ffn_norm: Vec<f32>,
+    pub w_gate: Linear,
+    pub w_up: Linear,
+    pub w_down: Linear,
+}
+
+/// The weights the forward pass reads.
+pub struct Weights {
+    /// The embedding, read row by row from the mapping.
+    pub token_embd: TensorInfo,
+    pub layers: Vec<Layer>,
+    pub output_norm: Vec<f32>,
+    pub output: Linear,
+}
+
+impl Weights {
+    /// Packs every linear weight where `plan` puts it; `progress` is called
+    /// after each tensor with (done, total).
+    ///
+    /// # Errors
+    /// A buffer kind no CPU path can run from yet (GPU and host buffers
+    /// belong to the GPU backend), a packing error.
+    pub fn load(g: &Gguf, t: &Tensors, plan: &Plan, mut progress: impl FnMut(usize, usize)) -> Result<Weights, ModelError> {
+        let total = t.layers.len() * 9 + 2;
+        let mut done = 0;
+        let mut step = || {
+            done += 1;
+            progress(done, total);
+        };
+        let norm = |t: &TensorInfo| f32_vector(g.tensor_data(t));
+        let mut layers = Vec::with_capacity(t.layers.len());
+        for (l, ts) in t.layers.iter().enumerate() {
+            let lin = |i: usize| {
+                let slot = Slot { role: Role::LAYER[i], layer: Some(l) };
+                Linear::pack(g, &ts[i], plan.buffer(slot))
+            };
+            let layer = Layer {
+                attn_norm: norm(&ts[0]),
+                wq: lin(1)?,
+                wk: lin(2)?,
+                wv: lin(3)?,
+                wo: lin(4)?,
+                ffn_norm: norm(&ts[5]),
+                w_gate: lin(6)?,
+                w_up: lin(7)?,
+                w_down: lin(8)?,
+            };
+            layers.push(layer);
+            for _ in 0..9 {
+                step();
+            }
+        }
+        // A tied projection is packed from the embedding's bytes; the
+        // embedding itself stays mapped for row lookup.
+        let out_tensor = t.output.as_ref().unwrap_or(&t.token_embd);
+        let output = Linear::pack(g, out_tensor, plan.buffer(Slot { role: Role::Output, layer: None }))?;
+        step();
+        let output_norm = norm(&t.output_norm);
+        step();
+        Ok(Weights { token_embd: t.token_embd.clone(), layers, output_norm, output })
+    }
+
+    /// Bytes of packed linear weights held in memory.
+    pub fn packed_bytes(&self) -> usize {
+        let layer = |l: &Layer| {
+            [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|x| x.weights.packed_bytes()).sum::<usize>()
+        };
+        self.layers.iter().map(layer).sum::<usize>() + self.output.weights.packed_bytes()
+    }
+}
+
+/// Little-endian f32s.
+fn f32_vector(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// Row `row` of an embedding tensor (`n_embd` wide) as f32, decoded the way
+/// ggml dequantizes each format: `d * q` (Q8_0), `d * (q - 8)` (Q4_0),
+/// `d * q + m` (Q4_1) with f16 scales widened exactly (docs/FORMATS.md,
+/// "Block formats").
+///
+/// # Errors
+/// A row index outside the vocabulary.
+pub fn embedding_row(g: &Gguf, t: &TensorInfo, row: u32, out: &mut [f32]) -> Result<(), ModelError> {
+    let (width, rows) = (t.dims()[0] as usize, t.dims()[1]);
+    if u64::from(row) >= rows {
+        return Err(ModelError::TokenOutOfRange { token: row, n_vocab: rows as usize });
+    }
+    let row_bytes = t.byte_size() as usize / rows as usize;
+    let start = row as usize * row_bytes;
+    let bytes = &g.tensor_data(t)[start..start + row_bytes];
+    let half = |b: &[u8]| f16::from_le_bytes([b[0], b[1]]).to_f32();
+    match t.ggml_type() {
+        GgmlType::F32 => out.iter_mut().zip(bytes.chunks_exact(4)).for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        GgmlType::F16 => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| *o = half(b)),
+        GgmlType::BF16 => {
+            out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| *o = bf16::from_le_bytes([b[0], b[1]]).to_f32())
+        }
+        GgmlType::Q8_0 => {
+            for (o, blk) in out.chunks_exact_mut(32).zip(bytes.chunks_exact(34)) {
+                let d = half(blk);
+                o.iter_mut().zip(&blk[2..]).for_each(|(o, &q)| *o = d * f32::from(q as i8));
+            }
+        }
+        GgmlType::Q4_0 | GgmlType::Q4_1 => {
+            let (size, has_min) = if t.ggml_type() == GgmlType::Q4_1 { (20, true) } else { (18, false) };
+            for (o, blk) in out.chunks_exact_mut(32).zip(bytes.chunks_exact(size)) {
+                let d = half(blk);
+                let (m, qs) = if has_min { (half(&blk[2..]), &blk[4..]) } else { (0.0, &blk[2..]) };
+                for (j, &b) in qs.iter().enumerate() {
+                    let (lo, hi) = (f32::from(b & 15), f32::from(b >> 4));
+                    if has_min {
+                        o[j] = d * lo + m;
+                        o[j + 16] = d * hi + m;
+                    } else {
+                        o[j] = d * (lo - 8.0);
+                        o[j + 16] = d * (hi - 8.0);
+                    }
+                }
+            }
+        }
+        other => unreachable!("{} embeddings are refused by Tensors::find", shown_name(other.name())),
+    }
+    debug_assert_eq!(out.len(), width);
+    Ok(())
+}
