@@ -2,6 +2,7 @@
 
 mod calibrate;
 mod inspect;
+mod run;
 mod tour;
 
 use clap::{Parser, Subcommand};
@@ -61,12 +62,72 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         plot: Option<std::path::PathBuf>,
     },
+    /// Run a GGUF llama model: print where its layers went, then generate,
+    /// streaming the text (llama.cpp's flags).
+    Run(RunArgs),
     /// Check a GGUF model file with the hardened reader and print its
     /// version, metadata and tensor table.
     Inspect {
         /// The .gguf file.
         path: std::path::PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The .gguf model (llama architecture; Q4_0, Q4_1 or Q8_0 linear layers).
+    #[arg(short = 'm', long = "model")]
+    model: std::path::PathBuf,
+    /// The prompt.
+    #[arg(short = 'p', long = "prompt")]
+    prompt: Option<String>,
+    /// Read the prompt from FILE.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<std::path::PathBuf>,
+    /// Tokens to generate at most.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
+    n_predict: usize,
+    /// Context length (KV cache size) in tokens [default: the training
+    /// context, at most 4096].
+    #[arg(short = 'c', long = "ctx-size")]
+    ctx_size: Option<usize>,
+    /// Threads for the matmuls [default: the CPUs available].
+    #[arg(short = 't', long = "threads")]
+    threads: Option<usize>,
+    /// Pack the repeating layers' weights for AMX (only when no layer runs
+    /// on a GPU and AMX can run; otherwise one warning and the run goes on).
+    #[arg(long)]
+    amx: bool,
+    /// Repeating layers to put on GPUs (from the last).
+    #[arg(long = "n-gpu-layers", visible_alias = "ngl", short_alias = 'g', default_value_t = 0)]
+    n_gpu_layers: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temp: f32,
+    /// Keep the K most likely tokens (0: all).
+    #[arg(long = "top-k", default_value_t = 40)]
+    top_k: usize,
+    /// Keep the most likely tokens up to probability P.
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    top_p: f32,
+    /// Drop tokens below P x the most likely token's probability.
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    min_p: f32,
+    /// Penalise the last 64 tokens (1.0: off).
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Seed of the sampler [default: from the clock, printed].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Wrap the prompt in the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// The system message for --chat ('' leaves it out; default: the template's).
+    #[arg(long)]
+    system: Option<String>,
+    /// Chat on stdin, one line per turn; an empty line ends.
+    #[arg(short = 'i', long)]
+    interactive: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +139,7 @@ fn main() -> std::process::ExitCode {
     let command = cli.command.unwrap_or(Command::Tour { threads: 1, shape: vec![512, 512, 4096] });
     let result = match command {
         Command::Inspect { path } => inspect::run(&path),
+        Command::Run(a) => run_command(a),
         Command::Bench { threads, quick, filter, json, plot } => {
             if threads == 0 {
                 Err("--threads must be at least 1".into())
@@ -108,4 +170,37 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn run_command(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        return Err("-t must be at least 1".into());
+    }
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    });
+    let sampler = tilejit::text::sampler::SamplerOptions {
+        temperature: a.temp,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repeat_penalty: a.repeat_penalty,
+        repeat_last_n: 64,
+        seed,
+    };
+    run::run(&run::RunOptions {
+        model: a.model,
+        prompt: a.prompt,
+        prompt_file: a.file,
+        n_predict: a.n_predict,
+        n_ctx: a.ctx_size,
+        threads,
+        amx: a.amx,
+        n_gpu_layers: a.n_gpu_layers,
+        sampler,
+        chat: a.chat,
+        system: a.system,
+        interactive: a.interactive,
+    })
 }

@@ -218,7 +218,11 @@ pub fn plan(flags: PlacementFlags, machine: &Machine, n_layers: usize, tensors: 
             Some(l) => l >= first_gpu_layer,
             None => gpu_layers > 0 && gpu_layers == n_layers && t.slot.role != Role::TokenEmbd,
         };
-        let buffer = if on_gpu {
+        let buffer = if t.slot.role == Role::TokenEmbd {
+            // Read by row lookup on the CPU in every run (llama.cpp keeps
+            // it there too), straight from the mapping.
+            Buffer::CpuMapped
+        } else if on_gpu {
             Buffer::Gpu(0)
         } else if !t.slot.role.is_matmul() || t.ggml_type == GgmlType::F32 {
             if gpu_layers > 0 { Buffer::Host } else { Buffer::CpuMapped }
