@@ -65,6 +65,18 @@ enum Command {
     /// Run a GGUF llama model: print where its layers went, then generate,
     /// streaming the text (llama.cpp's flags).
     Run(RunArgs),
+    /// Requantize a model's linear weights and embedding to TYPE (q4_0,
+    /// q4_1 or q8_0) with this crate's quantizers; norms and metadata are
+    /// copied (general.file_type updated).
+    Quantize {
+        /// The source .gguf.
+        input: std::path::PathBuf,
+        /// The .gguf to write.
+        output: std::path::PathBuf,
+        /// q4_0, q4_1 or q8_0.
+        #[arg(value_name = "TYPE")]
+        ggml_type: String,
+    },
     /// Check a GGUF model file with the hardened reader and print its
     /// version, metadata and tensor table.
     Inspect {
@@ -140,6 +152,7 @@ fn main() -> std::process::ExitCode {
     let result = match command {
         Command::Inspect { path } => inspect::run(&path),
         Command::Run(a) => run_command(a),
+        Command::Quantize { input, output, ggml_type } => quantize_command(&input, &output, &ggml_type),
         Command::Bench { threads, quick, filter, json, plot } => {
             if threads == 0 {
                 Err("--threads must be at least 1".into())
@@ -203,4 +216,45 @@ fn run_command(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         system: a.system,
         interactive: a.interactive,
     })
+}
+
+fn quantize_command(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    ty: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use tilejit::model::quantize::{parse_format, requantize};
+    let format = parse_format(ty)?;
+    if input == output {
+        return Err("the output must be another file than the input (it is memory-mapped while writing)".into());
+    }
+    let g = tilejit::gguf::Gguf::open(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let tmp = output.with_extension("gguf.partial");
+    let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    let bar = indicatif::ProgressBar::new(g.tensors().len() as u64);
+    let bytes = requantize(&g, format, &mut w, |done, _| bar.set_position(done as u64));
+    bar.finish_and_clear();
+    let finish = bytes.map_err(|e| e.to_string()).and_then(|b| {
+        std::io::Write::flush(&mut w).map_err(|e| e.to_string())?;
+        drop(w);
+        std::fs::rename(&tmp, output).map_err(|e| format!("{}: {e}", output.display()))?;
+        Ok(b)
+    });
+    match finish {
+        Ok(b) => {
+            println!(
+                "wrote {} ({} tensors, {:.2} MiB of tensor data, {})",
+                output.display(),
+                g.tensors().len(),
+                b as f64 / (1 << 20) as f64,
+                format.name()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e.into())
+        }
+    }
 }

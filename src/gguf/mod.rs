@@ -36,9 +36,13 @@
 
 mod error;
 mod parse;
+mod write;
 
 pub use error::GgufError;
-pub use parse::{shown as shown_name, DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS, MAX_KEPT_PER_FILE_BYTE, SHOWN_BYTES};
+pub use parse::{
+    shown as shown_name, DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS, MAX_KEPT_PER_FILE_BYTE, SHOWN_BYTES,
+};
+pub use write::{write_gguf, TensorOut};
 
 use std::collections::HashMap;
 use std::path::Path;

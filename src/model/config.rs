@@ -91,7 +91,10 @@ impl LlamaConfig {
         }
         let n_vocab = match g.get_uint("llama.vocab_size") {
             Some(_) => uint("llama.vocab_size", MAX_DIM)?,
-            None => g.get_array("tokenizer.ggml.tokens").map(|a| a.len()).ok_or(ModelError::MissingKey("llama.vocab_size"))?,
+            None => g
+                .get_array("tokenizer.ggml.tokens")
+                .map(|a| a.len())
+                .ok_or(ModelError::MissingKey("llama.vocab_size"))?,
         };
         Ok(LlamaConfig {
             n_layers: uint("llama.block_count", MAX_LAYERS)?,

@@ -15,7 +15,7 @@ use crate::kernels::quant_avx512::{ActivationFormat, QuantActivations};
 
 use super::config::{LlamaConfig, MAX_CONTEXT};
 use super::ops::{add_in_place, dot, rms_norm, rope, softmax, swiglu};
-use super::placement::{plan, Machine, Plan, PlacementFlags};
+use super::placement::{plan, Machine, PlacementFlags, Plan};
 use super::weights::{embedding_row, Linear, Tensors, Weights};
 use super::ModelError;
 
@@ -42,7 +42,11 @@ impl Model {
     /// # Errors
     /// A bad file, a non-llama model, a missing or mis-shaped tensor, an
     /// unsupported type, a packing failure.
-    pub fn load(path: impl AsRef<Path>, opts: LoadOptions, progress: impl FnMut(usize, usize)) -> Result<Model, ModelError> {
+    pub fn load(
+        path: impl AsRef<Path>,
+        opts: LoadOptions,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Model, ModelError> {
         let gguf = Gguf::open(path)?;
         Self::from_gguf(gguf, opts, progress)
     }
@@ -112,7 +116,8 @@ impl<'m> Session<'m> {
         if threads == 0 {
             return Err(ModelError::Context("the thread count must be at least 1".into()));
         }
-        let per_layer = n_ctx.checked_mul(cfg.kv_dim()).ok_or_else(|| ModelError::Context("KV cache size overflows".into()))?;
+        let per_layer =
+            n_ctx.checked_mul(cfg.kv_dim()).ok_or_else(|| ModelError::Context("KV cache size overflows".into()))?;
         let layer = || -> Result<Vec<f32>, ModelError> {
             let mut v = Vec::new();
             v.try_reserve_exact(per_layer).map_err(|_| {
@@ -275,7 +280,8 @@ impl<'a> Activations<'a> {
         let mut cache = self.quantized.borrow_mut();
         if !cache.iter().any(|(f, _)| *f == format) {
             let bytes = quantize_activations(format, self.x);
-            let a = QuantActivations::from_gguf(format, &bytes, self.m, self.k).map_err(crate::gemm::GemmError::from)?;
+            let a =
+                QuantActivations::from_gguf(format, &bytes, self.m, self.k).map_err(crate::gemm::GemmError::from)?;
             cache.push((format, a));
         }
         let a = &cache.iter().find(|(f, _)| *f == format).expect("quantized above").1;

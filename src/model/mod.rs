@@ -1,17 +1,19 @@
 //! The model runner's model side: hyper-parameters from the GGUF metadata
 //! ([`config`]), the placement rule as a pure plan ([`placement`]), tensors
 //! by role and packed as placed ([`weights`]), the non-matmul operations
-//! ([`ops`]) and the llama forward pass with its KV cache ([`llama`]).
+//! ([`ops`]), the llama forward pass with its KV cache ([`llama`]), and
+//! requantization to another block format ([`quantize`]).
 
 pub mod config;
 pub mod llama;
 pub mod ops;
 pub mod placement;
+pub mod quantize;
 pub mod weights;
 
 pub use config::LlamaConfig;
 pub use llama::{LoadOptions, Model, Session};
-pub use placement::{Buffer, Plan, PlacementFlags, Role, Slot};
+pub use placement::{Buffer, PlacementFlags, Plan, Role, Slot};
 
 use crate::gemm::GemmError;
 use crate::gguf::GgufError;
@@ -23,7 +25,9 @@ use crate::gguf::GgufError;
 pub enum ModelError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    #[error("architecture {0:?} is not supported: this runner runs llama-architecture models (SmolLM2, Llama 2/3, ...)")]
+    #[error(
+        "architecture {0:?} is not supported: this runner runs llama-architecture models (SmolLM2, Llama 2/3, ...)"
+    )]
     Architecture(String),
     #[error("metadata key {0} is missing (a llama GGUF has it)")]
     MissingKey(&'static str),

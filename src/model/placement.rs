@@ -225,7 +225,11 @@ pub fn plan(flags: PlacementFlags, machine: &Machine, n_layers: usize, tensors: 
         } else if on_gpu {
             Buffer::Gpu(0)
         } else if !t.slot.role.is_matmul() || t.ggml_type == GgmlType::F32 {
-            if gpu_layers > 0 { Buffer::Host } else { Buffer::CpuMapped }
+            if gpu_layers > 0 {
+                Buffer::Host
+            } else {
+                Buffer::CpuMapped
+            }
         } else if gpu_layers > 0 {
             Buffer::Host
         } else if amx

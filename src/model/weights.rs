@@ -166,7 +166,12 @@ impl Weights {
     /// # Errors
     /// A buffer kind no CPU path can run from yet (GPU and host buffers
     /// belong to the GPU backend), a packing error.
-    pub fn load(g: &Gguf, t: &Tensors, plan: &Plan, mut progress: impl FnMut(usize, usize)) -> Result<Weights, ModelError> {
+    pub fn load(
+        g: &Gguf,
+        t: &Tensors,
+        plan: &Plan,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Weights, ModelError> {
         let total = t.layers.len() * 9 + 2;
         let mut done = 0;
         let mut step = || {
@@ -209,7 +214,10 @@ impl Weights {
     /// Bytes of packed linear weights held in memory.
     pub fn packed_bytes(&self) -> usize {
         let layer = |l: &Layer| {
-            [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|x| x.weights.packed_bytes()).sum::<usize>()
+            [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                .iter()
+                .map(|x| x.weights.packed_bytes())
+                .sum::<usize>()
         };
         self.layers.iter().map(layer).sum::<usize>() + self.output.weights.packed_bytes()
     }
@@ -237,7 +245,10 @@ pub fn embedding_row(g: &Gguf, t: &TensorInfo, row: u32, out: &mut [f32]) -> Res
     let bytes = &g.tensor_data(t)[start..start + row_bytes];
     let half = |b: &[u8]| f16::from_le_bytes([b[0], b[1]]).to_f32();
     match t.ggml_type() {
-        GgmlType::F32 => out.iter_mut().zip(bytes.chunks_exact(4)).for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        GgmlType::F32 => out
+            .iter_mut()
+            .zip(bytes.chunks_exact(4))
+            .for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         GgmlType::F16 => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| *o = half(b)),
         GgmlType::BF16 => {
             out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| *o = bf16::from_le_bytes([b[0], b[1]]).to_f32())

@@ -121,14 +121,18 @@ mod tests {
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
         assert_eq!(t.first_turn(&SystemPrompt::Omit, "Hi"), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
-        assert_eq!(t.end_of_reply() + &t.next_turn("And?"), "<|im_end|>\n<|im_start|>user\nAnd?<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            t.end_of_reply() + &t.next_turn("And?"),
+            "<|im_end|>\n<|im_start|>user\nAnd?<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
     fn other_templates_are_refused() {
         let llama3 = "{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>{% endfor %}";
         assert!(matches!(ChatTemplate::parse(llama3), Err(ChatError::Unsupported(_))));
-        let plain_chatml = "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}{% endfor %}";
+        let plain_chatml =
+            "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}{% endfor %}";
         assert_eq!(ChatTemplate::parse(plain_chatml).unwrap().default_system(), None);
     }
 }

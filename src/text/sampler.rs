@@ -189,10 +189,12 @@ mod tests {
         let mut s = Sampler::new(SamplerOptions { top_k: 1, temperature: 5.0, ..opts() }).unwrap();
         assert!((0..20).all(|_| s.sample(&logits) == 0));
         // min-p 0.5: token 1 has e^-1 = 0.37 of token 0's probability, dropped.
-        let mut s = Sampler::new(SamplerOptions { top_k: 0, top_p: 1.0, min_p: 0.5, temperature: 1.0, ..opts() }).unwrap();
+        let mut s =
+            Sampler::new(SamplerOptions { top_k: 0, top_p: 1.0, min_p: 0.5, temperature: 1.0, ..opts() }).unwrap();
         assert!((0..50).all(|_| s.sample(&logits) == 0));
         // top-p 0.9 keeps tokens 0 and 1 (0.73 + 0.27), never 2 or 3.
-        let mut s = Sampler::new(SamplerOptions { top_k: 0, top_p: 0.9, min_p: 0.0, temperature: 1.0, ..opts() }).unwrap();
+        let mut s =
+            Sampler::new(SamplerOptions { top_k: 0, top_p: 0.9, min_p: 0.0, temperature: 1.0, ..opts() }).unwrap();
         let picks: Vec<u32> = (0..200).map(|_| s.sample(&logits)).collect();
         assert!(picks.iter().all(|&t| t < 2) && picks.contains(&1), "{picks:?}");
     }

@@ -112,7 +112,8 @@ impl QuantWeights {
             QuantLayouts::Both => (true, true),
         };
         if want_amx {
-            availability_for(Isa::Amx, Op::Quant).map_err(|reason| GemmError::IsaUnavailable { isa: Isa::Amx, reason })?;
+            availability_for(Isa::Amx, Op::Quant)
+                .map_err(|reason| GemmError::IsaUnavailable { isa: Isa::Amx, reason })?;
         }
         let avx512 = if want_avx512 { Some(PackedQuant::from_gguf(format, bytes, n, k)?) } else { None };
         let amx = if want_amx { Some(PackedQuantAmx::pack(format, TileKind::Int8, bytes, n, k)?) } else { None };
