@@ -16,6 +16,7 @@
 //! shapes, and it keeps the GGUF semantics, so a row's result does not
 //! depend on how many rows share the call.
 
+pub mod activations;
 mod amx;
 mod avx512;
 mod dequant_bf16;
@@ -239,16 +240,13 @@ pub fn quantize_weights(format: WeightFormat, w: &[f32]) -> Vec<u8> {
     }
 }
 
-/// GGUF rows of f32 activations `x` in `format` (Q8_0 or Q8_1), by the
-/// oracle's quantizers.
+/// GGUF rows of f32 activations `x` in `format` (Q8_0 or Q8_1): the
+/// oracle's bytes, made by the vectorised quantizer ([`activations`]).
 ///
 /// # Panics
 /// If `x.len()` is not a multiple of 32.
 pub fn quantize_activations(format: ActivationFormat, x: &[f32]) -> Vec<u8> {
-    match format {
-        ActivationFormat::Q8_0 => tilejit_verify::quant::quantize_row_q8_0(x),
-        ActivationFormat::Q8_1 => tilejit_verify::quant::quantize_row_q8_1(x),
-    }
+    activations::quantize_rows(format, x)
 }
 
 fn check_pair(w: WeightFormat, a: ActivationFormat) -> Result<(), GemmError> {
