@@ -74,6 +74,13 @@ pub fn run(o: &RunOptions) -> Result<(), Error> {
         eprintln!("warning: {w}");
     }
     eprint!("{}", model.plan);
+    let file_bytes: u64 = model.gguf().tensors().iter().map(|t| t.byte_size()).sum();
+    eprintln!(
+        "packed weights {:.2} MiB = {:.2} x the file's {:.2} MiB of tensors (the packed tensors' mapped pages released)",
+        model.packed_bytes() as f64 / (1 << 20) as f64,
+        model.packed_bytes() as f64 / file_bytes as f64,
+        file_bytes as f64 / (1 << 20) as f64
+    );
     let tokenizer = Tokenizer::from_gguf(model.gguf())?;
     let template = if o.chat || o.interactive { Some(ChatTemplate::from_gguf(model.gguf())?) } else { None };
     let system = match &o.system {

@@ -464,6 +464,25 @@ impl Gguf {
         }
     }
 
+    /// Tells the OS that `info`'s bytes will not be read again, so their
+    /// pages leave this process's resident set (a weight repacked into
+    /// another layout no longer occupies memory twice). Only whole pages
+    /// inside the tensor are released; reading them later is still correct
+    /// (they come back from the file). No effect on a file held in memory.
+    pub fn release_pages(&self, info: &TensorInfo) {
+        let Bytes::Mapped(map) = &self.bytes else { return };
+        let page = 4096usize;
+        let start = (self.data_offset + info.offset) as usize;
+        let (first, end) = (start.next_multiple_of(page), (start + info.byte_size as usize) / page * page);
+        if end > first {
+            // SAFETY: the map is read-only and never written, so dropping
+            // its pages loses nothing: a later read refaults the file's
+            // bytes, and slices handed out stay valid. The range is inside
+            // the map (the tensor was checked to lie in the file).
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first) };
+        }
+    }
+
     pub fn version(&self) -> u32 {
         self.version
     }

@@ -133,6 +133,11 @@ impl Linear {
         let (k, n) = (t.dims()[0] as usize, t.dims()[1] as usize);
         let weights = QuantWeights::pack(format, g.tensor_data(t), n, k, layouts)
             .map_err(|e| ModelError::Pack { name: t.name().to_string(), source: Box::new(e) })?;
+        // The packed copy replaces the mapped bytes (docs/PLACEMENT.md:
+        // a repacked buffer never sits beside its source). A tied
+        // embedding's rows are still looked up: each lookup faults back in
+        // only the page of its row.
+        g.release_pages(t);
         Ok(Linear { weights, buffer })
     }
 }
