@@ -89,10 +89,26 @@ struct KvCache {
     v: Vec<Vec<f32>>,
 }
 
+/// The forward pass's working buffers, reused from call to call.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    scores: Vec<f32>,
+}
+
 /// One conversation with the model: its KV cache and position.
 pub struct Session<'m> {
     model: &'m Model,
     cache: KvCache,
+    scratch: Scratch,
     n_ctx: usize,
     pos: usize,
     opts: GemmOptions,
@@ -133,7 +149,7 @@ impl<'m> Session<'m> {
             v.push(layer()?);
         }
         let opts = GemmOptions { threads, ..GemmOptions::default() };
-        Ok(Session { model, cache: KvCache { k, v }, n_ctx, pos: 0, opts })
+        Ok(Session { model, cache: KvCache { k, v }, scratch: Scratch::default(), n_ctx, pos: 0, opts })
     }
 
     /// Runs the matmuls on `isa` (None: the dispatcher's choice, or
@@ -184,23 +200,27 @@ impl<'m> Session<'m> {
             )));
         }
         let (e, kv, hd) = (cfg.n_embd, cfg.kv_dim(), cfg.head_dim);
-        let mut x = vec![0f32; m * e];
+        // The buffers live in the session and keep their capacity from
+        // token to token; every element is written before it is read.
+        let Scratch { x, h, q, k, v, attn, proj, gate, up, scores } = &mut self.scratch;
+        for (buf, len) in
+            [(&mut *x, m * e), (&mut *h, m * e), (&mut *q, m * e), (&mut *attn, m * e), (&mut *proj, m * e)]
+                .into_iter()
+                .chain([(&mut *k, m * kv), (&mut *v, m * kv), (&mut *gate, m * cfg.n_ff), (&mut *up, m * cfg.n_ff)])
+                .chain([(&mut *scores, self.pos + m)])
+        {
+            buf.resize(len, 0.0);
+        }
         for (row, &t) in x.chunks_exact_mut(e).zip(tokens) {
             embedding_row(&model.gguf, &model.weights.token_embd, t, row)?;
         }
-        let mut h = vec![0f32; m * e];
-        let (mut q, mut k, mut v) = (vec![0f32; m * e], vec![0f32; m * kv], vec![0f32; m * kv]);
-        let mut attn = vec![0f32; m * e];
-        let mut proj = vec![0f32; m * e];
-        let (mut gate, mut up) = (vec![0f32; m * cfg.n_ff], vec![0f32; m * cfg.n_ff]);
-        let mut scores = vec![0f32; self.pos + m];
         let scale = 1.0 / (hd as f32).sqrt();
         for (l, layer) in model.weights.layers.iter().enumerate() {
-            norm_rows(&x, &layer.attn_norm, cfg.rms_eps, e, &mut h);
-            let a = Activations::new(&h, m, e);
-            a.matmul(&layer.wq, &mut q, &self.opts)?;
-            a.matmul(&layer.wk, &mut k, &self.opts)?;
-            a.matmul(&layer.wv, &mut v, &self.opts)?;
+            norm_rows(x, &layer.attn_norm, cfg.rms_eps, e, h);
+            let a = Activations::new(h, m, e);
+            a.matmul(&layer.wq, q, &self.opts)?;
+            a.matmul(&layer.wk, k, &self.opts)?;
+            a.matmul(&layer.wv, v, &self.opts)?;
             for i in 0..m {
                 let pos = self.pos + i;
                 for head in q[i * e..(i + 1) * e].chunks_exact_mut(hd) {
@@ -233,15 +253,15 @@ impl<'m> Session<'m> {
                     }
                 }
             }
-            Activations::new(&attn, m, e).matmul(&layer.wo, &mut proj, &self.opts)?;
-            add_in_place(&mut x, &proj);
-            norm_rows(&x, &layer.ffn_norm, cfg.rms_eps, e, &mut h);
-            let a = Activations::new(&h, m, e);
-            a.matmul(&layer.w_gate, &mut gate, &self.opts)?;
-            a.matmul(&layer.w_up, &mut up, &self.opts)?;
-            swiglu(&mut gate, &up);
-            Activations::new(&gate, m, cfg.n_ff).matmul(&layer.w_down, &mut proj, &self.opts)?;
-            add_in_place(&mut x, &proj);
+            Activations::new(attn, m, e).matmul(&layer.wo, proj, &self.opts)?;
+            add_in_place(x, proj);
+            norm_rows(x, &layer.ffn_norm, cfg.rms_eps, e, h);
+            let a = Activations::new(h, m, e);
+            a.matmul(&layer.w_gate, gate, &self.opts)?;
+            a.matmul(&layer.w_up, up, &self.opts)?;
+            swiglu(gate, up);
+            Activations::new(gate, m, cfg.n_ff).matmul(&layer.w_down, proj, &self.opts)?;
+            add_in_place(x, proj);
         }
         self.pos += m;
         // The LM head on the last row, or on every row.
