@@ -66,14 +66,14 @@ enum Command {
     /// streaming the text (llama.cpp's flags).
     Run(RunArgs),
     /// Requantize a model's linear weights and embedding to TYPE (q4_0,
-    /// q4_1 or q8_0) with this crate's quantizers; norms and metadata are
+    /// q4_1, q8_0 or bf16) with this crate's quantizers; norms and metadata are
     /// copied (general.file_type updated).
     Quantize {
         /// The source .gguf.
         input: std::path::PathBuf,
         /// The .gguf to write.
         output: std::path::PathBuf,
-        /// q4_0, q4_1 or q8_0.
+        /// q4_0, q4_1, q8_0 or bf16.
         #[arg(value_name = "TYPE")]
         ggml_type: String,
     },

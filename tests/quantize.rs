@@ -1,5 +1,5 @@
 //! `tilejit quantize` and the GGUF writer: the real model requantized to
-//! Q8_0 and Q4_0 parses, keeps its metadata and F32 tensors byte for byte,
+//! Q8_0, Q4_0 and BF16 parses, keeps its metadata and F32 tensors byte for byte,
 //! and runs; a file written from a parsed one parses back to the same.
 
 use std::borrow::Cow;
@@ -47,13 +47,13 @@ fn the_writer_refuses_inconsistent_tensors() {
     let t = TensorOut { name: "t", ggml_type: GgmlType::Q8_0, dims: &[32, 2], data: Cow::Owned(vec![0; 67]) };
     let e = write_gguf(&mut Vec::new(), &[], &[t]).unwrap_err();
     assert!(e.to_string().contains("67 bytes do not hold [32, 2] of Q8_0"), "{e}");
-    assert!(parse_format("q5_k").unwrap_err().contains("use q4_0, q4_1 or q8_0"));
+    assert!(parse_format("q5_k").unwrap_err().contains("use q4_0, q4_1, q8_0 or bf16"));
 }
 
 #[test]
 fn requantized_models_parse_keep_their_norms_and_run() {
     let Some(g) = real_model("requantized models") else { return };
-    for (name, ty) in [("q8_0", GgmlType::Q8_0), ("q4_0", GgmlType::Q4_0)] {
+    for (name, ty) in [("q8_0", GgmlType::Q8_0), ("q4_0", GgmlType::Q4_0), ("bf16", GgmlType::BF16)] {
         let mut bytes = Vec::new();
         requantize(&g, parse_format(name).unwrap(), &mut bytes, |_, _| {}).unwrap();
         let q = Gguf::parse(bytes).unwrap();
@@ -85,10 +85,10 @@ fn requantized_models_parse_keep_their_norms_and_run() {
         }
         let text = tok.decode(&out);
         eprintln!("{name}: \"The capital of France is\" -> {text:?}");
-        // Q8_0 keeps the answer; Q4_0 made from Q4_1 is quantized twice at
+        // Q8_0 and BF16 keep the answer; Q4_0 made from Q4_1 is quantized twice at
         // 4 bits, and this 135M model loses it ("capital of France."), so
         // there only fluent output is required.
-        if ty == GgmlType::Q8_0 {
+        if ty != GgmlType::Q4_0 {
             assert!(text.contains("Paris"), "{name}: {text:?}");
         } else {
             assert!(!text.trim().is_empty() && out.iter().all(|&t| (t as usize) < tok.n_vocab()), "{name}: {text:?}");

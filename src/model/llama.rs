@@ -8,15 +8,16 @@
 
 use std::path::Path;
 
-use crate::gemm::{gemm_quant, quantize_activations, GemmOptions};
+use crate::gemm::{bf16_from_f32, gemm_bf16, gemm_quant, quantize_activations, GemmError, GemmOptions};
 use crate::gguf::Gguf;
 use crate::isa::{self, availability_for, Isa, Op};
 use crate::kernels::quant_avx512::{ActivationFormat, QuantActivations};
 
 use super::config::{LlamaConfig, MAX_CONTEXT};
 use super::ops::{add_in_place, dot, rms_norm, rope, softmax, swiglu};
+use super::placement::Buffer;
 use super::placement::{plan, Machine, PlacementFlags, Plan};
-use super::weights::{embedding_row, Linear, Tensors, Weights};
+use super::weights::{embedding_row, Linear, LinearWeights, Tensors, Weights};
 use super::ModelError;
 
 /// How to load a model.
@@ -294,9 +295,25 @@ impl<'a> Activations<'a> {
         Activations { x, m, k, quantized: std::cell::RefCell::new(Vec::new()) }
     }
 
-    /// `out[i][j] = dot(row i, weight row j)`.
+    /// `out[i][j] = dot(row i, weight row j)`. AMX runs only for weights
+    /// the plan put in an AMX buffer (`--amx`): elsewhere the dispatcher's
+    /// choice is narrowed to the other paths (the rule: AMX only when asked
+    /// for), which changes no bits.
     fn matmul(&self, w: &Linear, out: &mut [f32], opts: &GemmOptions) -> Result<(), ModelError> {
-        let format = w.weights.format().activations();
+        let q = match &w.weights {
+            LinearWeights::Quant(q) => q,
+            LinearWeights::Bf16(b) => {
+                let mut opts = *opts;
+                if w.buffer != Buffer::Amx && opts.isa.is_none() && isa::forced().map_err(GemmError::from)?.is_none() {
+                    opts.isa =
+                        Some(if availability_for(Isa::Avx512, Op::Bf16).is_ok() { Isa::Avx512 } else { Isa::Scalar });
+                }
+                let a: Vec<u16> = self.x.iter().map(|&v| bf16_from_f32(v)).collect();
+                gemm_bf16(self.m, &a, self.k, b, out, b.n(), false, &opts)?;
+                return Ok(());
+            }
+        };
+        let format = q.format().activations();
         let mut cache = self.quantized.borrow_mut();
         if !cache.iter().any(|(f, _)| *f == format) {
             let bytes = quantize_activations(format, self.x);
@@ -305,7 +322,7 @@ impl<'a> Activations<'a> {
             cache.push((format, a));
         }
         let a = &cache.iter().find(|(f, _)| *f == format).expect("quantized above").1;
-        gemm_quant(&w.weights, a, out, opts)?;
+        gemm_quant(q, a, out, opts)?;
         Ok(())
     }
 }

@@ -164,9 +164,10 @@ pub struct Plan {
     roles: BTreeMap<Buffer, Vec<Role>>,
 }
 
-/// Types the AMX quantized kernels read (docs/PLACEMENT.md, rule 4).
+/// Types an AMX kernel reads (docs/PLACEMENT.md, rule 4): the quantized
+/// prefill kernels' block formats, and BF16 (the dense TDPBF16PS GEMM).
 fn amx_kernel_for(t: GgmlType) -> bool {
-    matches!(t, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+    matches!(t, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::BF16)
 }
 
 /// The placement rule (docs/PLACEMENT.md):

@@ -1,5 +1,5 @@
 //! `tilejit quantize`: a model's linear weights and embedding requantized
-//! to another block format with the project's own (llama.cpp reference)
+//! to another block format (or BF16) with the project's own (llama.cpp reference)
 //! quantizers, written as a new GGUF file that `inspect` and `run` accept.
 //! Each weight is dequantized to f32 first (docs/FORMATS.md, "Real model
 //! for tests": requantize = dequantize, then quantize); norm vectors and
@@ -16,33 +16,64 @@ use crate::kernels::quant_avx512::WeightFormat;
 use super::weights::{embedding_row, EMBEDDING_TYPES};
 use super::ModelError;
 
-/// llama.cpp's `general.file_type` for a model whose weights are mostly
-/// `format` (LLAMA_FTYPE_MOSTLY_*).
-fn file_type(format: WeightFormat) -> u32 {
-    match format {
-        WeightFormat::Q4_0 => 2,
-        WeightFormat::Q4_1 => 3,
-        WeightFormat::Q8_0 => 7,
+/// What `quantize` writes the weights as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Quant(WeightFormat),
+    /// BF16, each value rounded to nearest even from the f32 weight.
+    Bf16,
+}
+
+impl Target {
+    /// llama.cpp's `general.file_type` (LLAMA_FTYPE_MOSTLY_*).
+    fn file_type(self) -> u32 {
+        match self {
+            Target::Quant(WeightFormat::Q4_0) => 2,
+            Target::Quant(WeightFormat::Q4_1) => 3,
+            Target::Quant(WeightFormat::Q8_0) => 7,
+            Target::Bf16 => 32,
+        }
+    }
+
+    pub fn ggml_type(self) -> GgmlType {
+        match self {
+            Target::Quant(WeightFormat::Q4_0) => GgmlType::Q4_0,
+            Target::Quant(WeightFormat::Q4_1) => GgmlType::Q4_1,
+            Target::Quant(WeightFormat::Q8_0) => GgmlType::Q8_0,
+            Target::Bf16 => GgmlType::BF16,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Quant(f) => f.name(),
+            Target::Bf16 => "bf16",
+        }
+    }
+
+    /// `rows` of f32 weights in this format.
+    fn encode(self, rows: &[f32]) -> Vec<u8> {
+        match self {
+            Target::Quant(f) => quantize_weights(f, rows),
+            Target::Bf16 => rows.iter().flat_map(|&v| crate::gemm::bf16_from_f32(v).to_le_bytes()).collect(),
+        }
     }
 }
 
-fn ggml_type(format: WeightFormat) -> GgmlType {
-    match format {
-        WeightFormat::Q4_0 => GgmlType::Q4_0,
-        WeightFormat::Q4_1 => GgmlType::Q4_1,
-        WeightFormat::Q8_0 => GgmlType::Q8_0,
-    }
-}
-
-/// Parses `q4_0`, `q4_1` or `q8_0` (any case).
+/// Parses `q4_0`, `q4_1`, `q8_0` or `bf16` (any case).
 ///
 /// # Errors
 /// Any other name, with the list of supported ones.
-pub fn parse_format(name: &str) -> Result<WeightFormat, String> {
+pub fn parse_format(name: &str) -> Result<Target, String> {
+    let name = name.trim();
+    if name.eq_ignore_ascii_case("bf16") {
+        return Ok(Target::Bf16);
+    }
     WeightFormat::ALL
         .into_iter()
-        .find(|f| f.name().eq_ignore_ascii_case(name.trim()))
-        .ok_or_else(|| format!("{name:?} is not a quantization type this crate writes: use q4_0, q4_1 or q8_0"))
+        .find(|f| f.name().eq_ignore_ascii_case(name))
+        .map(Target::Quant)
+        .ok_or_else(|| format!("{name:?} is not a type this crate writes: use q4_0, q4_1, q8_0 or bf16"))
 }
 
 /// Requantizes every 2-D tensor of a type the runner reads (the linear
@@ -54,11 +85,10 @@ pub fn parse_format(name: &str) -> Result<WeightFormat, String> {
 /// A tensor whose rows are not whole 32-wide blocks; an I/O error.
 pub fn requantize(
     g: &Gguf,
-    format: WeightFormat,
+    target: Target,
     out: &mut impl Write,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<u64, ModelError> {
-    let target = ggml_type(format);
     let mut tensors = Vec::with_capacity(g.tensors().len());
     let total = g.tensors().len();
     for (i, t) in g.tensors().iter().enumerate() {
@@ -72,13 +102,13 @@ pub fn requantize(
             for (r, row) in f.chunks_exact_mut(k).enumerate() {
                 embedding_row(g, t, r as u32, row)?;
             }
-            Cow::Owned(quantize_weights(format, &f))
+            Cow::Owned(target.encode(&f))
         } else {
             Cow::Borrowed(g.tensor_data(t))
         };
         tensors.push(TensorOut {
             name: t.name(),
-            ggml_type: if convert { target } else { t.ggml_type() },
+            ggml_type: if convert { target.ggml_type() } else { t.ggml_type() },
             dims: t.dims(),
             data,
         });
@@ -88,7 +118,7 @@ pub fn requantize(
         .metadata()
         .iter()
         .map(|(k, v)| match k.as_str() {
-            "general.file_type" => (k.clone(), Value::U32(file_type(format))),
+            "general.file_type" => (k.clone(), Value::U32(target.file_type())),
             _ => (k.clone(), v.clone()),
         })
         .collect();

@@ -7,14 +7,16 @@ use half::{bf16, f16};
 
 use crate::gemm::{QuantLayouts, QuantWeights};
 use crate::gguf::{shown_name, GgmlType, Gguf, TensorInfo};
+use crate::kernels::pack::{BLayout, PackedB};
 use crate::kernels::quant_avx512::WeightFormat;
 
 use super::config::LlamaConfig;
 use super::placement::{Buffer, Plan, Role, Slot, TensorDesc};
 use super::ModelError;
 
-/// The block formats the linear layers run on (the quantized kernels).
-pub const LINEAR_TYPES: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+/// The formats the linear layers run on: the quantized kernels' block
+/// formats, and BF16 on the dense GEMM (TDPBF16PS semantics).
+pub const LINEAR_TYPES: [GgmlType; 4] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::BF16];
 /// The formats an embedding row can be read from.
 pub const EMBEDDING_TYPES: [GgmlType; 6] =
     [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F32, GgmlType::F16, GgmlType::BF16];
@@ -82,7 +84,7 @@ impl Tensors {
         let token_embd = get(at(Role::TokenEmbd, None), &[e, v])?;
         let output = match g.tensor("output.weight") {
             None => {
-                if weight_format(token_embd.ggml_type()).is_none() {
+                if !LINEAR_TYPES.contains(&token_embd.ggml_type()) {
                     let supported = LINEAR_TYPES.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
                     let name = "token_embd.weight (tied output projection)".to_string();
                     return Err(ModelError::TensorType { name, found: token_embd.ggml_type().name(), supported });
@@ -116,29 +118,64 @@ impl Tensors {
     }
 }
 
+/// A linear layer's weights in the layout their kernels read; the layout
+/// is the type, so no path can read one as another.
+pub enum LinearWeights {
+    /// GGUF blocks, packed for the quantized kernels.
+    Quant(QuantWeights),
+    /// BF16 as the dense GEMM's B (`k x n`, the VNNI tile layout that both
+    /// the AMX and the AVX-512 kernels read).
+    Bf16(PackedB),
+}
+
 /// A linear layer's weights, `n` rows of `k`, packed as the plan says.
 pub struct Linear {
-    pub weights: QuantWeights,
+    pub weights: LinearWeights,
     pub buffer: Buffer,
 }
 
 impl Linear {
     fn pack(g: &Gguf, t: &TensorInfo, buffer: Buffer) -> Result<Linear, ModelError> {
-        let format = weight_format(t.ggml_type()).expect("checked by Tensors::find");
-        let layouts = match buffer {
-            Buffer::Amx => QuantLayouts::Amx,
-            Buffer::CpuPacked => QuantLayouts::Avx512,
-            other => return Err(ModelError::NoBackend { name: t.name().to_string(), buffer: other.to_string() }),
-        };
+        if !matches!(buffer, Buffer::Amx | Buffer::CpuPacked) {
+            return Err(ModelError::NoBackend { name: t.name().to_string(), buffer: buffer.to_string() });
+        }
         let (k, n) = (t.dims()[0] as usize, t.dims()[1] as usize);
-        let weights = QuantWeights::pack(format, g.tensor_data(t), n, k, layouts)
-            .map_err(|e| ModelError::Pack { name: t.name().to_string(), source: Box::new(e) })?;
+        let pack_error = |e| ModelError::Pack { name: t.name().to_string(), source: Box::new(e) };
+        let weights = match weight_format(t.ggml_type()) {
+            Some(format) => {
+                let layouts = if buffer == Buffer::Amx { QuantLayouts::Amx } else { QuantLayouts::Avx512 };
+                LinearWeights::Quant(QuantWeights::pack(format, g.tensor_data(t), n, k, layouts).map_err(pack_error)?)
+            }
+            None => {
+                // GGUF rows are W[n][k]; the GEMM's B is W^T, k rows of n.
+                let rows = g.tensor_data(t);
+                let mut b = vec![0u16; k * n];
+                for (j, row) in rows.chunks_exact(2 * k).enumerate() {
+                    for (i, v) in row.chunks_exact(2).enumerate() {
+                        b[i * n + j] = u16::from_le_bytes([v[0], v[1]]);
+                    }
+                }
+                let packed = PackedB::pack_bf16(&b, k, n, n, BLayout::default())
+                    .map_err(|e| pack_error(crate::gemm::GemmError::from(e)))?;
+                LinearWeights::Bf16(packed)
+            }
+        };
         // The packed copy replaces the mapped bytes (docs/PLACEMENT.md:
         // a repacked buffer never sits beside its source). A tied
         // embedding's rows are still looked up: each lookup faults back in
         // only the page of its row.
         g.release_pages(t);
         Ok(Linear { weights, buffer })
+    }
+}
+
+impl Linear {
+    /// Bytes of the packed weights.
+    pub fn bytes(&self) -> usize {
+        match &self.weights {
+            LinearWeights::Quant(q) => q.packed_bytes(),
+            LinearWeights::Bf16(b) => b.as_bytes().len(),
+        }
     }
 }
 
@@ -219,12 +256,9 @@ impl Weights {
     /// Bytes of packed linear weights held in memory.
     pub fn packed_bytes(&self) -> usize {
         let layer = |l: &Layer| {
-            [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
-                .iter()
-                .map(|x| x.weights.packed_bytes())
-                .sum::<usize>()
+            [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|x| x.bytes()).sum::<usize>()
         };
-        self.layers.iter().map(layer).sum::<usize>() + self.output.weights.packed_bytes()
+        self.layers.iter().map(layer).sum::<usize>() + self.output.bytes()
     }
 }
 
