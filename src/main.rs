@@ -65,6 +65,25 @@ enum Command {
     /// Run a GGUF llama model: print where its layers went, then generate,
     /// streaming the text (llama.cpp's flags).
     Run(RunArgs),
+    /// Perplexity of a model on a text, as llama.cpp's llama-perplexity
+    /// computes it (non-overlapping windows, second half of each scored).
+    Perplexity {
+        /// The .gguf model.
+        #[arg(short = 'm', long = "model")]
+        model: std::path::PathBuf,
+        /// The text file.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: std::path::PathBuf,
+        /// Window length in tokens.
+        #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
+        ctx_size: usize,
+        /// Threads for the matmuls [default: the CPUs available].
+        #[arg(short = 't', long = "threads")]
+        threads: Option<usize>,
+        /// Pack the repeating layers for AMX (as `run --amx`).
+        #[arg(long)]
+        amx: bool,
+    },
     /// Requantize a model's linear weights and embedding to TYPE (q4_0,
     /// q4_1, q8_0 or bf16) with this crate's quantizers; norms and metadata are
     /// copied (general.file_type updated).
@@ -152,6 +171,9 @@ fn main() -> std::process::ExitCode {
     let result = match command {
         Command::Inspect { path } => inspect::run(&path),
         Command::Run(a) => run_command(a),
+        Command::Perplexity { model, file, ctx_size, threads, amx } => {
+            perplexity_command(&model, &file, ctx_size, threads, amx)
+        }
         Command::Quantize { input, output, ggml_type } => quantize_command(&input, &output, &ggml_type),
         Command::Bench { threads, quick, filter, json, plot } => {
             if threads == 0 {
@@ -257,4 +279,52 @@ fn quantize_command(
             Err(e.into())
         }
     }
+}
+
+fn perplexity_command(
+    model: &std::path::Path,
+    file: &std::path::Path,
+    n_ctx: usize,
+    threads: Option<usize>,
+    amx: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use tilejit::model::{perplexity::perplexity, LoadOptions, Model, PlacementFlags};
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        return Err("-t must be at least 1".into());
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| format!("-f {}: {e}", file.display()))?;
+    if !model.is_file() {
+        return Err(format!("-m {}: no such file", model.display()).into());
+    }
+    let opts = LoadOptions { placement: PlacementFlags { amx, n_gpu_layers: 0 }, gpus: 0 };
+    let m = Model::load(model, opts, |_, _| {})?;
+    for w in &m.plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    let tok = tilejit::text::tokenizer::Tokenizer::from_gguf(m.gguf())?;
+    let bos = if tok.add_bos() { tok.bos() } else { None };
+    let mut tokens: Vec<u32> = bos.into_iter().collect();
+    tokens.extend(tok.encode(&text, false));
+    eprintln!("{}: {} tokens; windows of {n_ctx}, {threads} thread(s)", file.display(), tokens.len());
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("perplexity [{bar:30}] {pos}/{len} windows, {eta} left")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let t0 = std::time::Instant::now();
+    let p = perplexity(&m, &tokens, bos, n_ctx, threads, None, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "PPL = {:.4} +/- {:.4} ({} windows of {n_ctx}, {} tokens scored, {:.1} s)",
+        p.ppl,
+        p.stderr,
+        p.chunks,
+        p.scored,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

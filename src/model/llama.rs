@@ -175,7 +175,7 @@ impl<'m> Session<'m> {
     /// # Errors
     /// An empty batch, a token id outside the vocabulary, the context full.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
-        self.run(tokens, false)
+        self.run(tokens, tokens.len().saturating_sub(1))
     }
 
     /// [`Session::forward`] returning the logits of every token of the
@@ -185,10 +185,23 @@ impl<'m> Session<'m> {
     /// # Errors
     /// As [`Session::forward`].
     pub fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
-        self.run(tokens, true)
+        self.run(tokens, 0)
     }
 
-    fn run(&mut self, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>, ModelError> {
+    /// [`Session::forward`] returning the logits of the batch's tokens from
+    /// `first` on (`tokens.len() - first` rows): the LM head, the largest
+    /// matmul, runs only for those.
+    ///
+    /// # Errors
+    /// As [`Session::forward`]; `first` beyond the batch.
+    pub fn forward_from(&mut self, tokens: &[u32], first: usize) -> Result<Vec<f32>, ModelError> {
+        if first >= tokens.len() {
+            return Err(ModelError::Context(format!("logits from row {first} of a {}-token batch", tokens.len())));
+        }
+        self.run(tokens, first)
+    }
+
+    fn run(&mut self, tokens: &[u32], first_logits: usize) -> Result<Vec<f32>, ModelError> {
         let (model, cfg) = (self.model, &self.model.config);
         let m = tokens.len();
         if m == 0 {
@@ -265,8 +278,8 @@ impl<'m> Session<'m> {
             add_in_place(x, proj);
         }
         self.pos += m;
-        // The LM head on the last row, or on every row.
-        let rows = if all_logits { m } else { 1 };
+        // The LM head on the rows asked for.
+        let rows = m - first_logits;
         let mut normed = vec![0f32; rows * e];
         norm_rows(&x[(m - rows) * e..], &model.weights.output_norm, cfg.rms_eps, e, &mut normed);
         let mut logits = vec![0f32; rows * cfg.n_vocab];

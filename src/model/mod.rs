@@ -1,12 +1,14 @@
 //! The model runner's model side: hyper-parameters from the GGUF metadata
 //! ([`config`]), the placement rule as a pure plan ([`placement`]), tensors
 //! by role and packed as placed ([`weights`]), the non-matmul operations
-//! ([`ops`]), the llama forward pass with its KV cache ([`llama`]), and
-//! requantization to another block format ([`quantize`]).
+//! ([`ops`]), the llama forward pass with its KV cache ([`llama`]),
+//! perplexity as llama.cpp defines it ([`perplexity`]) and requantization
+//! to another block format ([`quantize`]).
 
 pub mod config;
 pub mod llama;
 pub mod ops;
+pub mod perplexity;
 pub mod placement;
 pub mod quantize;
 pub mod weights;

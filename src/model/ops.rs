@@ -58,9 +58,32 @@ pub fn add_in_place(a: &mut [f32], b: &[f32]) {
     a.iter_mut().zip(b).for_each(|(x, &y)| *x += y);
 }
 
-/// Dot product in index order, f32 (attention scores).
+/// Dot product in f32 (attention scores) in one fixed order that a
+/// compiler can vectorise: 16 running sums, element `i` into sum `i % 16`
+/// (products rounded, then added), then the 16 sums added pairwise in a
+/// fixed tree. A single running sum would be a chain of dependent adds,
+/// one per 4 cycles, and attention would dominate long prompts.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).fold(0.0, |acc, (&x, &y)| acc + x * y)
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    for (i, (x, y)) in ta.iter().zip(tb).enumerate() {
+        acc[i] += x * y;
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+    }
+    acc[0]
 }
 
 #[cfg(test)]
@@ -96,6 +119,23 @@ mod tests {
         let mut x = [1000.0f32, 1000.0, f32::NEG_INFINITY];
         softmax(&mut x);
         assert_eq!(x, [0.5, 0.5, 0.0]);
+    }
+
+    #[test]
+    fn dot_sums_in_its_stated_order() {
+        let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..37).map(|i| (i as f32 * 1.3).cos()).collect();
+        let mut acc = [0f32; 16];
+        for i in 0..37 {
+            acc[i % 16] += a[i] * b[i];
+        }
+        for w in [8, 4, 2, 1] {
+            for i in 0..w {
+                acc[i] += acc[i + w];
+            }
+        }
+        assert_eq!(dot(&a, &b).to_bits(), acc[0].to_bits());
+        assert_eq!(dot(&[], &[]), 0.0);
     }
 
     #[test]
