@@ -200,7 +200,8 @@ pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &
         Isa::Amx => {
             let packed = w.amx.as_ref().ok_or_else(|| GemmError::IsaUnavailable {
                 isa,
-                reason: "the weights were packed while AMX was unavailable".into(),
+                reason: "the weights hold no AMX layout (packed as QuantLayouts::Avx512, or while AMX was unavailable)"
+                    .into(),
             })?;
             check_pair(w.format(), a.format())?;
             let sums: &[f32] = if w.format().has_min() { a.sums() } else { &[] };
