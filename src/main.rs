@@ -184,6 +184,10 @@ struct RunArgs {
     /// Chat on stdin, one line per turn; an empty line ends.
     #[arg(short = 'i', long)]
     interactive: bool,
+    /// Print the time per op kind (each linear role, attention, RoPE,
+    /// norms, activation quantisation, sampling, copies) and per layer.
+    #[arg(long)]
+    profile: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -269,6 +273,7 @@ fn run_command(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         chat: a.chat,
         system: a.system,
         interactive: a.interactive,
+        profile: a.profile,
     })
 }
 

