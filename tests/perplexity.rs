@@ -24,12 +24,20 @@ fn perplexity_is_the_same_bits_on_every_path_and_thread_count() {
     eprintln!("PPL {:.4} +/- {:.4} over {} tokens", reference.ppl, reference.stderr, reference.scored);
     assert_eq!((reference.chunks, reference.scored), (2, 2 * 15));
     assert!(reference.ppl.is_finite() && reference.ppl > 1.0);
-    for isa in [Isa::Avx512, Isa::Amx] {
-        if report_path(test, isa.name(), availability_for(isa, Op::Quant)) {
-            for threads in [1, 3] {
-                let p = run(Some(isa), threads);
-                assert_eq!(p.nll_sum.to_bits(), reference.nll_sum.to_bits(), "{isa} {threads} threads");
-            }
+    if report_path(test, "avx512", availability_for(Isa::Avx512, Op::Quant)) {
+        for threads in [1, 3] {
+            let p = run(Some(Isa::Avx512), threads);
+            assert_eq!(p.nll_sum.to_bits(), reference.nll_sum.to_bits(), "avx512 {threads} threads");
+        }
+    }
+    // AMX runs from the AMX buffers of a model loaded with --amx.
+    if report_path(test, "amx (--amx)", availability_for(Isa::Amx, Op::Quant)) {
+        let opts = LoadOptions { placement: PlacementFlags { amx: true, n_gpu_layers: 0 }, gpus: 0 };
+        let packed = Model::load(&path, opts, |_, _| {}).unwrap();
+        assert!(packed.plan.amx);
+        for (isa, threads) in [(None, 1), (Some(Isa::Amx), 3)] {
+            let p = perplexity(&packed, &tokens, None, 32, threads, isa, |_, _| {}).unwrap();
+            assert_eq!(p.nll_sum.to_bits(), reference.nll_sum.to_bits(), "--amx {isa:?} {threads} threads");
         }
     }
     assert_eq!(run(None, 2).nll_sum.to_bits(), reference.nll_sum.to_bits(), "dispatched");

@@ -348,23 +348,31 @@ impl<'a> Activations<'a> {
     }
 
     /// `out[i][j] = dot(row i, weight row j)`. AMX runs only for weights
-    /// the plan put in an AMX buffer (`--amx`): elsewhere the dispatcher's
-    /// choice is narrowed to the other paths (the rule: AMX only when asked
-    /// for), which changes no bits.
+    /// the plan put in an AMX buffer (`--amx`); for the others the path is
+    /// narrowed to the non-AMX ones, even when AMX is forced (`TILEJIT_ISA`
+    /// or the session's ISA): forcing AMX means AMX wherever the plan
+    /// allows it. The bits are the same either way.
     fn matmul(&self, w: &Linear, out: &mut [f32], opts: &GemmOptions, role: &'static str) -> Result<(), ModelError> {
+        let mut opts = *opts;
+        if w.buffer != Buffer::Amx {
+            let asked = match opts.isa {
+                Some(isa) => Some(isa),
+                None => isa::forced().map_err(GemmError::from)?,
+            };
+            if matches!(asked, None | Some(Isa::Amx)) {
+                let op = if matches!(w.weights, LinearWeights::Bf16(_)) { Op::Bf16 } else { Op::Quant };
+                opts.isa = Some(if availability_for(Isa::Avx512, op).is_ok() { Isa::Avx512 } else { Isa::Scalar });
+            }
+        }
+        let opts = &opts;
         let q = match &w.weights {
             LinearWeights::Quant(q) => q,
             LinearWeights::Bf16(b) => {
-                let mut opts = *opts;
-                if w.buffer != Buffer::Amx && opts.isa.is_none() && isa::forced().map_err(GemmError::from)?.is_none() {
-                    opts.isa =
-                        Some(if availability_for(Isa::Avx512, Op::Bf16).is_ok() { Isa::Avx512 } else { Isa::Scalar });
-                }
                 let t = start(self.prof);
                 let a: Vec<u16> = self.x.iter().map(|&v| bf16_from_f32(v)).collect();
                 stop(self.prof, "activation quantisation", self.layer, t);
                 let t = start(self.prof);
-                gemm_bf16(self.m, &a, self.k, b, out, b.n(), false, &opts)?;
+                gemm_bf16(self.m, &a, self.k, b, out, b.n(), false, opts)?;
                 stop(self.prof, role, self.layer, t);
                 return Ok(());
             }
