@@ -4,6 +4,11 @@
 //! same bits on every path), never these, so the model's output bits do not
 //! change either. Each follows ggml's definition (the order of its steps
 //! and its precision), so the runner stays close to llama.cpp.
+//!
+//! `exp`, `sin_cos` and `powf` are the C library's: identical within a
+//! process, but not guaranteed across libm versions, so bit-identity is a
+//! per-machine promise (observed: logits on the dev and the 16-core
+//! machine differ in low bits, their greedy texts agree).
 
 /// `out = x / sqrt(mean(x^2) + eps) * w`: the sum of squares in f64, the
 /// scale in f32, applied before the weight (ggml's rms_norm then mul).
