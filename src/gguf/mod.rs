@@ -2,10 +2,11 @@
 //!
 //! The layout is described in `docs/FORMATS.md`. Every count, length,
 //! dimension and offset in the file is treated as hostile: each is checked
-//! against the bytes that remain *before* anything is allocated, so no field
-//! can make the reader allocate more than a small constant times the file
-//! size, and every tensor's bytes are proven to lie inside the data section
-//! at parse time. What is rejected (each with a [`GgufError`] that names the
+//! against the bytes that remain *before* anything is allocated, nothing is
+//! reserved from a count, and every kept byte is charged to a budget
+//! ([`GgufLimits`]): the peak heap of a parse is at most `3 x min(limit,
+//! 8 x file size) + 64 KiB` (the accounting: `parse.rs`, "Memory"). Every
+//! tensor's bytes are proven to lie inside the data section at parse time. What is rejected (each with a [`GgufError`] that names the
 //! field, key or tensor and the byte offset):
 //!
 //! - a bad magic, versions other than 2 and 3, any read past the end;
