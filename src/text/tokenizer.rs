@@ -51,7 +51,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use regex::Regex;
 
-use crate::gguf::{Array, Gguf, Value, SHOWN_BYTES};
+use crate::gguf::{shown_name as shown, Array, Gguf, Value};
 
 /// Values of `tokenizer.ggml.model` this tokenizer implements.
 pub const SUPPORTED_MODELS: &[&str] = &["gpt2"];
@@ -121,7 +121,7 @@ impl TokenType {
 
 /// Why a GGUF file's tokenizer metadata cannot be used. Every variant says
 /// what was found and what is expected; strings from the file are cut to
-/// [`SHOWN_BYTES`] bytes so a hostile file cannot make a huge message.
+/// [`SHOWN_BYTES`](crate::gguf::SHOWN_BYTES) bytes so a hostile file cannot make a huge message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenizerError {
@@ -177,17 +177,6 @@ pub enum TokenizerError {
     TokenIdOutOfRange { key: &'static str, id: u64, n_tokens: usize },
 }
 
-/// `s` cut to [`SHOWN_BYTES`] bytes at a character boundary, the cut marked.
-fn shown(s: &str) -> String {
-    if s.len() <= SHOWN_BYTES {
-        return s.to_owned();
-    }
-    let mut cut = SHOWN_BYTES;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}...(+{} bytes)", &s[..cut], s.len() - cut)
-}
 
 /// What a metadata value is, for [`TokenizerError::WrongType`].
 fn describe(v: &Value) -> String {
