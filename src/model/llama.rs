@@ -18,7 +18,7 @@ use super::ops::{add_in_place, dot, rms_norm, rope, softmax, swiglu};
 use super::placement::Buffer;
 use super::placement::{plan, Machine, PlacementFlags, Plan};
 use super::profile::{start, stop, Profile};
-use super::weights::{embedding_row, Linear, LinearWeights, Tensors, Weights};
+use super::weights::{dequantize_row, Linear, LinearWeights, Tensors, Weights};
 use super::ModelError;
 
 /// How to load a model.
@@ -241,7 +241,7 @@ impl<'m> Session<'m> {
         let prof = self.profile.as_ref();
         let t = start(prof);
         for (row, &t) in x.chunks_exact_mut(e).zip(tokens) {
-            embedding_row(&model.gguf, &model.weights.token_embd, t, row)?;
+            dequantize_row(&model.gguf, &model.weights.token_embd, t, row)?;
         }
         stop(prof, "embedding (copies)", None, t);
         let scale = 1.0 / (hd as f32).sqrt();

@@ -13,7 +13,7 @@ use crate::gemm::quantize_weights;
 use crate::gguf::{write_gguf, GgmlType, Gguf, TensorOut, Value};
 use crate::kernels::quant_avx512::WeightFormat;
 
-use super::weights::{embedding_row, EMBEDDING_TYPES};
+use super::weights::{dequantize_row, ggml_type, EMBEDDING_TYPES};
 use super::ModelError;
 
 /// What `quantize` writes the weights as.
@@ -37,9 +37,7 @@ impl Target {
 
     pub fn ggml_type(self) -> GgmlType {
         match self {
-            Target::Quant(WeightFormat::Q4_0) => GgmlType::Q4_0,
-            Target::Quant(WeightFormat::Q4_1) => GgmlType::Q4_1,
-            Target::Quant(WeightFormat::Q8_0) => GgmlType::Q8_0,
+            Target::Quant(f) => ggml_type(f),
             Target::Bf16 => GgmlType::BF16,
         }
     }
@@ -100,7 +98,7 @@ pub fn requantize(
             }
             let mut f = vec![0f32; k * rows as usize];
             for (r, row) in f.chunks_exact_mut(k).enumerate() {
-                embedding_row(g, t, r as u32, row)?;
+                dequantize_row(g, t, r as u32, row)?;
             }
             Cow::Owned(target.encode(&f))
         } else {

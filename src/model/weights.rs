@@ -21,12 +21,23 @@ pub const LINEAR_TYPES: [GgmlType; 4] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlTyp
 pub const EMBEDDING_TYPES: [GgmlType; 6] =
     [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F32, GgmlType::F16, GgmlType::BF16];
 
-fn weight_format(t: GgmlType) -> Option<WeightFormat> {
+/// The quantized kernels' name for a GGUF block type, if they read it.
+pub(crate) fn weight_format(t: GgmlType) -> Option<WeightFormat> {
     match t {
         GgmlType::Q4_0 => Some(WeightFormat::Q4_0),
         GgmlType::Q4_1 => Some(WeightFormat::Q4_1),
         GgmlType::Q8_0 => Some(WeightFormat::Q8_0),
         _ => None,
+    }
+}
+
+/// The GGUF type of a quantized kernels' block format (the inverse of
+/// [`weight_format`]).
+pub(crate) fn ggml_type(f: WeightFormat) -> GgmlType {
+    match f {
+        WeightFormat::Q4_0 => GgmlType::Q4_0,
+        WeightFormat::Q4_1 => GgmlType::Q4_1,
+        WeightFormat::Q8_0 => GgmlType::Q8_0,
     }
 }
 
@@ -267,14 +278,15 @@ fn f32_vector(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
-/// Row `row` of an embedding tensor (`n_embd` wide) as f32, decoded the way
+/// Row `row` of a 2-D tensor (an embedding row, or any weight row) as f32,
+/// decoded the way
 /// ggml dequantizes each format: `d * q` (Q8_0), `d * (q - 8)` (Q4_0),
 /// `d * q + m` (Q4_1) with f16 scales widened exactly (docs/FORMATS.md,
 /// "Block formats").
 ///
 /// # Errors
 /// A row index outside the vocabulary.
-pub fn embedding_row(g: &Gguf, t: &TensorInfo, row: u32, out: &mut [f32]) -> Result<(), ModelError> {
+pub fn dequantize_row(g: &Gguf, t: &TensorInfo, row: u32, out: &mut [f32]) -> Result<(), ModelError> {
     let (width, rows) = (t.dims()[0] as usize, t.dims()[1]);
     if u64::from(row) >= rows {
         return Err(ModelError::TokenOutOfRange { token: row, n_vocab: rows as usize });

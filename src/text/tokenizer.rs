@@ -177,7 +177,6 @@ pub enum TokenizerError {
     TokenIdOutOfRange { key: &'static str, id: u64, n_tokens: usize },
 }
 
-
 /// What a metadata value is, for [`TokenizerError::WrongType`].
 fn describe(v: &Value) -> String {
     match v {
