@@ -106,6 +106,18 @@ struct Scratch {
     scores: Vec<f32>,
 }
 
+/// The GEMM options of one forward pass, per kind of weights. AMX runs
+/// only for weights the plan put in an AMX buffer (`--amx`); for the
+/// others the path is narrowed to the non-AMX ones, even when AMX is forced
+/// (`TILEJIT_ISA` or the session's ISA): forcing AMX means AMX wherever the
+/// plan allows it. The bits are the same either way. Resolved once per
+/// forward pass, not per matmul.
+struct Paths {
+    amx: GemmOptions,
+    quant: GemmOptions,
+    bf16: GemmOptions,
+}
+
 /// One conversation with the model: its KV cache and position.
 pub struct Session<'m> {
     model: &'m Model,
@@ -214,6 +226,21 @@ impl<'m> Session<'m> {
         self.run(tokens, first)
     }
 
+    fn paths(&self) -> Result<Paths, ModelError> {
+        let asked = match self.opts.isa {
+            Some(isa) => Some(isa),
+            None => isa::forced().map_err(GemmError::from)?,
+        };
+        let off_amx = |op| match asked {
+            None | Some(Isa::Amx) => {
+                let isa = if availability_for(Isa::Avx512, op).is_ok() { Isa::Avx512 } else { Isa::Scalar };
+                GemmOptions { isa: Some(isa), ..self.opts }
+            }
+            Some(_) => self.opts,
+        };
+        Ok(Paths { amx: self.opts, quant: off_amx(Op::Quant), bf16: off_amx(Op::Bf16) })
+    }
+
     fn run(&mut self, tokens: &[u32], first_logits: usize) -> Result<Vec<f32>, ModelError> {
         let (model, cfg) = (self.model, &self.model.config);
         let m = tokens.len();
@@ -227,6 +254,7 @@ impl<'m> Session<'m> {
             )));
         }
         let (e, kv, hd) = (cfg.n_embd, cfg.kv_dim(), cfg.head_dim);
+        let paths = self.paths()?;
         // The buffers live in the session and keep their capacity from
         // token to token; every element is written before it is read.
         let Scratch { x, h, q, k, v, attn, proj, gate, up, scores } = &mut self.scratch;
@@ -251,9 +279,9 @@ impl<'m> Session<'m> {
             norm_rows(x, &layer.attn_norm, cfg.rms_eps, e, h);
             stop(prof, "norms", at, t);
             let a = Activations::new(h, m, e, prof, at);
-            a.matmul(&layer.wq, q, &self.opts, "attn_q")?;
-            a.matmul(&layer.wk, k, &self.opts, "attn_k")?;
-            a.matmul(&layer.wv, v, &self.opts, "attn_v")?;
+            a.matmul(&layer.wq, q, &paths, "attn_q")?;
+            a.matmul(&layer.wk, k, &paths, "attn_k")?;
+            a.matmul(&layer.wv, v, &paths, "attn_v")?;
             let t = start(prof);
             for i in 0..m {
                 let pos = self.pos + i;
@@ -290,18 +318,18 @@ impl<'m> Session<'m> {
                 }
             }
             stop(prof, "attention", at, t);
-            Activations::new(attn, m, e, prof, at).matmul(&layer.wo, proj, &self.opts, "attn_output")?;
+            Activations::new(attn, m, e, prof, at).matmul(&layer.wo, proj, &paths, "attn_output")?;
             let t = start(prof);
             add_in_place(x, proj);
             norm_rows(x, &layer.ffn_norm, cfg.rms_eps, e, h);
             stop(prof, "norms", at, t);
             let a = Activations::new(h, m, e, prof, at);
-            a.matmul(&layer.w_gate, gate, &self.opts, "ffn_gate")?;
-            a.matmul(&layer.w_up, up, &self.opts, "ffn_up")?;
+            a.matmul(&layer.w_gate, gate, &paths, "ffn_gate")?;
+            a.matmul(&layer.w_up, up, &paths, "ffn_up")?;
             let t = start(prof);
             swiglu(gate, up);
             stop(prof, "swiglu", at, t);
-            Activations::new(gate, m, cfg.n_ff, prof, at).matmul(&layer.w_down, proj, &self.opts, "ffn_down")?;
+            Activations::new(gate, m, cfg.n_ff, prof, at).matmul(&layer.w_down, proj, &paths, "ffn_down")?;
             let t = start(prof);
             add_in_place(x, proj);
             stop(prof, "norms", at, t);
@@ -314,12 +342,7 @@ impl<'m> Session<'m> {
         norm_rows(&x[(m - rows) * e..], &model.weights.output_norm, cfg.rms_eps, e, &mut normed);
         stop(prof, "norms", None, t);
         let mut logits = vec![0f32; rows * cfg.n_vocab];
-        Activations::new(&normed, rows, e, prof, None).matmul(
-            &model.weights.output,
-            &mut logits,
-            &self.opts,
-            "output",
-        )?;
+        Activations::new(&normed, rows, e, prof, None).matmul(&model.weights.output, &mut logits, &paths, "output")?;
         Ok(logits)
     }
 }
@@ -347,24 +370,14 @@ impl<'a> Activations<'a> {
         Activations { x, m, k, quantized: std::cell::RefCell::new(Vec::new()), prof, layer }
     }
 
-    /// `out[i][j] = dot(row i, weight row j)`. AMX runs only for weights
-    /// the plan put in an AMX buffer (`--amx`); for the others the path is
-    /// narrowed to the non-AMX ones, even when AMX is forced (`TILEJIT_ISA`
-    /// or the session's ISA): forcing AMX means AMX wherever the plan
-    /// allows it. The bits are the same either way.
-    fn matmul(&self, w: &Linear, out: &mut [f32], opts: &GemmOptions, role: &'static str) -> Result<(), ModelError> {
-        let mut opts = *opts;
-        if w.buffer != Buffer::Amx {
-            let asked = match opts.isa {
-                Some(isa) => Some(isa),
-                None => isa::forced().map_err(GemmError::from)?,
-            };
-            if matches!(asked, None | Some(Isa::Amx)) {
-                let op = if matches!(w.weights, LinearWeights::Bf16(_)) { Op::Bf16 } else { Op::Quant };
-                opts.isa = Some(if availability_for(Isa::Avx512, op).is_ok() { Isa::Avx512 } else { Isa::Scalar });
-            }
-        }
-        let opts = &opts;
+    /// `out[i][j] = dot(row i, weight row j)`, on the path [`Paths`] gives
+    /// the weights' buffer.
+    fn matmul(&self, w: &Linear, out: &mut [f32], paths: &Paths, role: &'static str) -> Result<(), ModelError> {
+        let opts = match (w.buffer, &w.weights) {
+            (Buffer::Amx, _) => &paths.amx,
+            (_, LinearWeights::Quant(_)) => &paths.quant,
+            (_, LinearWeights::Bf16(_)) => &paths.bf16,
+        };
         let q = match &w.weights {
             LinearWeights::Quant(q) => q,
             LinearWeights::Bf16(b) => {
