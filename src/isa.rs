@@ -8,7 +8,6 @@
 //! family's generated code executes.
 
 use crate::cpu::{amx_ready, require, CpuFeatures};
-use tilejit_kernels::quant_amx::TileKind;
 use tilejit_kernels::spec::{Avx512Kind, ElemType, Int8Sign};
 use tilejit_sparse::amx::SparseKind;
 use tilejit_sparse::avx512::SparseAvx512Kind;
@@ -92,7 +91,7 @@ impl Op {
             (Isa::Amx, Op::Int8) => Some(ElemType::Int8(Int8Sign::SS).amx_features()),
             (Isa::Amx, Op::Bf16) => Some(ElemType::Bf16.amx_features()),
             (Isa::Amx, Op::Bf16Dot) => None,
-            (Isa::Amx, Op::Quant) => Some(TileKind::Int8.features()),
+            (Isa::Amx, Op::Quant) => Some(tilejit_kernels::quant_amx::FEATURES),
             (Isa::Amx, Op::SparseBf16) => Some(SparseKind::Bf16.features()),
             (Isa::Amx, Op::SparseInt8) => Some(SparseKind::Int8.features()),
         }

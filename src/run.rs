@@ -154,7 +154,19 @@ impl Stats {
             self.gen_time.as_secs_f64(),
             rate(self.gen_tokens, self.gen_time)
         );
+        if let Some(bytes) = peak_rss() {
+            eprintln!("peak resident memory {:.1} MiB", bytes as f64 / (1 << 20) as f64);
+        }
     }
+}
+
+/// The process's peak resident set (`VmHWM` of /proc/self/status; `None`
+/// where there is no procfs).
+pub(crate) fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Runs `text` as one prompt batch, then samples up to `n` tokens,

@@ -1,6 +1,6 @@
-//! The AMX quantized prefill kernels (`gemm::gemm_quant_amx`), both tile
-//! kinds (TDPBSSD on s8, TDPBF16PS on the quants as exact bf16 integers),
-//! all three weight formats, against the oracle's `gemm_quant` bit for bit:
+//! The AMX quantized prefill kernels (`gemm::gemm_quant_amx`: each block of
+//! the GGUF-sized panel layout widened to an s8 tile, TDPBSSD), all three
+//! weight formats, against the oracle's `gemm_quant` bit for bit:
 //! any M (row groups and their tails), any N (panel tails), K a multiple
 //! of 32 (odd and even block counts: the kernel pipelines blocks in pairs),
 //! 1/2/3 threads, block contents from zero to the largest codes, scales
@@ -12,13 +12,12 @@ use common::features_or_skip;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{gemm_quant_amx, quantize_activations, reference_types, GemmError};
-use tilejit::kernels::quant_amx::{AmxActivations, PackedQuantAmx, TileKind, WeightFormat};
+use tilejit::kernels::quant_amx::{AmxActivations, PackedQuant, WeightFormat, FEATURES};
 use tilejit::kernels::quant_avx512::QuantActivations;
 use tilejit_verify::quant::gemm_quant;
 use tilejit_verify::strategies::standard_normal;
 
 const FORMATS: [WeightFormat; 3] = [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q8_0];
-const KINDS: [TileKind; 2] = [TileKind::Int8, TileKind::Bf16];
 
 /// A finite f16 scale: random (|d| < 64), zero, or subnormal, either sign.
 fn scale_bits(rng: &mut StdRng, style: u8) -> u16 {
@@ -71,7 +70,6 @@ fn activations(f: WeightFormat, m: usize, k: usize, rng: &mut StdRng) -> Vec<u8>
 #[allow(clippy::too_many_arguments)]
 fn both(
     f: WeightFormat,
-    kind: TileKind,
     m: usize,
     n: usize,
     k: usize,
@@ -83,10 +81,10 @@ fn both(
     let (wt, at) = reference_types(f);
     let mut want = vec![0f32; m * n];
     gemm_quant(wt, at, m, n, k, a, w, &mut want).unwrap();
-    let packed = PackedQuantAmx::pack(f, kind, w, n, k).unwrap();
+    let packed = PackedQuant::from_gguf(f, w, n, k).unwrap();
     let split = QuantActivations::from_gguf(f.activations(), a, m, k).unwrap();
     let sums: &[f32] = if f.has_min() { split.sums() } else { &[] };
-    let acts = AmxActivations::new(kind, m, k, split.quants(), split.scales(), sums).unwrap();
+    let acts = AmxActivations::new(m, k, split.quants(), split.scales(), sums).unwrap();
     let mut got = vec![f32::NAN; m * n];
     gemm_quant_amx(&packed, &acts, &mut got, threads, tile_rows).unwrap();
     (got, want)
@@ -98,11 +96,8 @@ fn first_mismatch(got: &[f32], want: &[f32]) -> Option<usize> {
     got.iter().zip(want).position(|(g, w)| if w.is_nan() { !g.is_nan() } else { g.to_bits() != w.to_bits() })
 }
 
-/// Both tile kinds are tested, so both kinds' extensions are needed.
 fn runnable(test: &str) -> bool {
-    let both = [TileKind::Int8.features(), TileKind::Bf16.features()].concat();
-    let needs: Vec<_> = tilejit::cpu::FeatureSet::of(&both).iter().collect();
-    features_or_skip(test, &needs)
+    features_or_skip(test, FEATURES)
 }
 
 proptest! {
@@ -110,18 +105,18 @@ proptest! {
 
     #[test]
     fn amx_matches_the_oracle(
-        m in 1usize..60, n in 1usize..90, kb in 1usize..12, fi in 0usize..3, ki in 0usize..2,
+        m in 1usize..60, n in 1usize..90, kb in 1usize..12, fi in 0usize..3,
         style in 0u8..3, tile_rows in prop::sample::select(vec![1u8, 5, 12, 13]), seed in any::<u64>(),
     ) {
         if !runnable("quant_amx") { return Ok(()); }
-        let (f, kind, k) = (FORMATS[fi], KINDS[ki], kb * 32);
+        let (f, k) = (FORMATS[fi], kb * 32);
         let mut rng = StdRng::seed_from_u64(seed);
         let w = weight_rows(f, n, k, style, &mut rng);
         let a = activations(f, m, k, &mut rng);
         for threads in [1, 2, 3] {
-            let (got, want) = both(f, kind, m, n, k, &w, &a, threads, tile_rows);
+            let (got, want) = both(f, m, n, k, &w, &a, threads, tile_rows);
             if let Some(i) = first_mismatch(&got, &want) {
-                prop_assert!(false, "{f:?} {kind:?} {m}x{n}x{k} tile rows {tile_rows}, {threads} threads: \
+                prop_assert!(false, "{f:?} {m}x{n}x{k} tile rows {tile_rows}, {threads} threads: \
                     C[{i}] = {:#x}, oracle {:#x}", got[i].to_bits(), want[i].to_bits());
             }
         }
@@ -148,47 +143,26 @@ fn non_finite_scales_propagate_like_the_oracle() {
         x[rng.random_range(0..k)] = 1e30; // an activation scale that overflows f16
         x[(m - 1) * k + 5] = f32::NAN; // a poisoned block
         let a = quantize_activations(f.activations(), &x);
-        for kind in KINDS {
-            let (got, want) = both(f, kind, m, n, k, &w, &a, 2, 12);
-            assert!(want.iter().any(|v| v.is_nan()) && want.iter().any(|v| v.is_infinite()));
-            assert_eq!(first_mismatch(&got, &want), None, "{f:?} {kind:?}");
-        }
-    }
-}
-
-#[test]
-fn pack_unpack_round_trip() {
-    let mut rng = StdRng::seed_from_u64(11);
-    for f in FORMATS {
-        for kind in KINDS {
-            let (n, k) = (37, 96);
-            let w = weight_rows(f, n, k, 0, &mut rng);
-            let packed = PackedQuantAmx::pack(f, kind, &w, n, k).unwrap();
-            assert_eq!(packed.unpack_to_gguf(), w, "{f:?} {kind:?}");
-        }
+        let (got, want) = both(f, m, n, k, &w, &a, 2, 12);
+        assert!(want.iter().any(|v| v.is_nan()) && want.iter().any(|v| v.is_infinite()));
+        assert_eq!(first_mismatch(&got, &want), None, "{f:?}");
     }
 }
 
 #[test]
 fn bad_shapes_are_typed_errors() {
-    use tilejit::kernels::quant_amx::QuantPackError;
     let w = weight_rows(WeightFormat::Q8_0, 3, 64, 0, &mut StdRng::seed_from_u64(1));
-    let err = PackedQuantAmx::pack(WeightFormat::Q8_0, TileKind::Int8, &w, 3, 48).unwrap_err();
-    assert_eq!(err, QuantPackError::KNotBlockMultiple { k: 48 });
-    let err = PackedQuantAmx::pack(WeightFormat::Q8_0, TileKind::Int8, &w[1..], 3, 64).unwrap_err();
-    assert!(matches!(err, QuantPackError::WrongLength { .. }), "{err}");
-    assert!(PackedQuantAmx::pack(WeightFormat::Q4_0, TileKind::Int8, &[], 0, 64).is_err());
-    let packed = PackedQuantAmx::pack(WeightFormat::Q8_0, TileKind::Int8, &w, 3, 64).unwrap();
-    let acts = AmxActivations::new(TileKind::Int8, 2, 64, &[0; 128], &[0.0; 4], &[]).unwrap();
-    let bf = AmxActivations::new(TileKind::Bf16, 2, 64, &[0; 128], &[0.0; 4], &[]).unwrap();
+    let packed = PackedQuant::from_gguf(WeightFormat::Q8_0, &w, 3, 64).unwrap();
+    let acts = AmxActivations::new(2, 64, &[0; 128], &[0.0; 4], &[]).unwrap();
+    let short = AmxActivations::new(2, 32, &[0; 64], &[0.0; 2], &[]).unwrap();
     let mut c = vec![0f32; 6];
     assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 0, 12), Err(GemmError::Threads)));
     assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c[..5], 1, 12), Err(GemmError::Shape(_))));
-    assert!(matches!(gemm_quant_amx(&packed, &bf, &mut c, 1, 12), Err(GemmError::Shape(_))));
+    assert!(matches!(gemm_quant_amx(&packed, &short, &mut c, 1, 12), Err(GemmError::Shape(_))));
     assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 1, 17), Err(GemmError::Quant(_))));
     let w41 = weight_rows(WeightFormat::Q4_1, 3, 64, 0, &mut StdRng::seed_from_u64(2));
-    let p41 = PackedQuantAmx::pack(WeightFormat::Q4_1, TileKind::Int8, &w41, 3, 64).unwrap();
+    let p41 = PackedQuant::from_gguf(WeightFormat::Q4_1, &w41, 3, 64).unwrap();
     let err = gemm_quant_amx(&p41, &acts, &mut c, 1, 12).unwrap_err();
     assert!(err.to_string().contains("Q8_1"), "{err}");
-    assert!(AmxActivations::new(TileKind::Int8, 2, 64, &[0; 127], &[0.0; 4], &[]).is_err());
+    assert!(AmxActivations::new(2, 64, &[0; 127], &[0.0; 4], &[]).is_err());
 }

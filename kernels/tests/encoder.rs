@@ -414,7 +414,7 @@ const fn row(op: EvexOp, mnemonic: Mnemonic, form: Form, n: i32, bcst_n: Option<
 }
 
 #[rustfmt::skip]
-const ROWS: [Row; 27] = [
+const ROWS: [Row; 28] = [
     row(EvexOp::VPDPBUSD, Mnemonic::Vpdpbusd, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VDPBF16PS, Mnemonic::Vdpbf16ps, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VFMADD231PS, Mnemonic::Vfmadd231ps, Form::Rvm, 64, Some(4), false),
@@ -437,6 +437,7 @@ const ROWS: [Row; 27] = [
     row(EvexOp::VFMADD213PS, Mnemonic::Vfmadd213ps, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VPANDD, Mnemonic::Vpandd, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VPSHUFB, Mnemonic::Vpshufb, Form::Rvm, 64, None, false),
+    row(EvexOp::VPSUBB, Mnemonic::Vpsubb, Form::Rvm, 64, None, false),
     row(EvexOp::VCVTDQ2PS, Mnemonic::Vcvtdq2ps, Form::Rm, 64, None, false),
     row(EvexOp::VMULPS, Mnemonic::Vmulps, Form::Rvm, 64, Some(4), false),
     row(EvexOp::VPSRLVD, Mnemonic::Vpsrlvd, Form::Rvm, 64, Some(4), false),

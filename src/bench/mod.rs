@@ -400,10 +400,9 @@ impl QuantGemvFixture {
 /// How a quantized prefill runs (the strategies compared in BENCHMARKS.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PrefillStrategy {
-    /// AMX, TDPBSSD per 32-wide block, f32 epilogue per block.
+    /// AMX, each block widened from the panel layout to an s8 tile,
+    /// TDPBSSD, f32 epilogue per block.
     AmxInt8Blocks,
-    /// AMX, TDPBF16PS on the quants as exact bf16 integers, per block.
-    AmxBf16Blocks,
     /// The AVX-512 VNNI decode kernel, four rows per call.
     Avx512Vnni,
     /// Weights dequantized to bf16 once (outside the timed region), then
@@ -413,13 +412,11 @@ pub enum PrefillStrategy {
 }
 
 impl PrefillStrategy {
-    pub const ALL: [PrefillStrategy; 4] =
-        [Self::AmxInt8Blocks, Self::AmxBf16Blocks, Self::Avx512Vnni, Self::DequantBf16];
+    pub const ALL: [PrefillStrategy; 3] = [Self::AmxInt8Blocks, Self::Avx512Vnni, Self::DequantBf16];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::AmxInt8Blocks => "amx int8 per block",
-            Self::AmxBf16Blocks => "amx bf16 per block",
             Self::Avx512Vnni => "avx512 vnni",
             Self::DequantBf16 => "dequant bf16 + amx bf16",
         }
@@ -429,7 +426,6 @@ impl PrefillStrategy {
     pub fn slug(self) -> &'static str {
         match self {
             Self::AmxInt8Blocks => "amx-int8-blocks",
-            Self::AmxBf16Blocks => "amx-bf16-blocks",
             Self::Avx512Vnni => "avx512-vnni",
             Self::DequantBf16 => "dequant-bf16",
         }
@@ -451,7 +447,7 @@ pub struct QuantPrefillFixture {
     m: usize,
     n: usize,
     k: usize,
-    amx: Vec<(tilejit_kernels::quant_amx::PackedQuantAmx, tilejit_kernels::quant_amx::AmxActivations)>,
+    amx: tilejit_kernels::quant_amx::AmxActivations,
     avx512: (tilejit_kernels::quant_avx512::PackedQuant, tilejit_kernels::quant_avx512::QuantActivations),
     dequant: (crate::gemm::PackedDequantBf16, Vec<f32>),
     c: Vec<f32>,
@@ -459,7 +455,7 @@ pub struct QuantPrefillFixture {
 
 impl QuantPrefillFixture {
     pub fn new(format: WeightFormat, m: usize, n: usize, k: usize) -> Result<QuantPrefillFixture, GemmError> {
-        use tilejit_kernels::quant_amx::{AmxActivations, PackedQuantAmx, TileKind};
+        use tilejit_kernels::quant_amx::AmxActivations;
         use tilejit_kernels::quant_avx512::{PackedQuant, QuantActivations};
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-0.1f32..0.1)).collect();
@@ -468,13 +464,7 @@ impl QuantPrefillFixture {
         let act_format = format.activations();
         let acts = QuantActivations::from_gguf(act_format, &quantize_activations(act_format, &x), m, k)?;
         let sums: &[f32] = if format.has_min() { acts.sums() } else { &[] };
-        let mut amx = Vec::new();
-        for kind in [TileKind::Int8, TileKind::Bf16] {
-            amx.push((
-                PackedQuantAmx::pack(format, kind, &gguf, n, k)?,
-                AmxActivations::new(kind, m, k, acts.quants(), acts.scales(), sums)?,
-            ));
-        }
+        let amx = AmxActivations::new(m, k, acts.quants(), acts.scales(), sums)?;
         let avx512 = (PackedQuant::from_gguf(format, &gguf, n, k)?, acts);
         let dequant = (crate::gemm::PackedDequantBf16::from_gguf(block_type, &gguf, n, k)?, x);
         Ok(QuantPrefillFixture { m, n, k, amx, avx512, dequant, c: vec![0.0; m * n] })
@@ -489,9 +479,8 @@ impl QuantPrefillFixture {
     pub fn run(&mut self, strategy: PrefillStrategy, threads: usize) -> Result<(), GemmError> {
         let tile_rows = crate::gemm::DEFAULT_TILE_ROWS;
         match strategy {
-            PrefillStrategy::AmxInt8Blocks | PrefillStrategy::AmxBf16Blocks => {
-                let (w, a) = &self.amx[usize::from(strategy == PrefillStrategy::AmxBf16Blocks)];
-                crate::gemm::gemm_quant_amx(w, a, &mut self.c, threads, tile_rows)
+            PrefillStrategy::AmxInt8Blocks => {
+                crate::gemm::gemm_quant_amx(&self.avx512.0, &self.amx, &mut self.c, threads, tile_rows)
             }
             PrefillStrategy::Avx512Vnni => {
                 crate::gemm::gemm_quant_avx512(&self.avx512.0, &self.avx512.1, &mut self.c, threads)

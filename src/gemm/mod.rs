@@ -23,8 +23,7 @@ use crate::isa::{self, Isa, Op};
 pub use amx::kernel;
 pub use quant::{
     bf16_from_f32, dequantize_rows_to_bf16, gemm_dequant_bf16, gemm_quant, gemm_quant_amx, gemm_quant_avx512,
-    quantize_activations, quantize_weights, reference_types, PackedDequantBf16, QuantLayouts, QuantWeights,
-    DEFAULT_TILE_ROWS,
+    quantize_activations, quantize_weights, reference_types, PackedDequantBf16, QuantWeights, DEFAULT_TILE_ROWS,
 };
 pub use scalar::oracle_sign;
 /// Tuning knobs of a GEMM call; none of them changes the result bits. (The

@@ -5,7 +5,7 @@
 
 use half::{bf16, f16};
 
-use crate::gemm::{QuantLayouts, QuantWeights};
+use crate::gemm::QuantWeights;
 use crate::gguf::{shown_name, GgmlType, Gguf, TensorInfo};
 use crate::kernels::pack::{BLayout, PackedB};
 use crate::kernels::quant_avx512::WeightFormat;
@@ -153,9 +153,10 @@ impl Linear {
         let (k, n) = (t.dims()[0] as usize, t.dims()[1] as usize);
         let pack_error = |e| ModelError::Pack { name: t.name().to_string(), source: Box::new(e) };
         let weights = match weight_format(t.ggml_type()) {
+            // One layout for every path: an AMX buffer differs from a CPU
+            // packed one in which kernels may read it, not in its bytes.
             Some(format) => {
-                let layouts = if buffer == Buffer::Amx { QuantLayouts::Amx } else { QuantLayouts::Avx512 };
-                LinearWeights::Quant(QuantWeights::pack(format, g.tensor_data(t), n, k, layouts).map_err(pack_error)?)
+                LinearWeights::Quant(QuantWeights::from_gguf(format, g.tensor_data(t), n, k).map_err(pack_error)?)
             }
             None => {
                 // GGUF rows are W[n][k]; the GEMM's B is W^T, k rows of n.

@@ -467,6 +467,11 @@ impl ZmmAlloc {
         z
     }
 
+    /// Every register not taken yet.
+    pub(crate) fn rest(&mut self) -> Vec<Zmm> {
+        std::iter::from_fn(|| (self.0 < 32).then(|| self.take())).collect()
+    }
+
     /// `rows` x `cols` registers, row by row.
     pub(crate) fn grid(&mut self, rows: usize, cols: usize) -> Vec<Vec<Zmm>> {
         (0..rows).map(|_| (0..cols).map(|_| self.take()).collect()).collect()

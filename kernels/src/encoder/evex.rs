@@ -83,6 +83,8 @@ evex_table! {
     VFMADD213PS = "vfmadd213ps", P66, M0F38, 0xA8, w = 0, Tuple::Full { elem: 4 }, Rvm, false;
     VPANDD = "vpandd", P66, M0F, 0xDB, w = 0, Tuple::Full { elem: 4 }, Rvm, false;
     VPSHUFB = "vpshufb", P66, M0F38, 0x00, w = 0, Tuple::FullMem, Rvm, false;
+    // Byte subtraction (AVX512BW; bytes take no embedded broadcast).
+    VPSUBB = "vpsubb", P66, M0F, 0xF8, w = 0, Tuple::FullMem, Rvm, false;
     VCVTDQ2PS = "vcvtdq2ps", None, M0F, 0x5B, w = 0, Tuple::Full { elem: 4 }, Rm, false;
     VMULPS = "vmulps", None, M0F, 0x59, w = 0, Tuple::Full { elem: 4 }, Rvm, false;
     // Variable logical right shift of dwords: src2 (zmm/m512/m32bcst) holds the counts.

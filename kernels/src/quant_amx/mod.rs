@@ -2,12 +2,23 @@
 //! `tilejit_verify::quant::gemm_quant` (per block: `acc = fma(isum,
 //! dw * da, acc)`, then for Q4_1 `acc = fma(mw, sa, acc)`).
 //!
+//! The weights are the quantized kernels' panel layout
+//! ([`PackedQuant`], as large as the GGUF tensor: Q4 nibbles stay packed,
+//! scales stay f16), the one layout every path reads: no AMX copy of the
+//! weights exists beside it. Each 32-wide block of a 16-column panel is
+//! widened into an s8 B tile in the caller's scratch buffer just before its
+//! TDP (AVX-512, ~12 instructions), which TDPBSSD then reads in its VNNI
+//! order: row r = k `4r..4r+3` of the 16 columns. The panel layout already
+//! is that order (`quant_avx512::pack` docs): a Q4 row r holds k `4r + t` in
+//! its low nibbles and k `16 + 4r + t` in its high ones, so tile rows `r`
+//! and `r + 4` are one load, a shift and two masks (and `- 8` for Q4_0);
+//! a Q8_0 row is stored `q xor 0x80`, undone by one XOR.
+//!
 //! The per-block scales force the integer sums out of the tiles after every
-//! 32-wide block (docs/AMX.md, "llama.cpp AMX"): one TDP per block into a
-//! zeroed C tile, TILESTORED to a scratch buffer, then an AVX-512 epilogue
-//! folds the sums into f32 accumulators that live in zmm registers for the
-//! whole K loop (one register per output row of the 16-column panel, so
-//! the accumulators never touch memory until the final store):
+//! block (docs/AMX.md, "llama.cpp AMX"): one TDP per block into a zeroed C
+//! tile, TILESTORED to scratch, then an AVX-512 epilogue folds the sums
+//! into f32 accumulators that live in zmm registers for the whole K loop
+//! (one register per output row of the panel):
 //!
 //! ```text
 //! for each panel (16 columns; the last one masked at the N tail):
@@ -19,35 +30,44 @@
 //!     EPILOGUE(last block)
 //!     C rows <- acc
 //!
-//! TDP(b -> s):       tilezero C[s][t]; tileloadd B(b); tileloadd A[t](b); tdp C[s][t] += A[t] * B
-//! EPILOGUE(b <- s):  tilestored scratch[s][t] <- C[s][t]; dw <- d of the 16 columns
-//!                    per row r:  f = isum[r]  (int8: vcvtdq2ps, exact below 2^24;
-//!                                              bf16: already the exact f32 sum)
+//! TDP(b -> s):       B[s] <- widen(block b); tileloadd B <- B[s]
+//!                    tilezero C[s][t]; tileloadd A[t](b); tdp C[s][t] += A[t] * B
+//! EPILOGUE(b <- s):  tilestored scratch[s][t] <- C[s][t]; dw <- d of the 16 columns (f16 -> f32, exact)
+//!                    per row r:  f = f32(isum[r])                    ; vcvtdq2ps, exact below 2^24
 //!                                s = dw * broadcast(da[r][b])          ; exact (two f16)
 //!                                acc[r] = fma(f, s, acc[r])            ; one rounding
 //!                                Q4_1: acc[r] = fma(mw, broadcast(sa[r][b]), acc[r])
 //! ```
 //!
-//! Two C tile sets alternate so the next block's TDP never waits for the
-//! previous block's TILESTORED (tiles are not renamed). The order per
-//! output element is exactly the oracle's. MXCSR is left alone (default:
-//! RNE, no DAZ/FTZ, which the oracle models; TDPBF16PS ignores MXCSR and,
-//! on integer data, rounds nothing).
+//! Two C tile sets (and two B buffers) alternate so the next block's TDP
+//! never waits for the previous block's TILESTORED (tiles are not
+//! renamed). Block b's set is b's parity, which is also its place in its
+//! pair of the panel layout, so every weight address is a constant offset.
+//! The order per output element is exactly the oracle's. MXCSR is left
+//! alone (default: RNE, no DAZ/FTZ, which the oracle models; on integer
+//! data TDPBSSD rounds nothing).
 
 // dynasm! expands register operands with `.into()` even when they are
 // already u8; that is the macro's business, not ours.
 #![allow(clippy::useless_conversion)]
 
-mod pack;
+mod activations;
 
-pub use pack::{AmxActivations, PackedQuantAmx, QuantPackError, TileKind, WeightFormat, PANEL_COLS, QK};
+pub use crate::quant_avx512::{PackedQuant, WeightFormat, PANEL_COLS, QK};
+pub use activations::{AmxActivations, QuantPackError};
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
+use crate::cpu::Feature;
 use crate::dense_avx512::ZmmAlloc;
 use crate::encoder::{self as enc, kmovq_k_r64, EvexOp, Gpr, KReg, Mask, Mem, Scale, TdpOp, Tmm, Zmm};
 use crate::jit::{CodeBuilder, GenerateError, JitCode};
 use crate::tile_config::TileConfig;
+
+/// The extensions the kernel executes: tiles and TDPBSSD, and AVX512F/BW
+/// for the widening (VPSUBB) and the f32 fold (VCVTDQ2PS, VCVTPH2PS,
+/// VFMADD231PS, KMOVQ).
+pub const FEATURES: &[Feature] = &[Feature::AmxTile, Feature::AmxInt8, Feature::Avx512F, Feature::Avx512Bw];
 
 /// Arguments of one kernel call: `rows` activation rows against
 /// `n_full` full panels and, when `tail_mask != 0`, one masked panel.
@@ -66,7 +86,7 @@ pub struct QuantAmxArgs {
     /// Sum table, same layout (Q4_1 only; otherwise unused).
     pub sa: *const f32,
     pub table_stride: usize,
-    /// Packed weights at the first panel; panels `panel_stride` apart.
+    /// [`PackedQuant`] bytes at the first panel; panels `panel_stride` apart.
     pub w: *const u8,
     pub panel_stride: usize,
     /// C at (row 0, column 0); rows `ldc` bytes apart.
@@ -79,21 +99,27 @@ pub struct QuantAmxArgs {
     pub scratch: *mut u8,
 }
 
-/// Scratch bytes per call: two sets of two 1 KiB C tiles.
-pub const SCRATCH_BYTES: usize = 4096;
+/// Scratch bytes per call: two sets of two 1 KiB C tiles, then two
+/// 512-byte B tiles.
+pub const SCRATCH_BYTES: usize = 5120;
+/// Where the B tiles start in the scratch buffer.
+const B_SCRATCH: i32 = 4096;
+/// Bytes of one block's s8 B tile (8 rows of 64).
+const B_TILE_BYTES: i32 = 512;
 
 /// What changes the generated code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct QuantAmxSpec {
     pub format: WeightFormat,
-    pub kind: TileKind,
     /// Activation rows per call, 1..=`2 * tile_rows`, at most [`MAX_ROWS`].
     pub rows: u8,
     /// Rows of a full A / C tile (1..=16); a call uses one or two row tiles.
     pub tile_rows: u8,
 }
 
-/// Accumulator registers leave room for the scales and the epilogue temps.
+/// Accumulator registers leave room for the scales, the widening's
+/// constants and two temporaries (Q4_0: dw, mask, shift, bias; Q4_1: dw,
+/// mw, mask, shift).
 pub const MAX_ROWS: u8 = 26;
 
 impl QuantAmxSpec {
@@ -120,7 +146,7 @@ impl QuantAmxSpec {
     }
 
     pub fn name(&self) -> String {
-        format!("quant_amx_{:?}_{:?}_r{}_t{}", self.format, self.kind, self.rows, self.tile_rows).to_lowercase()
+        format!("quant_amx_{:?}_r{}_t{}", self.format, self.rows, self.tile_rows).to_lowercase()
     }
 }
 
@@ -161,27 +187,57 @@ struct Plan {
     tiles: Vec<u8>,
     acc: Vec<Zmm>,
     dw: Zmm,
-    mw: Zmm,
+    /// Q4_1's mins.
+    mw: Option<Zmm>,
+    /// Q4: 0x0F in every byte, and 4 in every dword (VPSRLVD's count).
+    nib_mask: Option<Zmm>,
+    shift: Option<Zmm>,
+    /// Q4_0: 8 in every byte (subtracted); Q8_0: 0x80 (XORed).
+    bias: Option<Zmm>,
+    /// At least two.
     temps: Vec<Zmm>,
-    chunk: i32,
 }
 
 impl Plan {
     fn new(spec: QuantAmxSpec) -> Plan {
+        let f = spec.format;
         let mut r = ZmmAlloc::new();
         let acc = (0..spec.rows).map(|_| r.take()).collect();
-        let (dw, mw) = (r.take(), r.take());
-        let temps = (usize::from(spec.rows) + 2..32).map(|_| r.take()).collect();
-        let chunk = (spec.kind.tile_bytes() + if spec.format.has_min() { 128 } else { 64 }) as i32;
-        Plan { spec, tiles: spec.row_tiles(), acc, dw, mw, temps, chunk }
+        let dw = r.take();
+        let mut take_if = |want: bool| want.then(|| r.take());
+        let mw = take_if(f.has_min());
+        let nib_mask = take_if(f != WeightFormat::Q8_0);
+        let shift = take_if(f != WeightFormat::Q8_0);
+        let bias = take_if(f != WeightFormat::Q4_1);
+        let temps = r.rest();
+        assert!(temps.len() >= 2, "MAX_ROWS leaves two temporaries for every format");
+        Plan { spec, tiles: spec.row_tiles(), acc, dw, mw, nib_mask, shift, bias, temps }
+    }
+
+    /// Quant bytes of one block, and of one block pair with its scales
+    /// (the panel layout: `quant_avx512::pack` docs).
+    fn quant_bytes(&self) -> i32 {
+        self.spec.format.quant_bytes() as i32
+    }
+
+    fn pair_bytes(&self) -> i32 {
+        self.spec.format.pair_bytes() as i32
+    }
+
+    /// Offset of the quants of block `j` (of parity `j % 2`, first pair)
+    /// from the panel start; so for any pair it is this plus the pair's
+    /// offset.
+    fn quants_at(&self, j: i32) -> i32 {
+        self.pair_bytes() * (j / 2) + self.quant_bytes() * (j % 2)
+    }
+
+    fn scales_at(&self, j: i32) -> i32 {
+        self.pair_bytes() * (j / 2) + 2 * self.quant_bytes() + self.spec.format.scale_bytes() as i32 * (j % 2)
     }
 
     fn config(&self) -> Result<TileConfig, GenerateError> {
         let mut cfg = TileConfig::new();
-        let (a_colsb, b_rows) = match self.spec.kind {
-            TileKind::Int8 => (32, 8),
-            TileKind::Bf16 => (64, 16),
-        };
+        let (a_colsb, b_rows) = (32, 8);
         let err = |e: crate::tile_config::TileConfigError| GenerateError::Assembler(e.to_string());
         for (t, &rows) in self.tiles.iter().enumerate() {
             cfg.set(c_tile(0, t), rows, 64).map_err(err)?;
@@ -199,15 +255,47 @@ impl Plan {
     }
 
     fn tdp_op(&self) -> TdpOp {
-        match self.spec.kind {
-            TileKind::Int8 => TdpOp::Bssd,
-            TileKind::Bf16 => TdpOp::Bf16ps,
-        }
+        TdpOp::Bssd
     }
 
-    /// TDP of the block at A_PTR / W_PTR into set `set`; advances both.
+    /// Widens the block at W_PTR into B buffer `set` (module docs).
+    fn emit_widen(&self, cb: &mut CodeBuilder, set: usize) -> Result<(), GenerateError> {
+        let none = Mask::NONE;
+        let b_row = |r: i32| Mem::base_disp(SCRATCH, B_SCRATCH + set as i32 * B_TILE_BYTES + 64 * r);
+        let (t0, t1) = (self.temps[0], self.temps[1]);
+        match (self.nib_mask, self.shift) {
+            (Some(mask), Some(shift)) => {
+                for r in 0..4 {
+                    cb.emit(EvexOp::VMOVDQU32_LOAD.rm_mem(t0, Mem::base_disp(W_PTR, 64 * r), none)?);
+                    cb.emit(EvexOp::VPSRLVD.rvm(t1, t0, shift, none)?);
+                    cb.emit(EvexOp::VPANDD.rvm(t0, t0, mask, none)?);
+                    cb.emit(EvexOp::VPANDD.rvm(t1, t1, mask, none)?);
+                    if let Some(eight) = self.bias {
+                        cb.emit(EvexOp::VPSUBB.rvm(t0, t0, eight, none)?);
+                        cb.emit(EvexOp::VPSUBB.rvm(t1, t1, eight, none)?);
+                    }
+                    cb.emit(EvexOp::VMOVDQU32_STORE.mr_mem(b_row(r), t0, none)?);
+                    cb.emit(EvexOp::VMOVDQU32_STORE.mr_mem(b_row(r + 4), t1, none)?);
+                }
+            }
+            _ => {
+                let flip = self.bias.expect("Q8_0 holds its 0x80 bias");
+                for r in 0..8 {
+                    let t = self.temps[r as usize % 2];
+                    cb.emit(EvexOp::VPXORD.rvm_mem(t, flip, Mem::base_disp(W_PTR, 64 * r), none, false)?);
+                    cb.emit(EvexOp::VMOVDQU32_STORE.mr_mem(b_row(r), t, none)?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// TDP of the block at A_PTR / W_PTR (of parity `set`) into set `set`;
+    /// advances both to the next block.
     fn emit_tdp(&self, cb: &mut CodeBuilder, set: usize) -> Result<(), GenerateError> {
-        cb.emit(enc::tileloadd(B_TILE, Mem::base(W_PTR).with_index(STRIDE64, Scale::S1)?)?);
+        self.emit_widen(cb, set)?;
+        let b = Mem::base_disp(SCRATCH, B_SCRATCH + set as i32 * B_TILE_BYTES).with_index(STRIDE64, Scale::S1)?;
+        cb.emit(enc::tileloadd(B_TILE, b)?);
         for (t, &a) in A_TILES.iter().enumerate().take(self.tiles.len()) {
             cb.emit(enc::tilezero(c_tile(set, t)));
             let base = if t == 0 {
@@ -223,11 +311,12 @@ impl Plan {
             cb.emit(enc::tileloadd(a, Mem::base(base).with_index(LDA, Scale::S1)?)?);
             cb.emit(enc::tdp(self.tdp_op(), c_tile(set, t), a, B_TILE)?);
         }
-        let a_step = (QK * self.spec.kind.a_elem_bytes()) as i32;
+        let (set, a_step) = (set as i32, QK as i32);
+        let w_step = self.quants_at(set + 1) - self.quants_at(set);
         dynasm!(cb.ops
             ; .arch x64
             ; add Rq(A_PTR.number()), a_step
-            ; add Rq(W_PTR.number()), self.chunk
+            ; add Rq(W_PTR.number()), w_step
         );
         Ok(())
     }
@@ -241,32 +330,31 @@ impl Plan {
         Ok(())
     }
 
-    /// Folds scratch buffer `set` (the block whose chunk starts
-    /// `blocks_back` chunks before W_PTR) into the accumulators; advances
-    /// the tables.
+    /// Folds scratch buffer `set` (the block `blocks_back` blocks before
+    /// the one W_PTR points at; its parity is `set`) into the
+    /// accumulators; advances the tables.
     fn emit_fold(&self, cb: &mut CodeBuilder, set: usize, blocks_back: i32) -> Result<(), GenerateError> {
         let none = Mask::NONE;
         let scratch = |t: usize, row: usize| Mem::base_disp(SCRATCH, ((set * 2 + t) * 1024 + row * 64) as i32);
-        let scales_at = self.spec.kind.tile_bytes() as i32 - blocks_back * self.chunk;
-        cb.emit(EvexOp::VMOVUPS_LOAD.rm_mem(self.dw, Mem::base_disp(W_PTR, scales_at), none)?);
-        if self.spec.format.has_min() {
-            cb.emit(EvexOp::VMOVUPS_LOAD.rm_mem(self.mw, Mem::base_disp(W_PTR, scales_at + 64), none)?);
+        // W_PTR is at the quants of block set + blocks_back (counting from
+        // the pair the folded block is in).
+        let j = set as i32;
+        let scales_at = self.scales_at(j) - self.quants_at(j + blocks_back);
+        // The 16 f16 d (then m) of the block, widened exactly.
+        cb.emit(EvexOp::VCVTPH2PS.rm_mem(self.dw, Mem::base_disp(W_PTR, scales_at), none)?);
+        if let Some(mw) = self.mw {
+            cb.emit(EvexOp::VCVTPH2PS.rm_mem(mw, Mem::base_disp(W_PTR, scales_at + 32), none)?);
         }
         let tile_rows = usize::from(self.spec.tile_rows);
         for (r, &acc) in self.acc.iter().enumerate() {
             let isum = scratch(r / tile_rows, r % tile_rows);
             let s = self.temps[(2 * r) % self.temps.len()];
             cb.emit(EvexOp::VMULPS.rvm_mem(s, self.dw, Mem::base_disp(DA_PTR, 4 * r as i32), none, true)?);
-            match self.spec.kind {
-                TileKind::Int8 => {
-                    let f = self.temps[(2 * r + 1) % self.temps.len()];
-                    cb.emit(EvexOp::VCVTDQ2PS.rm_mem(f, isum, none)?);
-                    cb.emit(EvexOp::VFMADD231PS.rvm(acc, f, s, none)?);
-                }
-                TileKind::Bf16 => cb.emit(EvexOp::VFMADD231PS.rvm_mem(acc, s, isum, none, false)?),
-            }
-            if self.spec.format.has_min() {
-                cb.emit(EvexOp::VFMADD231PS.rvm_mem(acc, self.mw, Mem::base_disp(SA_PTR, 4 * r as i32), none, true)?);
+            let f = self.temps[(2 * r + 1) % self.temps.len()];
+            cb.emit(EvexOp::VCVTDQ2PS.rm_mem(f, isum, none)?);
+            cb.emit(EvexOp::VFMADD231PS.rvm(acc, f, s, none)?);
+            if let Some(mw) = self.mw {
+                cb.emit(EvexOp::VFMADD231PS.rvm_mem(acc, mw, Mem::base_disp(SA_PTR, 4 * r as i32), none, true)?);
             }
         }
         dynasm!(cb.ops
@@ -379,6 +467,14 @@ impl QuantAmxKernel {
             ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(tail_mask)]
         );
         cb.emit(kmovq_k_r64(TAIL, TMP));
+        // The widening's constants, read once (after `ret` below).
+        dynasm!(cb.ops ; .arch x64 ; lea Rq(TMP.number()), [>consts]);
+        for (reg, at) in [(plan.nib_mask, 0), (plan.shift, 4), (plan.bias, 8)] {
+            if let Some(reg) = reg {
+                cb.emit(EvexOp::VPBROADCASTD.rm_mem(reg, Mem::base_disp(TMP, at), Mask::NONE)?);
+            }
+        }
+        let bias: u32 = if spec.format == WeightFormat::Q8_0 { 0x8080_8080 } else { 0x0808_0808 };
         dynasm!(cb.ops
             ; .arch x64
             ; mov Rq(LDA.number()), QWORD [Rq(ARGS.number()) + field!(lda)]
@@ -407,7 +503,15 @@ impl QuantAmxKernel {
         dynasm!(cb.ops ; .arch x64 ; done: ; vzeroupper);
         cb.emit(enc::tilerelease());
         cb.restore(&SAVED);
-        dynasm!(cb.ops ; .arch x64 ; ret);
+        dynasm!(cb.ops
+            ; .arch x64
+            ; ret
+            ; .align 8
+            ; consts:
+            ; .u32 0x0F0F_0F0F
+            ; .u32 4
+            ; .u32 bias as _
+        );
         let code = cb.finish(entry)?;
         code.dump_if_requested(&spec.name());
         Ok(QuantAmxKernel { spec, code, _config: config })
@@ -430,7 +534,7 @@ impl QuantAmxKernel {
     /// `k_blocks * 32` elements at `lda` (`a_tile2 = lda * tile_rows`);
     /// tables of `k_blocks` blocks at `table_stride` with `rows` f32 each
     /// (`sa` only for Q4_1); `n_full + (tail_mask != 0)` panels of
-    /// `k_blocks` chunks at `panel_stride`; C rows of the full panels'
+    /// `k_blocks` blocks of the panel layout at `panel_stride`; C rows of the full panels'
     /// columns plus the masked tail columns; a private scratch buffer.
     pub unsafe fn run(&self, args: &QuantAmxArgs) {
         // SAFETY: generated for this signature (SysV, one pointer argument),

@@ -1,5 +1,6 @@
 //! Quantized prefill on AMX: `C[i][j] = dot(A row i, W row j)` over GGUF
-//! block weights packed as [`PackedQuantAmx`], bit-identical to the
+//! block weights in the panel layout ([`PackedQuant`], GGUF size; each
+//! block widened to an s8 tile in the kernel), bit-identical to the
 //! oracle's `gemm_quant` (one TDP per 32-wide block, the f32 epilogue in
 //! zmm registers: `tilejit_kernels::quant_amx`).
 //!
@@ -13,14 +14,14 @@ use std::sync::Arc;
 
 use tilejit_kernels::pack::AlignedBytes;
 use tilejit_kernels::quant_amx::{
-    AmxActivations, PackedQuantAmx, QuantAmxArgs, QuantAmxKernel, QuantAmxSpec, MAX_ROWS, PANEL_COLS, SCRATCH_BYTES,
+    AmxActivations, PackedQuant, QuantAmxArgs, QuantAmxKernel, QuantAmxSpec, MAX_ROWS, PANEL_COLS, SCRATCH_BYTES,
 };
 
 use crate::cpu::amx_ready;
 use crate::gemm::cache::KernelCache;
 use crate::gemm::{GemmError, SharedC};
 
-/// Panels per work unit: 4 x 16 columns x K of B (256 KiB int8 at K = 4096).
+/// Panels per work unit: 4 x 16 columns x K of B (128 KiB of Q4 at K = 4096).
 const PANELS_PER_UNIT: usize = 4;
 /// Rows of a full row tile; two row tiles make a group of 24 rows, which
 /// leaves 8 zmm registers beside the accumulators.
@@ -37,10 +38,10 @@ fn kernel(spec: QuantAmxSpec) -> Result<Arc<QuantAmxKernel>, GemmError> {
 /// `2 * tile_rows` rows).
 ///
 /// # Errors
-/// Mismatched shapes or tile kinds, Q4_1 weights without activation sums,
+/// Mismatched shapes, Q4_1 weights without activation sums,
 /// zero threads, a bad `tile_rows`, no AMX permission.
 pub fn gemm_quant_amx(
-    w: &PackedQuantAmx,
+    w: &PackedQuant,
     a: &AmxActivations,
     c: &mut [f32],
     threads: usize,
@@ -50,13 +51,8 @@ pub fn gemm_quant_amx(
     if threads == 0 {
         return Err(GemmError::Threads);
     }
-    if a.k() != k || a.kind() != w.kind() {
-        return Err(GemmError::Shape(format!(
-            "activations are {m} x {} for {:?} tiles but the weights have k = {k} in {:?} tiles",
-            a.k(),
-            a.kind(),
-            w.kind()
-        )));
+    if a.k() != k {
+        return Err(GemmError::Shape(format!("activations are {m} x {} but the weights have k = {k}", a.k())));
     }
     if w.format().has_min() && !a.has_sums() {
         return Err(GemmError::Shape(format!("{:?} weights need Q8_1 activations (with sums)", w.format())));
@@ -65,7 +61,7 @@ pub fn gemm_quant_amx(
         return Err(GemmError::Shape(format!("C has {} elements; {m} x {n} needs {}", c.len(), m * n)));
     }
     let group = usize::from(tile_rows).saturating_mul(2).min(usize::from(MAX_ROWS));
-    let spec = |rows: usize| QuantAmxSpec { format: w.format(), kind: w.kind(), rows: rows as u8, tile_rows };
+    let spec = |rows: usize| QuantAmxSpec { format: w.format(), rows: rows as u8, tile_rows };
     spec(group.max(1)).validate()?;
     amx_ready()?;
     let mut calls = Vec::new();

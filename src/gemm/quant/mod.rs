@@ -1,12 +1,13 @@
 //! Quantized GEMM over GGUF block weights: `C[i][j] = dot(A row i, W row j)`
 //! for Q8_0 x Q8_0, Q4_0 x Q8_0 and Q4_1 x Q8_1, with the oracle's
 //! per-block epilogue (`tilejit_verify::quant`, "the quantized dot
-//! product"). Every path gives the same bits for any thread count:
+//! product"). Every path reads one packed layout ([`QuantWeights`], GGUF
+//! size) and gives the same bits for any thread count:
 //!
 //! | path | kernel | rows per call | chosen for |
 //! |---|---|---|---|
-//! | AVX-512 | `avx512.rs`: VPDPBUSD decode, weights at GGUF size | 1..=4 | M below [`amx_from_m`] |
-//! | AMX | `amx.rs`: one TDPBSSD per 32-wide block, f32 fold in zmm | 1..=24 | M from [`amx_from_m`] |
+//! | AVX-512 | `avx512.rs`: VPDPBUSD decode | 1..=4 | M below [`amx_from_m`] |
+//! | AMX | `amx.rs`: each block widened to an s8 tile, one TDPBSSD, f32 fold in zmm | 1..=24 | M from [`amx_from_m`] |
 //! | scalar | the oracle itself | any | `TILEJIT_ISA=scalar` or `GemmOptions::isa` |
 //!
 //! A second prefill strategy with its own semantics, "dequantize to bf16
@@ -25,12 +26,12 @@ pub use amx::{gemm_quant_amx, DEFAULT_TILE_ROWS};
 pub use avx512::gemm_quant_avx512;
 pub use dequant_bf16::{bf16_from_f32, dequantize_rows_to_bf16, gemm_dequant_bf16, PackedDequantBf16};
 
-use tilejit_kernels::quant_amx::{AmxActivations, PackedQuantAmx, TileKind};
+use tilejit_kernels::quant_amx::AmxActivations;
 use tilejit_kernels::quant_avx512::{ActivationFormat, PackedQuant, QuantActivations, WeightFormat};
 use tilejit_verify::quant::BlockType;
 
 use super::{GemmError, GemmOptions};
-use crate::isa::{availability_for, Isa, Op};
+use crate::isa::{Isa, Op};
 
 /// Smallest M from which the AMX path beat AVX-512, per weight format
 /// (`tilejit calibrate`, M x 4096 x 4096, weights cycled through 512 MiB,
@@ -58,113 +59,48 @@ pub fn amx_from_m(format: WeightFormat) -> usize {
     }
 }
 
-/// Which packed layouts a [`QuantWeights`] holds. A layout is a type
-/// here, never a convention: no path can read one layout as another, or
-/// as the GGUF rows it came from (docs/PLACEMENT.md, last lesson).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QuantLayouts {
-    /// The AVX-512 panel layout only (GGUF size); AVX-512 and scalar read it.
-    Avx512,
-    /// The AMX layout only: every call runs on AMX (decode too), or on the
-    /// scalar path, which unpacks it.
-    Amx,
-    /// Both, when AMX is usable here: each call takes the faster by M.
-    Both,
-}
-
-/// GGUF weights packed for the paths that can run here.
+/// GGUF weights packed once in the panel layout every path reads
+/// (`quant_avx512::pack` docs): as large as the GGUF tensor, which it
+/// replaces. The AVX-512 kernels stream it, the AMX kernels widen it block
+/// by block into tiles, the scalar path unpacks it to GGUF rows. Its own
+/// type: no path can read it as the GGUF rows it came from
+/// (docs/PLACEMENT.md, last lesson).
 #[derive(Clone, Debug)]
 pub struct QuantWeights {
-    avx512: Option<PackedQuant>,
-    amx: Option<PackedQuantAmx>,
+    packed: PackedQuant,
 }
 
 impl QuantWeights {
-    /// Packs `n` GGUF rows of `k` weights (a GGUF tensor with dims `[k, n]`)
-    /// in the AVX-512 layout, and in the AMX one too when AMX is usable.
+    /// Packs `n` GGUF rows of `k` weights (a GGUF tensor with dims `[k, n]`).
     ///
     /// # Errors
     /// A zero dimension, `k` not a multiple of 32, a byte length other than
     /// `n * k / 32 * block bytes`, a size overflow.
     pub fn from_gguf(format: WeightFormat, bytes: &[u8], n: usize, k: usize) -> Result<QuantWeights, GemmError> {
-        let layouts = match availability_for(Isa::Amx, Op::Quant) {
-            Ok(()) => QuantLayouts::Both,
-            Err(_) => QuantLayouts::Avx512,
-        };
-        Self::pack(format, bytes, n, k, layouts)
+        Ok(QuantWeights { packed: PackedQuant::from_gguf(format, bytes, n, k)? })
     }
 
-    /// Packs into exactly `layouts`; one layout replaces the GGUF rows
-    /// rather than sitting beside another.
-    ///
-    /// # Errors
-    /// As [`QuantWeights::from_gguf`]; AMX layouts where the AMX quantized
-    /// kernels cannot run are [`GemmError::IsaUnavailable`].
-    pub fn pack(
-        format: WeightFormat,
-        bytes: &[u8],
-        n: usize,
-        k: usize,
-        layouts: QuantLayouts,
-    ) -> Result<QuantWeights, GemmError> {
-        let (want_avx512, want_amx) = match layouts {
-            QuantLayouts::Avx512 => (true, false),
-            QuantLayouts::Amx => (false, true),
-            QuantLayouts::Both => (true, true),
-        };
-        if want_amx {
-            availability_for(Isa::Amx, Op::Quant)
-                .map_err(|reason| GemmError::IsaUnavailable { isa: Isa::Amx, reason })?;
-        }
-        let avx512 = if want_avx512 { Some(PackedQuant::from_gguf(format, bytes, n, k)?) } else { None };
-        let amx = if want_amx { Some(PackedQuantAmx::pack(format, TileKind::Int8, bytes, n, k)?) } else { None };
-        Ok(QuantWeights { avx512, amx })
-    }
-
-    pub fn layouts(&self) -> QuantLayouts {
-        match (&self.avx512, &self.amx) {
-            (Some(_), Some(_)) => QuantLayouts::Both,
-            (None, Some(_)) => QuantLayouts::Amx,
-            _ => QuantLayouts::Avx512,
-        }
-    }
-
-    /// Bytes the packed layouts take.
+    /// Bytes the packed layout takes (the GGUF tensor's, up to panel and
+    /// block-pair padding).
     pub fn packed_bytes(&self) -> usize {
-        self.avx512.as_ref().map_or(0, |p| p.as_bytes().len()) + self.amx.as_ref().map_or(0, |p| p.as_bytes().len())
+        self.packed.as_bytes().len()
     }
 
     pub fn format(&self) -> WeightFormat {
-        match (&self.avx512, &self.amx) {
-            (Some(p), _) => p.format(),
-            (None, Some(p)) => p.format(),
-            (None, None) => unreachable!("a QuantWeights holds at least one layout"),
-        }
+        self.packed.format()
     }
 
     pub fn n(&self) -> usize {
-        match (&self.avx512, &self.amx) {
-            (Some(p), _) => p.n(),
-            (None, Some(p)) => p.n(),
-            (None, None) => unreachable!("a QuantWeights holds at least one layout"),
-        }
+        self.packed.n()
     }
 
     pub fn k(&self) -> usize {
-        match (&self.avx512, &self.amx) {
-            (Some(p), _) => p.k(),
-            (None, Some(p)) => p.k(),
-            (None, None) => unreachable!("a QuantWeights holds at least one layout"),
-        }
+        self.packed.k()
     }
 
     /// The GGUF rows back, exactly as packed.
     pub fn to_gguf(&self) -> Vec<u8> {
-        match (&self.avx512, &self.amx) {
-            (Some(p), _) => p.unpack(),
-            (None, Some(p)) => p.unpack_to_gguf(),
-            (None, None) => unreachable!("a QuantWeights holds at least one layout"),
-        }
+        self.packed.unpack()
     }
 }
 
@@ -182,31 +118,14 @@ pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
-    // The path by M among the layouts the weights hold.
-    let choose = || match w.layouts() {
-        QuantLayouts::Both => super::dispatch::by_rows(a.m(), amx_from_m(w.format()), Op::Quant),
-        QuantLayouts::Avx512 => super::dispatch::by_rows(a.m(), usize::MAX, Op::Quant),
-        QuantLayouts::Amx => super::dispatch::by_rows(0, 0, Op::Quant),
-    };
-    let isa = super::resolve_isa(opts.isa, Op::Quant, choose)?;
-    match isa {
-        Isa::Avx512 => {
-            let packed = w.avx512.as_ref().ok_or_else(|| GemmError::IsaUnavailable {
-                isa,
-                reason: "the weights were packed for AMX only (QuantLayouts::Amx)".into(),
-            })?;
-            gemm_quant_avx512(packed, a, c, opts.threads)
-        }
+    let choose = || super::dispatch::by_rows(a.m(), amx_from_m(w.format()), Op::Quant);
+    match super::resolve_isa(opts.isa, Op::Quant, choose)? {
+        Isa::Avx512 => gemm_quant_avx512(&w.packed, a, c, opts.threads),
         Isa::Amx => {
-            let packed = w.amx.as_ref().ok_or_else(|| GemmError::IsaUnavailable {
-                isa,
-                reason: "the weights hold no AMX layout (packed as QuantLayouts::Avx512, or while AMX was unavailable)"
-                    .into(),
-            })?;
             check_pair(w.format(), a.format())?;
             let sums: &[f32] = if w.format().has_min() { a.sums() } else { &[] };
-            let acts = AmxActivations::new(TileKind::Int8, a.m(), a.k(), a.quants(), a.scales(), sums)?;
-            gemm_quant_amx(packed, &acts, c, opts.threads, DEFAULT_TILE_ROWS)
+            let acts = AmxActivations::new(a.m(), a.k(), a.quants(), a.scales(), sums)?;
+            gemm_quant_amx(&w.packed, &acts, c, opts.threads, DEFAULT_TILE_ROWS)
         }
         Isa::Scalar => scalar(w, a, c),
     }
