@@ -35,27 +35,23 @@ use crate::isa::{Isa, Op};
 
 /// Smallest M from which the AMX path beat AVX-512, per weight format
 /// (`tilejit calibrate`, M x 4096 x 4096, weights cycled through 512 MiB,
-/// 1 thread, dev machine, 2026-11-26; time per call in us):
+/// 1 thread, the 16-core AMX machine, 2026-12-03, both kernels reading the
+/// one GGUF-sized layout; time per call in us):
 ///
 /// | M | q8_0 avx512 | q8_0 amx | q4_0 avx512 | q4_0 amx | q4_1 avx512 | q4_1 amx |
 /// |---|---|---|---|---|---|---|
-/// | 1 | 1139 | 1662 | 622 | 1607 | 676 | 1636 |
-/// | 4 | 1413 | 1555 | 1027 | 1895 | 821 | 1740 |
-/// | 8 | 2690 | 1632 | 1732 | 1883 | 1517 | 1936 |
-/// | 12 | 3456 | 1921 | 2305 | 2004 | 1922 | 2273 |
-/// | 16 | 4152 | 2166 | 2079 | 2136 | 2365 | 2739 |
-/// | 24 | 5536 | 2533 | 2902 | 2512 | 3278 | 2782 |
-/// | 64 | 11825 | 4282 | 6447 | 4229 | 7361 | 5214 |
+/// | 1 | 1384 | 1949 | 709 | 1300 | 696 | 1235 |
+/// | 4 | 1615 | 1936 | 889 | 1354 | 783 | 1236 |
+/// | 8 | 3128 | 1979 | 1724 | 1471 | 1628 | 1320 |
+/// | 16 | 4169 | 1987 | 2272 | 1665 | 2813 | 1702 |
+/// | 64 | 12176 | 5220 | 7131 | 4531 | 8601 | 4865 |
 ///
-/// The AVX-512 kernel reads the GGUF-sized weights once per 4 rows; the
-/// AMX one reads 1 byte per weight once per call but pays the per-block
-/// TILESTORED and fold (kernels/PERFORMANCE.md), so the 4-bit formats,
-/// which AVX-512 streams at half the bytes, cross later.
+/// The AVX-512 kernel reads the weights once per 4 rows; the AMX one once
+/// per 24 rows but pays the per-block widening, TILESTORED and fold
+/// (kernels/PERFORMANCE.md), so it wins from the second pass of 4 rows.
 pub fn amx_from_m(format: WeightFormat) -> usize {
     match format {
-        WeightFormat::Q8_0 => 8,
-        WeightFormat::Q4_0 => 12,
-        WeightFormat::Q4_1 => 24,
+        WeightFormat::Q8_0 | WeightFormat::Q4_0 | WeightFormat::Q4_1 => 8,
     }
 }
 
