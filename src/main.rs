@@ -6,6 +6,7 @@ mod run;
 mod tour;
 
 use clap::{Parser, Subcommand};
+use tilejit::bench::model::BenchModelOptions;
 
 #[derive(Parser)]
 #[command(
@@ -83,6 +84,14 @@ enum Command {
         /// --amx settings to compare: 0, 1 or 0,1.
         #[arg(long = "amx", value_delimiter = ',', default_values_t = [0u8])]
         amx: Vec<u8>,
+        /// Sparsities to compare (comma separated, e.g. 0,0.5): each above 0
+        /// prunes the repeating layers as `run --sparse` (BF16 models).
+        #[arg(long = "sparse", value_delimiter = ',', default_values_t = [0f64])]
+        sparse: Vec<f64>,
+        /// Profile one more run per row and add the time per op kind and
+        /// per layer to the table and the JSON.
+        #[arg(long)]
+        profile: bool,
         /// Timed repetitions per row.
         #[arg(short = 'r', long = "repetitions", default_value_t = 3)]
         reps: usize,
@@ -108,6 +117,11 @@ enum Command {
         /// Pack the repeating layers for AMX (as `run --amx`).
         #[arg(long)]
         amx: bool,
+        /// Prune every repeating-layer linear weight to sparsity S (0..1,
+        /// magnitude per output row) at load and run the sparse kernels where
+        /// they are faster. BF16 models only (`tilejit quantize IN OUT bf16`).
+        #[arg(long, value_name = "S")]
+        sparse: Option<f64>,
     },
     /// Requantize a model's linear weights and embedding to TYPE (q4_0,
     /// q4_1, q8_0 or bf16) with this crate's quantizers; norms and metadata are
@@ -188,6 +202,11 @@ struct RunArgs {
     /// norms, activation quantisation, sampling, copies) and per layer.
     #[arg(long)]
     profile: bool,
+    /// Prune every repeating-layer linear weight to sparsity S (0..1,
+    /// magnitude per output row) at load and run the sparse kernels where
+    /// they are faster. BF16 models only (`tilejit quantize IN OUT bf16`).
+    #[arg(long, value_name = "S")]
+    sparse: Option<f64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -204,11 +223,13 @@ fn main() -> std::process::ExitCode {
     let result = match command {
         Command::Inspect { path } => inspect::run(&path),
         Command::Run(a) => run_command(a),
-        Command::BenchModel { model, prompts, gens, threads, amx, reps, json } => {
-            bench_model_command(model, prompts, gens, threads, amx, reps, json)
+        Command::BenchModel { model, prompts, gens, threads, amx, sparse, profile, reps, json } => {
+            let opts =
+                BenchModelOptions { model, prompts, gens, threads, amx: vec![], sparsities: sparse, profile, reps };
+            bench_model_command(opts, amx, json)
         }
-        Command::Perplexity { model, file, ctx_size, threads, amx } => {
-            perplexity_command(&model, &file, ctx_size, threads, amx)
+        Command::Perplexity { model, file, ctx_size, threads, amx, sparse } => {
+            perplexity_command(&model, &file, ctx_size, threads, amx, sparse)
         }
         Command::Quantize { input, output, ggml_type } => quantize_command(&input, &output, &ggml_type),
         Command::Bench { threads, quick, filter, json, plot } => {
@@ -274,6 +295,7 @@ fn run_command(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         system: a.system,
         interactive: a.interactive,
         profile: a.profile,
+        sparsity: a.sparse,
     })
 }
 
@@ -324,6 +346,7 @@ fn perplexity_command(
     n_ctx: usize,
     threads: Option<usize>,
     amx: bool,
+    sparsity: Option<f64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use tilejit::model::{perplexity::perplexity, LoadOptions, Model, PlacementFlags};
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -334,7 +357,7 @@ fn perplexity_command(
     if !model.is_file() {
         return Err(format!("-m {}: no such file", model.display()).into());
     }
-    let opts = LoadOptions { placement: PlacementFlags { amx, n_gpu_layers: 0 }, gpus: 0 };
+    let opts = LoadOptions { placement: PlacementFlags { amx, n_gpu_layers: 0 }, gpus: 0, sparsity };
     let m = Model::load(model, opts, |_, _| {})?;
     for w in &m.plan.warnings {
         eprintln!("warning: {w}");
@@ -366,28 +389,36 @@ fn perplexity_command(
     Ok(())
 }
 
+/// `opts` as parsed, with `--amx` as given (0/1 values) and the thread
+/// list not yet defaulted.
 fn bench_model_command(
-    model: std::path::PathBuf,
-    prompts: Vec<usize>,
-    gens: Vec<usize>,
-    threads: Vec<usize>,
+    mut opts: BenchModelOptions,
     amx: Vec<u8>,
-    reps: usize,
     json: Option<std::path::PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use tilejit::bench::model::{bench_model, table_header, BenchModelOptions};
-    if !model.is_file() {
-        return Err(format!("-m {}: no such file", model.display()).into());
+    use tilejit::bench::model::{bench_model, table_header};
+    if !opts.model.is_file() {
+        return Err(format!("-m {}: no such file", opts.model.display()).into());
     }
     if let Some(bad) = amx.iter().find(|&&a| a > 1) {
         return Err(format!("--amx {bad}: use 0, 1 or 0,1").into());
     }
-    let threads =
-        if threads.is_empty() { vec![std::thread::available_parallelism().map_or(1, |n| n.get())] } else { threads };
-    let amx = amx.into_iter().map(|a| a == 1).collect();
-    let opts = BenchModelOptions { model, prompts, gens, threads, amx, reps };
+    if opts.threads.is_empty() {
+        opts.threads = vec![std::thread::available_parallelism().map_or(1, |n| n.get())];
+    }
+    opts.amx = amx.into_iter().map(|a| a == 1).collect();
     println!("{}", table_header());
-    let report = bench_model(&opts, |r| println!("{}", r.table_row()))?;
+    let report = bench_model(&opts, |r| {
+        println!("{}", r.table_row());
+        match (&r.bound, &r.bound_missing) {
+            (Some(b), _) => eprintln!("  bound ({}): {:.1} tokens/s, {}", b.kind, b.tokens_per_s, b.detail),
+            (None, Some(why)) => eprintln!("  no bound: {why}"),
+            (None, None) => {}
+        }
+        if let Some(p) = &r.profile {
+            print!("{}", p.table());
+        }
+    })?;
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(&path, text).map_err(|e| format!("--json {}: {e}", path.display()))?;

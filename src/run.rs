@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub interactive: bool,
     /// Print where the time went (`--profile`).
     pub profile: bool,
+    /// `--sparse S` (BF16 models).
+    pub sparsity: Option<f64>,
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -56,7 +58,8 @@ pub fn run(o: &RunOptions) -> Result<(), Error> {
     );
     bar.set_message(o.model.display().to_string());
     let t0 = Instant::now();
-    let opts = LoadOptions { placement: PlacementFlags { amx: o.amx, n_gpu_layers: o.n_gpu_layers }, gpus: 0 };
+    let placement = PlacementFlags { amx: o.amx, n_gpu_layers: o.n_gpu_layers };
+    let opts = LoadOptions { placement, gpus: 0, sparsity: o.sparsity };
     let model = Model::load(&o.model, opts, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);

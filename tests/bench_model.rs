@@ -11,7 +11,21 @@ fn bench_model_json_has_the_documented_schema() {
     };
     let json = std::env::temp_dir().join(format!("tilejit-bench-model-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_tilejit"))
-        .args(["bench-model", "-m", model.to_str().unwrap(), "-p", "16", "-n", "4", "-t", "1,2", "-r", "2", "--json"])
+        .args([
+            "bench-model",
+            "-m",
+            model.to_str().unwrap(),
+            "-p",
+            "16",
+            "-n",
+            "4",
+            "-t",
+            "1,2",
+            "-r",
+            "2",
+            "--profile",
+        ])
+        .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
@@ -37,6 +51,35 @@ fn bench_model_json_has_the_documented_schema() {
         assert!(r["amx"].is_boolean());
         assert!(r["tokens_per_s_mean"].as_f64().unwrap() > 0.0 && r["tokens_per_s_sd"].as_f64().unwrap() >= 0.0);
         assert_eq!(r["samples_tokens_per_s"].as_array().unwrap().len(), 2);
+        assert_eq!(r["sparsity"].as_f64(), Some(0.0));
+        // A bound, or the reason there is none (the read probe needs
+        // AVX-512); prompts always have one.
+        match (r["bound"].as_object(), r["bound_missing"].as_str()) {
+            (Some(b), None) => {
+                let kind = if r["n_prompt"].as_u64() > Some(0) { "linear" } else { "stream" };
+                assert_eq!(b["kind"], kind, "{r}");
+                assert!(b["tokens_per_s"].as_f64().unwrap() > 0.0 && b["detail"].is_string(), "{r}");
+                let pct = r["percent_of_bound"].as_f64().unwrap();
+                assert!(
+                    (pct - 100.0 * r["tokens_per_s_mean"].as_f64().unwrap() / b["tokens_per_s"].as_f64().unwrap())
+                        .abs()
+                        < 1e-9
+                );
+            }
+            (None, Some(why)) => {
+                assert!(r["n_gen"].as_u64() > Some(0) && r["percent_of_bound"].is_null(), "{r}");
+                eprintln!("no bound for {}: {why}", r["test"]);
+            }
+            other => panic!("bound and bound_missing {other:?}: {r}"),
+        }
+        let p = &r["profile"];
+        let ops = p["ops"].as_array().unwrap();
+        assert!(ops.iter().any(|o| o["op"] == "ffn_down") && p["layers"].as_array().unwrap().len() == 30, "{p}");
+        let total: f64 = ops.iter().map(|o| o["percent"].as_f64().unwrap()).sum();
+        assert!((total - 100.0).abs() < 1e-6, "shares add up to {total}");
+        assert!(
+            (ops.iter().map(|o| o["ms"].as_f64().unwrap()).sum::<f64>() - p["total_ms"].as_f64().unwrap()).abs() < 1e-6
+        );
     }
     assert_eq!(rows[0]["type"], "Q4_1");
     let bad = Command::new(env!("CARGO_BIN_EXE_tilejit"))
@@ -44,6 +87,12 @@ fn bench_model_json_has_the_documented_schema() {
         .output()
         .unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--amx 2: use 0, 1 or 0,1"));
+    let q41 = Command::new(env!("CARGO_BIN_EXE_tilejit"))
+        .args(["bench-model", "-m", model.to_str().unwrap(), "-p", "8", "-n", "1", "--sparse", "0,0.5"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&q41.stderr);
+    assert!(!q41.status.success() && err.contains("--sparse needs BF16 linear weights"), "{err}");
 }
 
 #[test]

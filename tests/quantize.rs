@@ -72,8 +72,12 @@ fn requantized_models_parse_keep_their_norms_and_run() {
                 assert_eq!(b.ggml_type(), ty, "{}", a.name());
             }
         }
-        let model =
-            Model::from_gguf(q, LoadOptions { placement: PlacementFlags::default(), gpus: 0 }, |_, _| {}).unwrap();
+        let model = Model::from_gguf(
+            q,
+            LoadOptions { placement: PlacementFlags::default(), gpus: 0, sparsity: None },
+            |_, _| {},
+        )
+        .unwrap();
         let tok = Tokenizer::from_gguf(model.gguf()).unwrap();
         let mut s = Session::new(&model, 64, 2).unwrap();
         let mut logits = s.forward(&tok.encode("The capital of France is", false)).unwrap();

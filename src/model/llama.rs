@@ -12,6 +12,7 @@ use crate::gemm::{bf16_from_f32, gemm_bf16, gemm_quant, quantize_activations, Ge
 use crate::gguf::Gguf;
 use crate::isa::{self, availability_for, Isa, Op};
 use crate::kernels::quant_avx512::{ActivationFormat, QuantActivations};
+use crate::sparse::gemm_sparse_bf16;
 
 use super::config::{LlamaConfig, MAX_CONTEXT};
 use super::ops::{add_in_place, dot, rms_norm, rope, softmax, swiglu};
@@ -22,11 +23,15 @@ use super::weights::{dequantize_row, Linear, LinearWeights, Tensors, Weights};
 use super::ModelError;
 
 /// How to load a model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LoadOptions {
     pub placement: PlacementFlags,
     /// GPUs the driver reports (0 until the GPU backend exists).
     pub gpus: usize,
+    /// `--sparse S`: prune every repeating-layer linear weight to this
+    /// sparsity (magnitude, per output row) and run it through the sparse
+    /// dispatch ([`crate::sparse`]). BF16 models only.
+    pub sparsity: Option<f64>,
 }
 
 /// A loaded model: the mapped file, its config, its weights as placed.
@@ -62,7 +67,7 @@ impl Model {
         let tensors = Tensors::find(&gguf, &config)?;
         let machine = Machine { amx: amx_for_placement(), gpus: opts.gpus };
         let plan = plan(opts.placement, &machine, config.n_layers, &tensors.descs());
-        let weights = Weights::load(&gguf, &tensors, &plan, progress)?;
+        let weights = Weights::load(&gguf, &tensors, &plan, opts.sparsity, progress)?;
         Ok(Model { gguf, config, plan, weights })
     }
 
@@ -116,6 +121,7 @@ struct Paths {
     amx: GemmOptions,
     quant: GemmOptions,
     bf16: GemmOptions,
+    sparse_bf16: GemmOptions,
 }
 
 /// One conversation with the model: its KV cache and position.
@@ -238,7 +244,48 @@ impl<'m> Session<'m> {
             }
             Some(_) => self.opts,
         };
-        Ok(Paths { amx: self.opts, quant: off_amx(Op::Quant), bf16: off_amx(Op::Bf16) })
+        Ok(Paths {
+            amx: self.opts,
+            quant: off_amx(Op::Quant),
+            bf16: off_amx(Op::Bf16),
+            sparse_bf16: off_amx(Op::SparseBf16),
+        })
+    }
+
+    /// Wall time of the model's linear layers alone on `m` rows (every
+    /// repeating layer's seven matmuls with their activation quantisation,
+    /// then the LM head on one row, as a prompt's forward pass runs them),
+    /// through the paths a forward pass takes. Activations are a fixed
+    /// pseudo-random pattern; the cache is not touched. `bench-model`'s
+    /// prompt bound.
+    ///
+    /// # Errors
+    /// `m` zero, a GEMM error.
+    pub fn time_linear_layers(&self, m: usize) -> Result<std::time::Duration, ModelError> {
+        if m == 0 {
+            return Err(ModelError::Context("no rows to time".into()));
+        }
+        let (cfg, weights) = (&self.model.config, &self.model.weights);
+        let (e, kv, ff) = (cfg.n_embd, cfg.kv_dim(), cfg.n_ff);
+        let paths = self.paths()?;
+        let wave = |len: usize| (0..len).map(|i| (i * 7919 % 1000) as f32 / 500.0 - 1.0).collect::<Vec<f32>>();
+        let (h, g) = (wave(m * e), wave(m * ff));
+        let (mut out_e, mut out_kv, mut out_ff) = (vec![0f32; m * e], vec![0f32; m * kv], vec![0f32; m * ff]);
+        let mut logits = vec![0f32; cfg.n_vocab];
+        let t = std::time::Instant::now();
+        for layer in &weights.layers {
+            let a = Activations::new(&h, m, e, None, None);
+            a.matmul(&layer.wq, &mut out_e, &paths, "attn_q")?;
+            a.matmul(&layer.wk, &mut out_kv, &paths, "attn_k")?;
+            a.matmul(&layer.wv, &mut out_kv, &paths, "attn_v")?;
+            Activations::new(&h, m, e, None, None).matmul(&layer.wo, &mut out_e, &paths, "attn_output")?;
+            let a = Activations::new(&h, m, e, None, None);
+            a.matmul(&layer.w_gate, &mut out_ff, &paths, "ffn_gate")?;
+            a.matmul(&layer.w_up, &mut out_ff, &paths, "ffn_up")?;
+            Activations::new(&g, m, ff, None, None).matmul(&layer.w_down, &mut out_e, &paths, "ffn_down")?;
+        }
+        Activations::new(&h[..e], 1, e, None, None).matmul(&weights.output, &mut logits, &paths, "output")?;
+        Ok(t.elapsed())
     }
 
     fn run(&mut self, tokens: &[u32], first_logits: usize) -> Result<Vec<f32>, ModelError> {
@@ -377,15 +424,27 @@ impl<'a> Activations<'a> {
             (Buffer::Amx, _) => &paths.amx,
             (_, LinearWeights::Quant(_)) => &paths.quant,
             (_, LinearWeights::Bf16(_)) => &paths.bf16,
+            (_, LinearWeights::SparseBf16(_)) => &paths.sparse_bf16,
+        };
+        let bf16_activations = || {
+            let t = start(self.prof);
+            let a: Vec<u16> = self.x.iter().map(|&v| bf16_from_f32(v)).collect();
+            stop(self.prof, "activation quantisation", self.layer, t);
+            a
         };
         let q = match &w.weights {
             LinearWeights::Quant(q) => q,
             LinearWeights::Bf16(b) => {
-                let t = start(self.prof);
-                let a: Vec<u16> = self.x.iter().map(|&v| bf16_from_f32(v)).collect();
-                stop(self.prof, "activation quantisation", self.layer, t);
+                let a = bf16_activations();
                 let t = start(self.prof);
                 gemm_bf16(self.m, &a, self.k, b, out, b.n(), false, opts)?;
+                stop(self.prof, role, self.layer, t);
+                return Ok(());
+            }
+            LinearWeights::SparseBf16(s) => {
+                let a = bf16_activations();
+                let t = start(self.prof);
+                gemm_sparse_bf16(self.m, &a, self.k, s, out, s.n(), false, opts)?;
                 stop(self.prof, role, self.layer, t);
                 return Ok(());
             }

@@ -46,6 +46,13 @@ pub enum ModelError {
     NoBackend { name: String, buffer: String },
     #[error("packing {name}: {source}")]
     Pack { name: String, source: Box<GemmError> },
+    #[error(
+        "--sparse needs BF16 linear weights (the sparse kernels are bf16 and int8 GEMMs), but {name} is {found}; \
+         convert the model first: tilejit quantize IN.gguf OUT.gguf bf16"
+    )]
+    SparseType { name: String, found: &'static str },
+    #[error("--sparse {0}: the sparsity must be a fraction in 0..=1 (0.5 zeroes half of each weight row)")]
+    Sparsity(f64),
     #[error("token id {token} is outside the vocabulary of {n_vocab}")]
     TokenOutOfRange { token: u32, n_vocab: usize },
     #[error("{0}")]

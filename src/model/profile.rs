@@ -7,6 +7,47 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+/// A profile as data (`bench-model --profile`'s JSON): milliseconds and
+/// percent of the total per op kind (largest first) and per layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProfileReport {
+    pub total_ms: f64,
+    pub ops: Vec<OpTime>,
+    pub layers: Vec<LayerTime>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpTime {
+    pub op: String,
+    pub ms: f64,
+    pub percent: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerTime {
+    pub layer: usize,
+    pub ms: f64,
+    pub percent: f64,
+}
+
+impl ProfileReport {
+    /// The table `--profile` prints.
+    pub fn table(&self) -> String {
+        let mut out = format!("{:<24} {:>10} {:>7}\n", "op", "ms", "share");
+        for o in &self.ops {
+            out += &format!("{:<24} {:>10.2} {:>6.1}%\n", o.op, o.ms, o.percent);
+        }
+        out += &format!("{:<24} {:>10.2} {:>6.1}%\n", "total", self.total_ms, 100.0);
+        out += "per layer (ms):";
+        for l in &self.layers {
+            out += &format!(" {}:{:.1}", l.layer, l.ms);
+        }
+        out + "\n"
+    }
+}
+
 /// Accumulated time per (op, layer); `layer` None for per-token work
 /// outside the layers (embedding, output norm, LM head, sampling).
 #[derive(Default)]
@@ -46,19 +87,28 @@ impl Profile {
         self.spent.borrow().values().sum()
     }
 
+    /// The profile as data.
+    pub fn report(&self) -> ProfileReport {
+        let total = self.total().as_secs_f64();
+        let share = |d: Duration| if total > 0.0 { 100.0 * d.as_secs_f64() / total } else { 0.0 };
+        ProfileReport {
+            total_ms: total * 1e3,
+            ops: self
+                .by_op()
+                .into_iter()
+                .map(|(op, d)| OpTime { op: op.to_string(), ms: d.as_secs_f64() * 1e3, percent: share(d) })
+                .collect(),
+            layers: self
+                .by_layer()
+                .into_iter()
+                .map(|(layer, d)| LayerTime { layer, ms: d.as_secs_f64() * 1e3, percent: share(d) })
+                .collect(),
+        }
+    }
+
     /// The table `--profile` prints.
     pub fn table(&self) -> String {
-        let total = self.total().as_secs_f64().max(f64::MIN_POSITIVE);
-        let mut out = format!("{:<24} {:>10} {:>7}\n", "op", "ms", "share");
-        for (op, d) in self.by_op() {
-            out += &format!("{op:<24} {:>10.2} {:>6.1}%\n", d.as_secs_f64() * 1e3, 100.0 * d.as_secs_f64() / total);
-        }
-        out += &format!("{:<24} {:>10.2} {:>6.1}%\n", "total", total * 1e3, 100.0);
-        out += "per layer (ms):";
-        for (l, d) in self.by_layer() {
-            out += &format!(" {l}:{:.1}", d.as_secs_f64() * 1e3);
-        }
-        out + "\n"
+        self.report().table()
     }
 }
 

@@ -9,6 +9,9 @@ use crate::gemm::QuantWeights;
 use crate::gguf::{shown_name, GgmlType, Gguf, TensorInfo};
 use crate::kernels::pack::{BLayout, PackedB};
 use crate::kernels::quant_avx512::WeightFormat;
+use crate::sparse::SparseWeights;
+use tilejit_sparse::Bf16;
+use tilejit_sparse::{PruneScope, Pruning};
 
 use super::config::LlamaConfig;
 use super::placement::{Buffer, Plan, Role, Slot, TensorDesc};
@@ -107,6 +110,22 @@ impl Tensors {
         Ok(Tensors { token_embd, layers, output_norm: get(at(Role::OutputNorm, None), &[e])?, output })
     }
 
+    /// Whether `--sparse s` can apply: `s` in 0..=1, and every
+    /// repeating-layer linear weight BF16.
+    ///
+    /// # Errors
+    /// [`ModelError::Sparsity`], [`ModelError::SparseType`].
+    pub fn check_sparsity(&self, s: f64) -> Result<(), ModelError> {
+        if !(0.0..=1.0).contains(&s) {
+            return Err(ModelError::Sparsity(s));
+        }
+        let linear = self.layers.iter().flat_map(|l| Role::LAYER.iter().zip(l)).filter(|(r, _)| r.is_matmul());
+        if let Some((_, bad)) = linear.into_iter().find(|(_, x)| x.ggml_type() != GgmlType::BF16) {
+            return Err(ModelError::SparseType { name: bad.name().to_string(), found: bad.ggml_type().name() });
+        }
+        Ok(())
+    }
+
     /// The planner's view of every tensor.
     pub fn descs(&self) -> Vec<TensorDesc> {
         let desc = |slot, t: &TensorInfo| TensorDesc {
@@ -137,6 +156,10 @@ pub enum LinearWeights {
     /// BF16 as the dense GEMM's B (`k x n`, the VNNI tile layout that both
     /// the AMX and the AVX-512 kernels read).
     Bf16(PackedB),
+    /// BF16 pruned by `--sparse`, for the sparse dispatch (the bitmap
+    /// format from 30 % sparsity, else the dense layout): the bits of the
+    /// dense GEMM on the pruned weights.
+    SparseBf16(SparseWeights<Bf16>),
 }
 
 /// A linear layer's weights, `n` rows of `k`, packed as the plan says.
@@ -146,7 +169,9 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn pack(g: &Gguf, t: &TensorInfo, buffer: Buffer) -> Result<Linear, ModelError> {
+    /// Packs `t` for `buffer`; `prune` (BF16 only, checked by the caller)
+    /// prunes it to that sparsity first.
+    fn pack(g: &Gguf, t: &TensorInfo, buffer: Buffer, prune: Option<f64>) -> Result<Linear, ModelError> {
         if !matches!(buffer, Buffer::Amx | Buffer::CpuPacked) {
             return Err(ModelError::NoBackend { name: t.name().to_string(), buffer: buffer.to_string() });
         }
@@ -167,9 +192,21 @@ impl Linear {
                         b[i * n + j] = u16::from_le_bytes([v[0], v[1]]);
                     }
                 }
-                let packed = PackedB::pack_bf16(&b, k, n, n, BLayout::default())
-                    .map_err(|e| pack_error(crate::gemm::GemmError::from(e)))?;
-                LinearWeights::Bf16(packed)
+                match prune {
+                    // Per output row (a column of B), so every output
+                    // feature keeps the same share of its inputs; seed 0
+                    // breaks ties, so a run is reproducible.
+                    Some(sparsity) => {
+                        let pruning = Pruning { sparsity, scope: PruneScope::PerColumn, seed: 0 };
+                        let pruned = pruning.prune_bf16(&b, k, n).map_err(|e| pack_error(e.into()))?;
+                        LinearWeights::SparseBf16(SparseWeights::bf16(&pruned, k, n).map_err(pack_error)?)
+                    }
+                    None => {
+                        let packed = PackedB::pack_bf16(&b, k, n, n, BLayout::default())
+                            .map_err(|e| pack_error(crate::gemm::GemmError::from(e)))?;
+                        LinearWeights::Bf16(packed)
+                    }
+                }
             }
         };
         // The packed copy replaces the mapped bytes (docs/PLACEMENT.md:
@@ -187,6 +224,7 @@ impl Linear {
         match &self.weights {
             LinearWeights::Quant(q) => q.packed_bytes(),
             LinearWeights::Bf16(b) => b.as_bytes().len(),
+            LinearWeights::SparseBf16(s) => s.stream_bytes(),
         }
     }
 }
@@ -214,18 +252,24 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// Packs every linear weight where `plan` puts it; `progress` is called
-    /// after each tensor with (done, total).
+    /// Packs every linear weight where `plan` puts it, the repeating
+    /// layers' pruned to `sparsity` if given; `progress` is called after
+    /// each tensor with (done, total).
     ///
     /// # Errors
     /// A buffer kind no CPU path can run from yet (GPU and host buffers
-    /// belong to the GPU backend), a packing error.
+    /// belong to the GPU backend), a packing error; with `sparsity`, a
+    /// value outside 0..=1 or a repeating-layer weight that is not BF16.
     pub fn load(
         g: &Gguf,
         t: &Tensors,
         plan: &Plan,
+        sparsity: Option<f64>,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Weights, ModelError> {
+        if let Some(s) = sparsity {
+            t.check_sparsity(s)?;
+        }
         let total = t.layers.len() * 9 + 2;
         let mut done = 0;
         let mut step = || {
@@ -237,7 +281,7 @@ impl Weights {
         for (l, ts) in t.layers.iter().enumerate() {
             let lin = |i: usize| {
                 let slot = Slot { role: Role::LAYER[i], layer: Some(l) };
-                Linear::pack(g, &ts[i], plan.buffer(slot))
+                Linear::pack(g, &ts[i], plan.buffer(slot), sparsity)
             };
             let layer = Layer {
                 attn_norm: norm(&ts[0]),
@@ -258,7 +302,7 @@ impl Weights {
         // A tied projection is packed from the embedding's bytes; the
         // embedding itself stays mapped for row lookup.
         let out_tensor = t.output.as_ref().unwrap_or(&t.token_embd);
-        let output = Linear::pack(g, out_tensor, plan.buffer(Slot { role: Role::Output, layer: None }))?;
+        let output = Linear::pack(g, out_tensor, plan.buffer(Slot { role: Role::Output, layer: None }), None)?;
         step();
         let output_norm = norm(&t.output_norm);
         step();
