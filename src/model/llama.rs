@@ -343,26 +343,26 @@ impl<'m> Session<'m> {
             }
             stop(prof, "rope and KV cache copy", at, t);
             let t = start(prof);
-            // Causal grouped-query attention: query head `hq` reads KV head
-            // `hq / group`, positions 0..=pos.
             let (kc, vc) = (&self.cache.k[l], &self.cache.v[l]);
-            for i in 0..m {
-                let pos = self.pos + i;
-                for hq in 0..cfg.n_head {
-                    let hk = hq / cfg.group();
-                    let qh = &q[i * e + hq * hd..i * e + (hq + 1) * hd];
-                    let s = &mut scores[..=pos];
-                    for (t, s) in s.iter_mut().enumerate() {
-                        *s = dot(qh, &kc[t * kv + hk * hd..t * kv + (hk + 1) * hd]) * scale;
+            if m == 1 {
+                attend_row(cfg, &q[..e], kc, vc, self.pos, scale, scores, &mut attn[..e]);
+            } else {
+                // Rows in parallel, interleaved (row i costs i + pos), each
+                // row's arithmetic exactly the one-thread order: the thread
+                // count changes speed, not bits.
+                let threads = self.opts.threads.min(m);
+                let rows: Vec<std::sync::Mutex<&mut [f32]>> =
+                    attn[..m * e].chunks_exact_mut(e).map(std::sync::Mutex::new).collect();
+                let pos0 = self.pos;
+                crate::threads::run_parallel::<std::convert::Infallible>(threads, |t| {
+                    let mut scores = vec![0f32; pos0 + m];
+                    for i in (t..m).step_by(threads) {
+                        let mut out = rows[i].lock().unwrap_or_else(|p| p.into_inner());
+                        attend_row(cfg, &q[i * e..(i + 1) * e], kc, vc, pos0 + i, scale, &mut scores, &mut out);
                     }
-                    softmax(s);
-                    let out = &mut attn[i * e + hq * hd..i * e + (hq + 1) * hd];
-                    out.fill(0.0);
-                    for (t, &p) in s.iter().enumerate() {
-                        let vt = &vc[t * kv + hk * hd..t * kv + (hk + 1) * hd];
-                        out.iter_mut().zip(vt).for_each(|(o, &x)| *o += p * x);
-                    }
-                }
+                    Ok(())
+                })
+                .unwrap_or_else(|never| match never {});
             }
             stop(prof, "attention", at, t);
             Activations::new(attn, m, e, prof, at).matmul(&layer.wo, proj, &paths, "attn_output")?;
@@ -391,6 +391,39 @@ impl<'m> Session<'m> {
         let mut logits = vec![0f32; rows * cfg.n_vocab];
         Activations::new(&normed, rows, e, prof, None).matmul(&model.weights.output, &mut logits, &paths, "output")?;
         Ok(logits)
+    }
+}
+
+/// Causal grouped-query attention of one query row at position `pos`:
+/// query head `hq` reads KV head `hq / group` at positions 0..=pos; the
+/// head outputs go to `out` (`n_embd` wide). `scores` holds at least
+/// `pos + 1` values.
+#[allow(clippy::too_many_arguments)]
+fn attend_row(
+    cfg: &LlamaConfig,
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    pos: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let (hd, kv) = (cfg.head_dim, cfg.kv_dim());
+    for hq in 0..cfg.n_head {
+        let hk = hq / cfg.group();
+        let qh = &q[hq * hd..(hq + 1) * hd];
+        let s = &mut scores[..=pos];
+        for (t, s) in s.iter_mut().enumerate() {
+            *s = dot(qh, &kc[t * kv + hk * hd..t * kv + (hk + 1) * hd]) * scale;
+        }
+        softmax(s);
+        let out = &mut out[hq * hd..(hq + 1) * hd];
+        out.fill(0.0);
+        for (t, &p) in s.iter().enumerate() {
+            let vt = &vc[t * kv + hk * hd..t * kv + (hk + 1) * hd];
+            out.iter_mut().zip(vt).for_each(|(o, &x)| *o += p * x);
+        }
     }
 }
 
