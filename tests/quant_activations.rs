@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use tilejit::cpu::{require, Feature};
-use tilejit::gemm::quant::activations::{quantize_rows, quantize_rows_plain};
+use tilejit::gemm::quant::activations::{quantize_rows, quantize_rows_plain, quantize_rows_threaded};
 use tilejit::kernels::quant_avx512::ActivationFormat;
 use tilejit_verify::paths::report_path;
 use tilejit_verify::quant::{quantize_row_q8_0, quantize_row_q8_1};
@@ -38,6 +38,10 @@ fn check(x: &[f32]) -> Result<(), TestCaseError> {
         prop_assert_eq!(&quantize_rows_plain(format, x), &want, "plain {:?}", format);
         if vector_runs {
             prop_assert_eq!(&quantize_rows(format, x), &want, "avx512 {:?}", format);
+        }
+        // Rows of one block over 1 to 4 threads: the same bytes.
+        for threads in 1..=4 {
+            prop_assert_eq!(&quantize_rows_threaded(format, x, 32, threads), &want, "{} threads {:?}", threads, format);
         }
     }
     Ok(())

@@ -8,7 +8,8 @@
 
 use std::path::Path;
 
-use crate::gemm::{bf16_from_f32, gemm_bf16, gemm_quant, quantize_activations, GemmError, GemmOptions};
+use crate::gemm::quant::activations::quantize_rows_threaded;
+use crate::gemm::{bf16_from_f32, gemm_bf16, gemm_quant, GemmError, GemmOptions};
 use crate::gguf::Gguf;
 use crate::isa::{self, availability_for, Isa, Op};
 use crate::kernels::quant_avx512::{ActivationFormat, QuantActivations};
@@ -347,22 +348,11 @@ impl<'m> Session<'m> {
             if m == 1 {
                 attend_row(cfg, &q[..e], kc, vc, self.pos, scale, scores, &mut attn[..e]);
             } else {
-                // Rows in parallel, interleaved (row i costs i + pos), each
-                // row's arithmetic exactly the one-thread order: the thread
-                // count changes speed, not bits.
-                let threads = self.opts.threads.min(m);
-                let rows: Vec<std::sync::Mutex<&mut [f32]>> =
-                    attn[..m * e].chunks_exact_mut(e).map(std::sync::Mutex::new).collect();
                 let pos0 = self.pos;
-                crate::threads::run_parallel::<std::convert::Infallible>(threads, |t| {
-                    let mut scores = vec![0f32; pos0 + m];
-                    for i in (t..m).step_by(threads) {
-                        let mut out = rows[i].lock().unwrap_or_else(|p| p.into_inner());
-                        attend_row(cfg, &q[i * e..(i + 1) * e], kc, vc, pos0 + i, scale, &mut scores, &mut out);
-                    }
-                    Ok(())
-                })
-                .unwrap_or_else(|never| match never {});
+                par_rows(self.opts.threads, &mut attn[..m * e], e, |i, out| {
+                    let mut scores = vec![0f32; pos0 + i + 1];
+                    attend_row(cfg, &q[i * e..(i + 1) * e], kc, vc, pos0 + i, scale, &mut scores, out);
+                });
             }
             stop(prof, "attention", at, t);
             Activations::new(attn, m, e, prof, at).matmul(&layer.wo, proj, &paths, "attn_output")?;
@@ -374,7 +364,8 @@ impl<'m> Session<'m> {
             a.matmul(&layer.w_gate, gate, &paths, "ffn_gate")?;
             a.matmul(&layer.w_up, up, &paths, "ffn_up")?;
             let t = start(prof);
-            swiglu(gate, up);
+            let ff = cfg.n_ff;
+            par_rows(self.opts.threads, gate, ff, |i, g| swiglu(g, &up[i * ff..(i + 1) * ff]));
             stop(prof, "swiglu", at, t);
             Activations::new(gate, m, cfg.n_ff, prof, at).matmul(&layer.w_down, proj, &paths, "ffn_down")?;
             let t = start(prof);
@@ -392,6 +383,28 @@ impl<'m> Session<'m> {
         Activations::new(&normed, rows, e, prof, None).matmul(&model.weights.output, &mut logits, &paths, "output")?;
         Ok(logits)
     }
+}
+
+/// `f(i, row i)` for the `width`-wide rows of `data`, rows interleaved
+/// over `threads` (row i of a prompt's attention costs i + pos, so
+/// interleaving balances it). Each row is one thread's whole work, in the
+/// one-thread order: the thread count changes speed, never bits.
+fn par_rows(threads: usize, data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let m = data.len() / width;
+    let threads = threads.min(m).max(1);
+    if threads == 1 {
+        data.chunks_exact_mut(width).enumerate().for_each(|(i, row)| f(i, row));
+        return;
+    }
+    // One uncontended lock per row hands each thread its rows safely.
+    let rows: Vec<std::sync::Mutex<&mut [f32]>> = data.chunks_exact_mut(width).map(std::sync::Mutex::new).collect();
+    crate::threads::run_parallel::<std::convert::Infallible>(threads, |t| {
+        for i in (t..m).step_by(threads) {
+            f(i, &mut rows[i].lock().unwrap_or_else(|p| p.into_inner()));
+        }
+        Ok(())
+    })
+    .unwrap_or_else(|never| match never {});
 }
 
 /// Causal grouped-query attention of one query row at position `pos`:
@@ -486,7 +499,7 @@ impl<'a> Activations<'a> {
         let mut cache = self.quantized.borrow_mut();
         if !cache.iter().any(|(f, _)| *f == format) {
             let t = start(self.prof);
-            let bytes = quantize_activations(format, self.x);
+            let bytes = quantize_rows_threaded(format, self.x, self.k, opts.threads);
             let a =
                 QuantActivations::from_gguf(format, &bytes, self.m, self.k).map_err(crate::gemm::GemmError::from)?;
             cache.push((format, a));

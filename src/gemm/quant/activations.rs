@@ -29,6 +29,30 @@ pub fn quantize_rows(format: ActivationFormat, x: &[f32]) -> Vec<u8> {
     rows(format, x, true)
 }
 
+/// [`quantize_rows`] of `x`'s rows of `k` values on up to `threads`
+/// threads, each quantizing a contiguous range of rows: blocks are
+/// independent, so the bytes are [`quantize_rows`]'s.
+///
+/// # Panics
+/// If `k` is not a multiple of 32 or does not divide `x.len()`.
+pub fn quantize_rows_threaded(format: ActivationFormat, x: &[f32], k: usize, threads: usize) -> Vec<u8> {
+    assert!(k > 0 && x.len().is_multiple_of(k), "{} values are not whole rows of {k}", x.len());
+    let m = x.len() / k;
+    let threads = threads.min(m).max(1);
+    if threads == 1 {
+        return quantize_rows(format, x);
+    }
+    let per = m.div_ceil(threads);
+    let parts: Vec<std::sync::Mutex<Vec<u8>>> = (0..threads).map(|_| std::sync::Mutex::new(Vec::new())).collect();
+    crate::threads::run_parallel::<std::convert::Infallible>(threads, |t| {
+        let rows = (t * per).min(m)..((t + 1) * per).min(m);
+        *parts[t].lock().unwrap_or_else(|p| p.into_inner()) = quantize_rows(format, &x[rows.start * k..rows.end * k]);
+        Ok(())
+    })
+    .unwrap_or_else(|never| match never {});
+    parts.into_iter().flat_map(|p| p.into_inner().unwrap_or_else(|p| p.into_inner())).collect()
+}
+
 /// [`quantize_rows`] on the plain path only (public so that tests compare
 /// both paths on a machine that has AVX-512).
 ///
