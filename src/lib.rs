@@ -4,6 +4,7 @@
 //! - [`cpu`]: CPUID/XCR0 detection and the AMX permission request.
 //! - [`isa`]: which path runs, with the `TILEJIT_ISA` override.
 //! - [`gemm`]: the dense GEMM driver (blocking, tails, threads, kernel cache).
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod cpu;
 pub mod gemm;

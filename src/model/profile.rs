@@ -7,25 +7,26 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 /// A profile as data (`bench-model --profile`'s JSON): milliseconds and
 /// percent of the total per op kind (largest first) and per layer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "cli", derive(serde::Serialize, serde::Deserialize))]
 pub struct ProfileReport {
     pub total_ms: f64,
     pub ops: Vec<OpTime>,
     pub layers: Vec<LayerTime>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "cli", derive(serde::Serialize, serde::Deserialize))]
 pub struct OpTime {
     pub op: String,
     pub ms: f64,
     pub percent: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "cli", derive(serde::Serialize, serde::Deserialize))]
 pub struct LayerTime {
     pub layer: usize,
     pub ms: f64,

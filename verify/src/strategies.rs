@@ -12,6 +12,7 @@
 //! benchdnn trick, docs/STYLE.md habit 4).
 
 use crate::bf16::{f32_to_bf16, BF16_SIGN};
+#[cfg(any(test, feature = "proptest"))]
 use proptest::prelude::*;
 use rand::Rng;
 
@@ -212,7 +213,9 @@ pub fn fill_i8(rng: &mut impl Rng, out: &mut [u8]) {
 /// A proptest strategy for one bf16 pattern, biased toward specials: about
 /// a third uniform over all 65536 patterns, the rest [`BF16_SPECIALS`],
 /// random NaNs, random subnormals, values near 2^-63 (products near the FTZ
-/// threshold) and small integers. Shrinks toward simple patterns.
+/// threshold) and small integers. Shrinks toward simple patterns. (Feature
+/// `proptest`.)
+#[cfg(any(test, feature = "proptest"))]
 pub fn any_bf16() -> impl Strategy<Value = u16> {
     prop_oneof![
         4 => any::<u16>(),
@@ -225,7 +228,9 @@ pub fn any_bf16() -> impl Strategy<Value = u16> {
 }
 
 /// A proptest strategy for an f32 pattern (an initial C), biased like
-/// [`any_bf16`] plus [`F32_SPECIALS`] and arbitrary low bits.
+/// [`any_bf16`] plus [`F32_SPECIALS`] and arbitrary low bits. (Feature
+/// `proptest`.)
+#[cfg(any(test, feature = "proptest"))]
 pub fn any_f32_bits() -> impl Strategy<Value = u32> {
     prop_oneof![
         3 => any::<u32>(),
