@@ -288,6 +288,9 @@ fn run_avx512<E: Element>(
         calls.push((row0, sparse_avx512::kernel_for(w, rows, c_init)?));
     }
     let panels = w.panels();
+    // More threads than panels have nothing to do (and 4 * threads must not
+    // overflow for any thread count).
+    let threads = threads.min(panels).max(1);
     // A late thread must not hold up a ~100 us call: 4 units per thread.
     let unit = if threads <= 1 { panels } else { panels.div_ceil(4 * threads).max(1) };
     let units = panels.div_ceil(unit);

@@ -67,3 +67,62 @@ fn wrong_packing_and_zero_threads_are_rejected() {
         assert!(matches!(err, GemmError::Threads), "{err}");
     }
 }
+
+/// Any thread count, up to `usize::MAX`, runs as many threads as there is
+/// work for and gives the one-thread bits (dense, quantized and sparse,
+/// every path that runs here); arithmetic on the count never overflows.
+#[test]
+fn any_thread_count_runs_and_gives_the_one_thread_bits() {
+    use tilejit::gemm::{gemm_quant, quantize_activations, quantize_weights, QuantWeights};
+    use tilejit::kernels::quant_avx512::{QuantActivations, WeightFormat};
+    use tilejit::sparse::{gemm_sparse_bf16, gemm_sparse_i8, SparseWeights};
+    let (m, k, n) = (5, 64, 48);
+    let counts = [usize::MAX, usize::MAX / 3, 1 << 62, 7];
+    let a8: Vec<u8> = (0..m * k).map(|i| (i * 37 % 251) as u8).collect();
+    let b8: Vec<i8> = (0..k * n).map(|i| if i % 3 == 0 { 0 } else { (i * 11 % 255) as i8 }).collect();
+    let a16: Vec<u16> = (0..m * k).map(|i| 0x3F80 + (i % 97) as u16).collect();
+    let b16: Vec<u16> = (0..k * n).map(|i| if i % 2 == 0 { 0 } else { 0x3F00 + (i % 89) as u16 }).collect();
+    let b8_bytes: Vec<u8> = b8.iter().map(|&v| v as u8).collect();
+    let pb8 = PackedB::pack_int8(&b8_bytes, k, n, n, BLayout::default()).unwrap();
+    let pb16 = PackedB::pack_bf16(&b16, k, n, n, BLayout::default()).unwrap();
+    let (sb8, sb16) = (SparseWeights::i8(&b8, k, n).unwrap(), SparseWeights::bf16(&b16, k, n).unwrap());
+    let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 - 6.0).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| (i % 17) as f32 * 0.01 - 0.08).collect();
+    let qw = QuantWeights::from_gguf(WeightFormat::Q4_0, &quantize_weights(WeightFormat::Q4_0, &w), n, k).unwrap();
+    let af = WeightFormat::Q4_0.activations();
+    let qa = QuantActivations::from_gguf(af, &quantize_activations(af, &x), m, k).unwrap();
+    for base in paths() {
+        let isa = base.isa.expect("paths() forces each ISA");
+        let runs = |op| tilejit::isa::availability_for(isa, op).is_ok();
+        let (sparse, quant) = (runs(Op::SparseInt8) && runs(Op::SparseBf16), runs(Op::Quant));
+        let run = |threads: usize| {
+            let opts = GemmOptions { threads, ..base };
+            let mut outs: Vec<Vec<u32>> = Vec::new();
+            let mut ci = vec![0i32; m * n];
+            gemm_int8(Int8Sign::US, m, &a8, k, &pb8, &mut ci, n, false, &opts).unwrap();
+            outs.push(ci.iter().map(|&v| v as u32).collect());
+            let mut cf = vec![0f32; m * n];
+            gemm_bf16(m, &a16, k, &pb16, &mut cf, n, false, &opts).unwrap();
+            outs.push(cf.iter().map(|v| v.to_bits()).collect());
+            if sparse {
+                let a8s: Vec<i8> = a8.iter().map(|&v| v as i8).collect();
+                let mut ci = vec![0i32; m * n];
+                gemm_sparse_i8(m, &a8s, k, &sb8, &mut ci, n, false, &opts).unwrap();
+                outs.push(ci.iter().map(|&v| v as u32).collect());
+                let mut cf = vec![0f32; m * n];
+                gemm_sparse_bf16(m, &a16, k, &sb16, &mut cf, n, false, &opts).unwrap();
+                outs.push(cf.iter().map(|v| v.to_bits()).collect());
+            }
+            if quant {
+                let mut cf = vec![0f32; m * n];
+                gemm_quant(&qw, &qa, &mut cf, &opts).unwrap();
+                outs.push(cf.iter().map(|v| v.to_bits()).collect());
+            }
+            outs
+        };
+        let one = run(1);
+        for threads in counts {
+            assert!(run(threads) == one, "{isa:?}, {threads} threads (sparse {sparse}, quantized {quant})");
+        }
+    }
+}

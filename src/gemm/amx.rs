@@ -91,8 +91,11 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions) -> Result<(), GemmError> {
         lda_bytes: lda * esize,
         ldc_bytes: ldc * 4,
     };
-    let tasks = split_tasks(&layout, opts.threads);
-    let threads = opts.threads.min(tasks.len());
+    // No more threads than output blocks (so `threads * 4` below cannot
+    // overflow for any thread count).
+    let threads = opts.threads.min(layout.m_blocks * layout.n_blocks).max(1);
+    let tasks = split_tasks(&layout, threads);
+    let threads = threads.min(tasks.len());
     let k_block_steps = b.layout().k_block_steps;
     let k_blocks = k_steps.div_ceil(k_block_steps);
     // K blocks outermost: B's K slice (k_block x N) then stays in L2 while
