@@ -77,9 +77,13 @@ impl CodeBuilder {
     }
 
     /// Finishes assembly and maps the code read+execute.
-    pub fn finish(self, entry: AssemblyOffset) -> Result<JitCode, GenerateError> {
-        let buffer =
-            self.ops.finalize().map_err(|_| GenerateError::Assembler("finalize failed (unresolved label?)".into()))?;
+    ///
+    /// # Errors
+    /// An unresolved label (the commit resolves labels and reports it;
+    /// `finalize` alone would panic on it), or the buffer still in use.
+    pub fn finish(mut self, entry: AssemblyOffset) -> Result<JitCode, GenerateError> {
+        self.ops.commit().map_err(|e| GenerateError::Assembler(format!("resolving labels: {e}")))?;
+        let buffer = self.ops.finalize().map_err(|_| GenerateError::Assembler("finalize failed".into()))?;
         Ok(JitCode { buffer, entry })
     }
 }
@@ -110,5 +114,27 @@ impl JitCode {
                 eprintln!("tilejit: could not dump {name} to {}: {e}", path.display());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
+
+    #[test]
+    fn an_unresolved_label_is_an_error_not_a_panic() {
+        let mut cb = CodeBuilder::new().unwrap();
+        let entry = cb.offset();
+        dynasm!(cb.ops ; .arch x64 ; jmp >nowhere ; ret);
+        match cb.finish(entry) {
+            Err(GenerateError::Assembler(msg)) => assert!(msg.contains("resolving labels"), "{msg}"),
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("an unresolved label assembled"),
+        }
+        let mut cb = CodeBuilder::new().unwrap();
+        let entry = cb.offset();
+        dynasm!(cb.ops ; .arch x64 ; jmp >done ; done: ; ret);
+        assert!(cb.finish(entry).is_ok());
     }
 }
