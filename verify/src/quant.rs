@@ -109,7 +109,7 @@ impl BlockType {
     /// [`QuantError::KNotBlockMultiple`] unless `k` is a multiple of
     /// [`Self::block_elems`]; [`QuantError::SizeOverflow`] if it overflows.
     pub fn row_bytes(self, k: usize) -> Result<usize, QuantError> {
-        if k % self.block_elems() != 0 {
+        if !k.is_multiple_of(self.block_elems()) {
             return Err(QuantError::KNotBlockMultiple { ty: self, k });
         }
         (k / self.block_elems()).checked_mul(self.block_bytes()).ok_or(QuantError::SizeOverflow)
@@ -214,7 +214,7 @@ pub fn decode_row(ty: BlockType, bytes: &[u8], k: usize) -> Result<Vec<f32>, Qua
 }
 
 fn assert_blocks(len: usize) {
-    assert!(len % QK == 0, "row length {len} is not a multiple of {QK}");
+    assert!(len.is_multiple_of(QK), "row length {len} is not a multiple of {QK}");
 }
 
 fn push_f16(out: &mut Vec<u8>, x: f32) {
