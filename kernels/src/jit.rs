@@ -120,7 +120,7 @@ impl JitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
+    use dynasmrt::{dynasm, DynasmLabelApi};
 
     #[test]
     fn an_unresolved_label_is_an_error_not_a_panic() {
