@@ -106,15 +106,39 @@ impl JitCode {
     }
 
     /// Writes the code to `$TILEJIT_DUMP/<name>.bin` when that variable is
-    /// set, so a kernel can be disassembled (`objdump -b binary -m i386:x86-64 -D`).
+    /// set (`objdump -b binary -m i386:x86-64 -D` reads it) and, with the
+    /// `disasm` feature, its disassembly to `<name>.asm`.
     pub fn dump_if_requested(&self, name: &str) {
-        if let Some(dir) = std::env::var_os("TILEJIT_DUMP") {
-            let path = std::path::Path::new(&dir).join(format!("{name}.bin"));
-            if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, self.bytes())) {
+        let Some(dir) = std::env::var_os("TILEJIT_DUMP") else { return };
+        let dir = std::path::Path::new(&dir);
+        let mut files = vec![(format!("{name}.bin"), self.bytes().to_vec())];
+        #[cfg(feature = "disasm")]
+        files.push((format!("{name}.asm"), disassemble(self.bytes()).into_bytes()));
+        for (file, bytes) in files {
+            let path = dir.join(file);
+            if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, bytes)) {
                 eprintln!("tilejit: could not dump {name} to {}: {e}", path.display());
             }
         }
     }
+}
+
+/// One line per instruction: offset, bytes, Intel syntax.
+#[cfg(feature = "disasm")]
+pub fn disassemble(code: &[u8]) -> String {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    let mut formatter = IntelFormatter::new();
+    let (mut out, mut text) = (String::new(), String::new());
+    while decoder.can_decode() {
+        let ins = decoder.decode();
+        text.clear();
+        formatter.format(&ins, &mut text);
+        let at = ins.ip() as usize;
+        let bytes: Vec<String> = code[at..at + ins.len()].iter().map(|b| format!("{b:02x}")).collect();
+        out += &format!("{at:6x}:  {:<40} {text}\n", bytes.join(" "));
+    }
+    out
 }
 
 #[cfg(test)]
