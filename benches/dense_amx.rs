@@ -12,8 +12,9 @@ use tilejit::bench::{measure_gemm, GemmFixture};
 use tilejit::cpu::amx_ready;
 use tilejit::gemm::GemmOptions;
 use tilejit::kernels::dense_amx::DenseAmxKernel;
+use tilejit::kernels::dense_amx::{Blocking, DenseAmxSpec};
 use tilejit::kernels::peak::{TmulPeakKernel, TDPS_PER_ITERATION};
-use tilejit::kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType, Int8Sign};
+use tilejit::kernels::spec::{CInit, ElemType, Int8Sign};
 
 const ELEMS: [ElemType; 2] = [ElemType::Int8(Int8Sign::SS), ElemType::Bf16];
 

@@ -8,7 +8,8 @@
 //! family's generated code executes.
 
 use crate::cpu::{amx_ready, require, CpuFeatures};
-use tilejit_kernels::spec::{Avx512Kind, ElemType, Int8Sign};
+use tilejit_kernels::dense_avx512::Avx512Kind;
+use tilejit_kernels::spec::{ElemType, Int8Sign};
 use tilejit_sparse::amx::SparseKind;
 use tilejit_sparse::avx512::SparseAvx512Kind;
 

@@ -13,8 +13,9 @@ use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::oracle_sign;
 use tilejit::kernels::dense_avx512::{int8_col_bias, DenseAvx512Args, DenseAvx512Kernel};
+use tilejit::kernels::dense_avx512::{Avx512Kind, DenseAvx512Spec};
 use tilejit::kernels::pack::{BLayout, PackedB};
-use tilejit::kernels::spec::{Avx512Kind, CInit, DenseAvx512Spec, Int8Sign};
+use tilejit::kernels::spec::{CInit, Int8Sign};
 use tilejit_verify::strategies::fill_f32;
 use tilejit_verify::{
     fill_bf16, fill_i8, first_mismatch_i32, gemm_bf16_amx, gemm_bf16_vdpbf16ps, gemm_i8, Bf16Dist, Mismatch,

@@ -11,7 +11,8 @@ use tilejit::bench::json::{Machine, Report};
 use tilejit::bench::plot::{write_speedup_svg, PlotOutcome};
 use tilejit::bench::suite::{run_case, BenchResult, Bound, BoundSet, Bounds, CaseInfo, Plan, Reference, Timing, Work};
 use tilejit::isa::Isa;
-use tilejit::kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType};
+use tilejit::kernels::dense_amx::{Blocking, DenseAmxSpec};
+use tilejit::kernels::spec::{CInit, ElemType};
 
 /// JSON types of the schema.
 #[derive(Clone, Copy, Debug)]

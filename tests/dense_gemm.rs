@@ -10,8 +10,9 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::oracle_sign;
 use tilejit::gemm::{gemm_bf16, gemm_int8, GemmOptions};
 use tilejit::isa::{Isa, Op};
+use tilejit::kernels::dense_amx::{BLoad, Blocking, Schedule};
 use tilejit::kernels::pack::{BLayout, PackedB};
-use tilejit::kernels::spec::{BLoad, Blocking, Int8Sign, Schedule};
+use tilejit::kernels::spec::Int8Sign;
 use tilejit_verify::{fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist};
 
 /// Everything one differential case varies.

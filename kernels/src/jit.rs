@@ -111,6 +111,7 @@ impl JitCode {
     pub fn dump_if_requested(&self, name: &str) {
         let Some(dir) = std::env::var_os("TILEJIT_DUMP") else { return };
         let dir = std::path::Path::new(&dir);
+        #[cfg_attr(not(feature = "disasm"), allow(unused_mut))]
         let mut files = vec![(format!("{name}.bin"), self.bytes().to_vec())];
         #[cfg(feature = "disasm")]
         files.push((format!("{name}.asm"), disassemble(self.bytes()).into_bytes()));

@@ -18,10 +18,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use tilejit_kernels::dense_amx::{Blocking, DenseAmxSpec};
 use tilejit_kernels::dense_amx::{DenseAmxArgs, DenseAmxKernel};
 use tilejit_kernels::pack::{AlignedBytes, PackedB};
 use tilejit_kernels::quant_avx512::{QuantAvx512Kernel, QuantAvx512Spec, WeightFormat};
-use tilejit_kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType, Int8Sign};
+use tilejit_kernels::spec::{CInit, ElemType, Int8Sign};
 
 use super::suite::{BenchError, Bound, Case, CaseInfo, Plan, Reference, Work, DRAM_SPAN};
 use super::{

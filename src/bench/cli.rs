@@ -9,7 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::json::{Machine, Report};
 use super::plot::{write_speedup_svg, PlotOutcome};
-use super::suite::{matches, run_case, sections, BenchError, BenchResult, Bounds, Plan};
+use super::suite::{matches, run_case, BenchError, BenchResult, Bounds, Plan, Section};
+use super::{cases, sparse};
 
 /// The command's options.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -182,4 +183,23 @@ pub fn run(opts: &BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Err(format!("{} case(s) failed: {}", failures.len(), failures.join("; ")).into())
     }
+}
+
+/// Every section of the suite, in table order; the sparse-vs-dense one
+/// takes its cases from [`sparse::sparse_cases`].
+pub fn sections(plan: &Plan) -> Vec<Section> {
+    let section = |title, cases| Section { title, cases, empty_note: "" };
+    vec![
+        section("dense GEMM: AMX, AVX-512 and scalar (vs the TMUL peak of the dtype)", cases::dense_gemm(plan)),
+        section("GEMV M=1, weights cycled from DRAM (vs streaming read, bytes of packed weights)", cases::gemv(plan)),
+        section("quantized decode M=1, weights cycled from DRAM (vs streaming read, GGUF bytes)", cases::decode(plan)),
+        section("quantized prefill, every strategy (vs the int8 TMUL peak)", cases::prefill(plan)),
+        section("JIT compile time (fresh generation, no cache)", cases::jit(plan)),
+        section("dispatch overhead: a tiny GEMM through the driver (vs the kernel alone)", cases::dispatch(plan)),
+        Section {
+            title: "sparse vs dense (speedup against sparsity: --plot)",
+            cases: sparse::sparse_cases(plan),
+            empty_note: "no sparse cases registered yet (tilejit::bench::sparse::sparse_cases is empty)",
+        },
+    ]
 }

@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use tilejit_kernels::dense_amx::DenseAmxKernel;
+use tilejit_kernels::dense_amx::DenseAmxSpec;
 use tilejit_kernels::dense_avx512::DenseAvx512Kernel;
+use tilejit_kernels::dense_avx512::DenseAvx512Spec;
 use tilejit_kernels::pack::{AlignedBytes, BLayout, PackedB};
 use tilejit_kernels::peak::{ReadBandwidthKernel, TmulPeakKernel, READ_CHUNK, TDPS_PER_ITERATION};
 use tilejit_kernels::quant_avx512::WeightFormat;
-use tilejit_kernels::spec::{DenseAmxSpec, DenseAvx512Spec, ElemType};
+use tilejit_kernels::spec::ElemType;
 use tilejit_verify::f32_to_bf16;
 
 use crate::cpu::amx_ready;

@@ -256,26 +256,6 @@ pub fn matches(name: &str, filters: &[String]) -> bool {
     filters.is_empty() || filters.iter().any(|f| name.contains(&f.to_ascii_lowercase()))
 }
 
-/// Every section of the suite, in table order; the sparse-vs-dense one
-/// takes its cases from [`super::sparse::sparse_cases`].
-pub fn sections(plan: &Plan) -> Vec<Section> {
-    use super::cases;
-    let section = |title, cases| Section { title, cases, empty_note: "" };
-    vec![
-        section("dense GEMM: AMX, AVX-512 and scalar (vs the TMUL peak of the dtype)", cases::dense_gemm(plan)),
-        section("GEMV M=1, weights cycled from DRAM (vs streaming read, bytes of packed weights)", cases::gemv(plan)),
-        section("quantized decode M=1, weights cycled from DRAM (vs streaming read, GGUF bytes)", cases::decode(plan)),
-        section("quantized prefill, every strategy (vs the int8 TMUL peak)", cases::prefill(plan)),
-        section("JIT compile time (fresh generation, no cache)", cases::jit(plan)),
-        section("dispatch overhead: a tiny GEMM through the driver (vs the kernel alone)", cases::dispatch(plan)),
-        Section {
-            title: "sparse vs dense (speedup against sparsity: --plot)",
-            cases: super::sparse::sparse_cases(plan),
-            empty_note: "no sparse cases registered yet (tilejit::bench::sparse::sparse_cases is empty)",
-        },
-    ]
-}
-
 /// The bounds for one thread count. A bound this machine cannot measure
 /// (no AMX, no AVX-512) is `None`.
 #[derive(Clone, Copy, Debug, PartialEq)]

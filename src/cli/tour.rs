@@ -10,9 +10,11 @@ use tilejit::bench::{
 use tilejit::cpu::{amx_ready, Absence, CpuFeatures, Feature};
 use tilejit::gemm::{dispatch, gemm_bf16, gemm_int8, oracle_sign, GemmError, GemmOptions};
 use tilejit::isa::{self, Isa};
+use tilejit::kernels::dense_amx::{Blocking, DenseAmxSpec};
+use tilejit::kernels::dense_avx512::{Avx512Kind, DenseAvx512Spec};
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::quant_avx512::WeightFormat;
-use tilejit::kernels::spec::{Avx512Kind, Blocking, CInit, DenseAmxSpec, DenseAvx512Spec, ElemType, Int8Sign};
+use tilejit::kernels::spec::{CInit, ElemType, Int8Sign};
 use tilejit_verify::{fill_bf16, fill_i8, first_mismatch_f32, first_mismatch_i32, gemm_bf16_amx, gemm_i8, Bf16Dist};
 
 /// Every dense element type, in table order.

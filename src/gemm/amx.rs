@@ -10,10 +10,11 @@
 
 use std::sync::Arc;
 
+use tilejit_kernels::dense_amx::{Blocking, DenseAmxSpec};
 use tilejit_kernels::dense_amx::{DenseAmxArgs, DenseAmxKernel};
 use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::{AlignedBytes, PackedB};
-use tilejit_kernels::spec::{Blocking, CInit, DenseAmxSpec, ElemType};
+use tilejit_kernels::spec::{CInit, ElemType};
 
 use super::cache::KernelCache;
 use super::{GemmError, GemmOptions, Problem, SharedC};

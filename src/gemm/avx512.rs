@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tilejit_kernels::dense_avx512::{int8_col_bias, DenseAvx512Args, DenseAvx512Kernel};
+use tilejit_kernels::dense_avx512::{Avx512Kind, DenseAvx512Spec};
 use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::AlignedBytes;
-use tilejit_kernels::spec::{Avx512Kind, CInit, DenseAvx512Spec};
+use tilejit_kernels::spec::CInit;
 
 use super::cache::KernelCache;
 use super::{GemmError, GemmOptions, Problem};

@@ -13,9 +13,11 @@ pub mod dispatch;
 pub mod quant;
 mod scalar;
 
+use tilejit_kernels::dense_amx::{BLoad, Blocking, Schedule};
+use tilejit_kernels::dense_avx512::Avx512Kind;
 use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::{PackedB, Plain};
-use tilejit_kernels::spec::{Avx512Kind, BLoad, Blocking, ElemType, Int8Sign, Schedule};
+use tilejit_kernels::spec::{ElemType, Int8Sign};
 
 use crate::cpu::AmxUnavailable;
 use crate::isa::{self, Isa, Op};

@@ -25,14 +25,16 @@
 #![allow(clippy::useless_conversion)]
 
 mod plan;
+mod spec;
 
 pub use plan::{schedule, Step, TilePlan};
+pub use spec::{BLoad, Blocking, DenseAmxSpec, Schedule};
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
 use crate::encoder::{self as enc, Gpr, Mem, Scale};
 use crate::jit::{CodeBuilder, GenerateError, JitCode};
-use crate::spec::{BLoad, CInit, DenseAmxSpec};
+use crate::spec::CInit;
 use crate::tile_config::TileConfig;
 
 /// Arguments of a dense AMX kernel call. All strides are in bytes.

@@ -2,8 +2,8 @@
 //! (palette), and in which order one K step loads operands and issues TDPs
 //! (schedule). Both are checked here, on any machine, without AMX.
 
+use super::{DenseAmxSpec, Schedule};
 use crate::encoder::Tmm;
-use crate::spec::{DenseAmxSpec, Schedule};
 use crate::tile_config::{TileConfig, TileConfigError};
 
 /// One action of a K step.
@@ -167,7 +167,8 @@ pub fn schedule(kind: Schedule, mt: usize, nt: usize) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Blocking, CInit, ElemType, Int8Sign};
+    use crate::dense_amx::Blocking;
+    use crate::spec::{CInit, ElemType, Int8Sign};
     use Step::*;
 
     #[test]

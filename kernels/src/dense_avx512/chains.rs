@@ -54,10 +54,10 @@
 
 use std::ops::Range;
 
+use super::DenseAvx512Spec;
 use super::{panel_mem, prefetch, row_mem, ZmmAlloc, CONSTS};
 use crate::encoder::{EvexOp, Mask, Mem, Zmm};
 use crate::jit::{CodeBuilder, GenerateError};
-use crate::spec::DenseAvx512Spec;
 
 /// Which operand's registers stay live across the inner loop of a pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

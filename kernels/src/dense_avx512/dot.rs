@@ -25,9 +25,10 @@
 //! first.
 
 use super::{panel_mem, prefetch, row_mem, ZmmAlloc, CONSTS};
+use super::{Avx512Kind, DenseAvx512Spec};
 use crate::encoder::{EvexOp, Mask, Mem, Zmm};
 use crate::jit::{CodeBuilder, GenerateError};
-use crate::spec::{Avx512Kind, DenseAvx512Spec, Int8Sign};
+use crate::spec::Int8Sign;
 
 /// Where the A operand comes from.
 fn a_in_register(kind: Avx512Kind) -> bool {

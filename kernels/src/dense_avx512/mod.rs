@@ -43,13 +43,16 @@
 
 mod chains;
 mod dot;
+mod spec;
+
+pub use spec::{Avx512Kind, DenseAvx512Spec};
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
 use crate::encoder::{kmovq_k_r64, EncodeError, EvexOp, Gpr, KReg, Mask, Mem, Scale, Zmm};
 use crate::jit::{CodeBuilder, GenerateError, JitCode};
 use crate::pack::PackedB;
-use crate::spec::{Avx512Kind, CInit, DenseAvx512Spec, Int8Sign};
+use crate::spec::{CInit, Int8Sign};
 
 /// Arguments of a dense AVX-512 kernel call; the same meaning as
 /// `DenseAmxArgs`. All strides are in bytes.

@@ -67,7 +67,10 @@ fn ranges_are_typed_errors() {
     assert_eq!(DenseAvx512Spec { k_groups_per_tdp: 0, ..ok }.validate(), Err(SpecError::KGroups(0)));
     assert!(matches!(DenseAvx512Spec { last_panel_cols: 0, ..ok }.validate(), Err(SpecError::Tail { value: 0, .. })));
     assert!(matches!(DenseAvx512Spec { last_panel_cols: 17, ..ok }.validate(), Err(SpecError::Tail { .. })));
-    assert_eq!(DenseAvx512Spec { prefetch_lines: 33, ..ok }.validate(), Err(SpecError::PrefetchDistance(33)));
+    assert_eq!(
+        DenseAvx512Spec { prefetch_lines: 33, ..ok }.validate(),
+        Err(SpecError::PrefetchDistance { lines: 33, max: 32 })
+    );
     assert!(DenseAvx512Kernel::generate(DenseAvx512Spec { m_rows: 0, ..ok }).is_err());
 }
 
