@@ -100,6 +100,21 @@ impl JitCode {
         self.buffer.ptr(self.entry)
     }
 
+    /// Calls the code as `extern "sysv64" fn(*const A)`: the one way every
+    /// kernel taking an argument struct is run.
+    ///
+    /// # Safety
+    /// The code must have been generated for that signature (one pointer in
+    /// rdi, callee-saved registers restored, tiles released if configured),
+    /// `args` must describe memory the code may touch, and the CPU must
+    /// have the extensions the code executes.
+    pub unsafe fn call<A>(&self, args: &A) {
+        // SAFETY: the caller guarantees the signature; a function pointer
+        // and a code address have the same size.
+        let f: extern "sysv64" fn(*const A) = unsafe { std::mem::transmute(self.entry_ptr()) };
+        f(args)
+    }
+
     /// The machine code, for dumps and disassembly.
     pub fn bytes(&self) -> &[u8] {
         &self.buffer

@@ -16,6 +16,15 @@
 //! - [`pack`]: B into the VNNI tile layout the kernels read.
 //! - [`peak`]: the register-resident TDP loop that measures TMUL peak.
 //! - [`jit`]: executable buffers and dumps.
+/// Byte offset of `field` in the `#[repr(C)]` argument struct `Args`, as
+/// the `i32` displacement a generated load takes (`[args + offset]`).
+#[macro_export]
+macro_rules! arg_offset {
+    ($args:ty, $field:ident) => {
+        ::std::mem::offset_of!($args, $field) as i32
+    };
+}
+
 pub mod cpu;
 pub mod dense_amx;
 pub mod dense_avx512;

@@ -165,12 +165,6 @@ const SAVED: [Gpr; 4] = [Gpr::R12, Gpr::R13, Gpr::R14, Gpr::R15];
 const B_TILE: Tmm = Tmm::TMM5;
 const A_TILES: [Tmm; 2] = [Tmm::TMM6, Tmm::TMM7];
 
-macro_rules! field {
-    ($f:ident) => {
-        std::mem::offset_of!(SparseAmxArgs, $f) as i32
-    };
-}
-
 fn c_tile(t: usize) -> Tmm {
     Tmm::new(t as u8).expect("tmm0..4")
 }
@@ -286,8 +280,8 @@ impl Plan {
     fn emit_panel_start(&self, cb: &mut CodeBuilder) -> Result<(), GenerateError> {
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(A_PTR.number()), QWORD [Rq(ARGS.number()) + field!(a)]
-            ; mov Rq(K_COUNT.number()), QWORD [Rq(ARGS.number()) + field!(k_tiles)]
+            ; mov Rq(A_PTR.number()), QWORD [Rq(ARGS.number()) + tilejit_kernels::arg_offset!(SparseAmxArgs, a)]
+            ; mov Rq(K_COUNT.number()), QWORD [Rq(ARGS.number()) + tilejit_kernels::arg_offset!(SparseAmxArgs, k_tiles)]
             ; mov Rq(ROW.number()), Rq(C_PANEL.number())
         );
         for t in 0..self.tiles.len() {
@@ -322,7 +316,7 @@ impl Plan {
         }
         dynasm!(cb.ops
             ; .arch x64
-            ; add Rq(A_PTR.number()), QWORD [Rq(ARGS.number()) + field!(a_step)]
+            ; add Rq(A_PTR.number()), QWORD [Rq(ARGS.number()) + tilejit_kernels::arg_offset!(SparseAmxArgs, a_step)]
         );
         Ok(())
     }
@@ -377,14 +371,14 @@ impl SparseAmxKernel {
         dynasm!(cb.ops
             ; .arch x64
             ; mov Rq(STRIDE64.number()), 64
-            ; mov Rq(MASKS.number()), QWORD [Rq(ARGS.number()) + field!(masks)]
-            ; mov Rq(VALUES.number()), QWORD [Rq(ARGS.number()) + field!(values)]
-            ; mov Rq(C_PANEL.number()), QWORD [Rq(ARGS.number()) + field!(c)]
-            ; mov Rq(LDC.number()), QWORD [Rq(ARGS.number()) + field!(ldc)]
-            ; mov Rq(SCRATCH.number()), QWORD [Rq(ARGS.number()) + field!(scratch)]
-            ; mov Rq(N_COUNT.number()), QWORD [Rq(ARGS.number()) + field!(panels)]
+            ; mov Rq(MASKS.number()), QWORD [Rq(ARGS.number()) + tilejit_kernels::arg_offset!(SparseAmxArgs, masks)]
+            ; mov Rq(VALUES.number()), QWORD [Rq(ARGS.number()) + tilejit_kernels::arg_offset!(SparseAmxArgs, values)]
+            ; mov Rq(C_PANEL.number()), QWORD [Rq(ARGS.number()) + tilejit_kernels::arg_offset!(SparseAmxArgs, c)]
+            ; mov Rq(LDC.number()), QWORD [Rq(ARGS.number()) + tilejit_kernels::arg_offset!(SparseAmxArgs, ldc)]
+            ; mov Rq(SCRATCH.number()), QWORD [Rq(ARGS.number()) + tilejit_kernels::arg_offset!(SparseAmxArgs, scratch)]
+            ; mov Rq(N_COUNT.number()), QWORD [Rq(ARGS.number()) + tilejit_kernels::arg_offset!(SparseAmxArgs, panels)]
             ; mov Rq(REMAIN.number()), Rq(N_COUNT.number())
-            ; imul Rq(REMAIN.number()), QWORD [Rq(ARGS.number()) + field!(k_tiles)]
+            ; imul Rq(REMAIN.number()), QWORD [Rq(ARGS.number()) + tilejit_kernels::arg_offset!(SparseAmxArgs, k_tiles)]
             ; test Rq(REMAIN.number()), Rq(REMAIN.number())
             ; jz ->done
         );
@@ -428,8 +422,7 @@ impl SparseAmxKernel {
         // SAFETY: generated for this signature (SysV, one pointer argument),
         // restoring the callee-saved registers it uses and releasing the
         // tiles; touches only what `args` describes.
-        let f: extern "sysv64" fn(*const SparseAmxArgs) = unsafe { std::mem::transmute(self.code.entry_ptr()) };
-        f(args)
+        unsafe { self.code.call(args) }
     }
 }
 

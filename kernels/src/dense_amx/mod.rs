@@ -94,12 +94,6 @@ const PF_A_LEFT: i32 = 8;
 const PF_B: i32 = 16;
 const FRAME: i32 = 24;
 
-macro_rules! field {
-    ($f:ident) => {
-        std::mem::offset_of!(DenseAmxArgs, $f) as i32
-    };
-}
-
 impl DenseAmxKernel {
     /// Generates the kernel for `spec`.
     pub fn generate(spec: DenseAmxSpec) -> Result<DenseAmxKernel, GenerateError> {
@@ -118,19 +112,19 @@ impl DenseAmxKernel {
         dynasm!(cb.ops
             ; .arch x64
             ; sub rsp, FRAME
-            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(prefetch_a)]
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, prefetch_a)]
             ; mov [rsp + PF_A], Rq(TMP.number())
-            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(prefetch_a_row_lines)]
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, prefetch_a_row_lines)]
             ; mov [rsp + PF_A_LEFT], Rq(TMP.number())
-            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(prefetch_b)]
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, prefetch_b)]
             ; mov [rsp + PF_B], Rq(TMP.number())
-            ; mov Rq(LDA.number()), QWORD [Rq(ARGS.number()) + field!(lda)]
+            ; mov Rq(LDA.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, lda)]
             ; mov Rq(B_STRIDE.number()), 64
-            ; mov Rq(LDC.number()), QWORD [Rq(ARGS.number()) + field!(ldc)]
-            ; mov Rq(PANEL_STRIDE.number()), QWORD [Rq(ARGS.number()) + field!(b_panel_stride)]
-            ; mov Rq(C_PTR.number()), QWORD [Rq(ARGS.number()) + field!(c)]
-            ; mov Rq(B_BASE.number()), QWORD [Rq(ARGS.number()) + field!(b)]
-            ; mov Rq(N_COUNT.number()), QWORD [Rq(ARGS.number()) + field!(n_blocks)]
+            ; mov Rq(LDC.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, ldc)]
+            ; mov Rq(PANEL_STRIDE.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, b_panel_stride)]
+            ; mov Rq(C_PTR.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, c)]
+            ; mov Rq(B_BASE.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, b)]
+            ; mov Rq(N_COUNT.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, n_blocks)]
             ; test Rq(N_COUNT.number()), Rq(N_COUNT.number())
             ; jz ->done
             ; ->n_loop:
@@ -150,7 +144,7 @@ impl DenseAmxKernel {
         }
 
         // Operand pointers for this block: A rows from args.a, B panels from B_BASE.
-        dynasm!(cb.ops ; .arch x64 ; mov Rq(a_ptr(0).number()), QWORD [Rq(ARGS.number()) + field!(a)]);
+        dynasm!(cb.ops ; .arch x64 ; mov Rq(a_ptr(0).number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, a)]);
         for i in 1..mt {
             let (prev, cur) = (a_ptr(i - 1).number(), a_ptr(i).number());
             dynasm!(cb.ops
@@ -168,7 +162,7 @@ impl DenseAmxKernel {
         // K loop.
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(K_COUNT.number()), QWORD [Rq(ARGS.number()) + field!(k_steps)]
+            ; mov Rq(K_COUNT.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, k_steps)]
             ; test Rq(K_COUNT.number()), Rq(K_COUNT.number())
             ; jz ->k_done
             ; ->k_loop:
@@ -255,8 +249,7 @@ impl DenseAmxKernel {
     pub unsafe fn run(&self, args: &DenseAmxArgs) {
         // SAFETY: the code was generated for this signature (SysV, one
         // pointer argument) and only touches memory described by `args`.
-        let f: extern "sysv64" fn(*const DenseAmxArgs) = unsafe { std::mem::transmute(self.code.entry_ptr()) };
-        f(args)
+        unsafe { self.code.call(args) }
     }
 }
 
@@ -271,9 +264,9 @@ fn emit_prefetch_lines(cb: &mut CodeBuilder) {
         ; add Rq(tmp), 64
         ; dec QWORD [rsp + PF_A_LEFT]
         ; jnz >same_row
-        ; add Rq(tmp), [Rq(args) + field!(prefetch_a_skip)]
+        ; add Rq(tmp), [Rq(args) + crate::arg_offset!(DenseAmxArgs, prefetch_a_skip)]
         ; mov [rsp + PF_A], Rq(tmp)
-        ; mov Rq(tmp), [Rq(args) + field!(prefetch_a_row_lines)]
+        ; mov Rq(tmp), [Rq(args) + crate::arg_offset!(DenseAmxArgs, prefetch_a_row_lines)]
         ; mov [rsp + PF_A_LEFT], Rq(tmp)
         ; jmp >a_done
         ; same_row:

@@ -131,12 +131,6 @@ macro_rules! constant {
 }
 pub(crate) use constant;
 
-macro_rules! field {
-    ($f:ident) => {
-        std::mem::offset_of!(DenseAvx512Args, $f) as i32
-    };
-}
-
 // GPR roles (SysV: the args pointer arrives in rdi).
 const ARGS: Gpr = Gpr::RDI;
 /// lda inside the K loop, ldc around it; STRIDE3 = 3 * STRIDE.
@@ -275,14 +269,14 @@ impl DenseAvx512Kernel {
         body.emit_setup(&mut cb)?;
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(b)]
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAvx512Args, b)]
             ; mov [rsp + B_BLOCK], Rq(TMP.number())
-            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(col_bias)]
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAvx512Args, col_bias)]
             ; mov [rsp + BIAS], Rq(TMP.number())
-            ; mov Rq(PANEL_STRIDE.number()), QWORD [Rq(ARGS.number()) + field!(b_panel_stride)]
+            ; mov Rq(PANEL_STRIDE.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAvx512Args, b_panel_stride)]
             ; lea Rq(PANEL_STRIDE3.number()), [Rq(PANEL_STRIDE.number()) + Rq(PANEL_STRIDE.number()) * 2]
-            ; mov Rq(C_PTR.number()), QWORD [Rq(ARGS.number()) + field!(c)]
-            ; mov Rq(N_COUNT.number()), QWORD [Rq(ARGS.number()) + field!(n_blocks)]
+            ; mov Rq(C_PTR.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAvx512Args, c)]
+            ; mov Rq(N_COUNT.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAvx512Args, n_blocks)]
             ; test Rq(N_COUNT.number()), Rq(N_COUNT.number())
             ; jz ->done
             ; ->n_loop:
@@ -319,7 +313,7 @@ impl DenseAvx512Kernel {
         }
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(K_COUNT.number()), QWORD [Rq(ARGS.number()) + field!(k_steps)]
+            ; mov Rq(K_COUNT.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAvx512Args, k_steps)]
             ; test Rq(K_COUNT.number()), Rq(K_COUNT.number())
             ; jz ->k_done
             ; ->k_loop:
@@ -418,8 +412,7 @@ impl DenseAvx512Kernel {
         // SAFETY: the code was generated for this signature (SysV, one
         // pointer argument), restores every callee-saved register and MXCSR,
         // and only touches memory described by `args` (prefetches never fault).
-        let f: extern "sysv64" fn(*const DenseAvx512Args) = unsafe { std::mem::transmute(self.code.entry_ptr()) };
-        f(args)
+        unsafe { self.code.call(args) }
     }
 }
 
@@ -438,13 +431,13 @@ fn emit_row_bases(cb: &mut CodeBuilder, source: RowSource, m: usize) {
     match source {
         RowSource::A => dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(first), QWORD [Rq(args) + field!(a)]
-            ; mov Rq(stride), QWORD [Rq(args) + field!(lda)]
+            ; mov Rq(first), QWORD [Rq(args) + crate::arg_offset!(DenseAvx512Args, a)]
+            ; mov Rq(stride), QWORD [Rq(args) + crate::arg_offset!(DenseAvx512Args, lda)]
         ),
         RowSource::C => dynasm!(cb.ops
             ; .arch x64
             ; mov Rq(first), Rq(C_PTR.number())
-            ; mov Rq(stride), QWORD [Rq(args) + field!(ldc)]
+            ; mov Rq(stride), QWORD [Rq(args) + crate::arg_offset!(DenseAvx512Args, ldc)]
         ),
     }
     dynasm!(cb.ops ; .arch x64 ; lea Rq(stride3), [Rq(stride) + Rq(stride) * 2]);

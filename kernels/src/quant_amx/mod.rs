@@ -175,12 +175,6 @@ fn c_tile(set: usize, t: usize) -> Tmm {
 const A_TILES: [Tmm; 2] = [Tmm::TMM4, Tmm::TMM5];
 const B_TILE: Tmm = Tmm::TMM6;
 
-macro_rules! field {
-    ($f:ident) => {
-        std::mem::offset_of!(QuantAmxArgs, $f) as i32
-    };
-}
-
 /// The register map and the code emitters.
 struct Plan {
     spec: QuantAmxSpec,
@@ -304,7 +298,7 @@ impl Plan {
                 dynasm!(cb.ops
                     ; .arch x64
                     ; mov Rq(TMP.number()), Rq(A_PTR.number())
-                    ; add Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(a_tile2)]
+                    ; add Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, a_tile2)]
                 );
                 TMP
             };
@@ -359,7 +353,7 @@ impl Plan {
         }
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(table_stride)]
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, table_stride)]
             ; add Rq(DA_PTR.number()), Rq(TMP.number())
             ; add Rq(SA_PTR.number()), Rq(TMP.number())
         );
@@ -374,11 +368,11 @@ impl Plan {
         }
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(A_PTR.number()), QWORD [Rq(ARGS.number()) + field!(a)]
-            ; mov Rq(DA_PTR.number()), QWORD [Rq(ARGS.number()) + field!(da)]
-            ; mov Rq(SA_PTR.number()), QWORD [Rq(ARGS.number()) + field!(sa)]
+            ; mov Rq(A_PTR.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, a)]
+            ; mov Rq(DA_PTR.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, da)]
+            ; mov Rq(SA_PTR.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, sa)]
             ; mov Rq(W_PTR.number()), Rq(W_PANEL.number())
-            ; mov Rq(K_COUNT.number()), QWORD [Rq(ARGS.number()) + field!(k_blocks)]
+            ; mov Rq(K_COUNT.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, k_blocks)]
         );
         // Three stages a block apart: TDP(b), TILESTORED(b - 1), fold(b - 2),
         // so neither the next TDP waits for a store (tiles are not renamed)
@@ -431,7 +425,7 @@ impl Plan {
             ; .arch x64
             ; stored:
             ; mov Rq(TMP.number()), Rq(C_PANEL.number())
-            ; mov Rq(TMP2.number()), QWORD [Rq(ARGS.number()) + field!(ldc)]
+            ; mov Rq(TMP2.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, ldc)]
         );
         let mask = if masked { Mask::merge(TAIL) } else { none };
         for &acc in &self.acc {
@@ -464,7 +458,7 @@ impl QuantAmxKernel {
         cb.load_tile_config(&config, TMP);
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(tail_mask)]
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, tail_mask)]
         );
         cb.emit(kmovq_k_r64(TAIL, TMP));
         // The widening's constants, read once (after `ret` below).
@@ -477,12 +471,12 @@ impl QuantAmxKernel {
         let bias: u32 = if spec.format == WeightFormat::Q8_0 { 0x8080_8080 } else { 0x0808_0808 };
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(LDA.number()), QWORD [Rq(ARGS.number()) + field!(lda)]
+            ; mov Rq(LDA.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, lda)]
             ; mov Rq(STRIDE64.number()), 64
-            ; mov Rq(SCRATCH.number()), QWORD [Rq(ARGS.number()) + field!(scratch)]
-            ; mov Rq(W_PANEL.number()), QWORD [Rq(ARGS.number()) + field!(w)]
-            ; mov Rq(C_PANEL.number()), QWORD [Rq(ARGS.number()) + field!(c)]
-            ; mov Rq(N_COUNT.number()), QWORD [Rq(ARGS.number()) + field!(n_full)]
+            ; mov Rq(SCRATCH.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, scratch)]
+            ; mov Rq(W_PANEL.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, w)]
+            ; mov Rq(C_PANEL.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, c)]
+            ; mov Rq(N_COUNT.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, n_full)]
             ; test Rq(N_COUNT.number()), Rq(N_COUNT.number())
             ; jz >panels_done
             ; panels:
@@ -490,12 +484,12 @@ impl QuantAmxKernel {
         plan.emit_panel(&mut cb, false)?;
         dynasm!(cb.ops
             ; .arch x64
-            ; add Rq(W_PANEL.number()), QWORD [Rq(ARGS.number()) + field!(panel_stride)]
+            ; add Rq(W_PANEL.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, panel_stride)]
             ; add Rq(C_PANEL.number()), 64
             ; dec Rq(N_COUNT.number())
             ; jnz <panels
             ; panels_done:
-            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(tail_mask)]
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, tail_mask)]
             ; test Rq(TMP.number()), Rq(TMP.number())
             ; jz >done
         );
@@ -541,7 +535,6 @@ impl QuantAmxKernel {
         // restoring every callee-saved register and releasing the tiles;
         // touches only memory `args` describes (masked-off lanes are not
         // stored).
-        let f: extern "sysv64" fn(*const QuantAmxArgs) = unsafe { std::mem::transmute(self.code.entry_ptr()) };
-        f(args)
+        unsafe { self.code.call(args) }
     }
 }

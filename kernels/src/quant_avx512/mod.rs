@@ -184,12 +184,6 @@ const TAIL: KReg = KReg::K1;
 const A_BLOCK: i32 = QK as i32;
 const T_BLOCK: i32 = (TERM_WORDS * 4) as i32;
 
-macro_rules! field {
-    ($f:ident) => {
-        std::mem::offset_of!(QuantAvx512Args, $f) as i32
-    };
-}
-
 /// Row `i` (0..4) at `base + i * stride`, `disp` bytes in.
 fn row_mem(base: Gpr, stride: Gpr, stride3: Gpr, i: usize, disp: i32) -> Result<Mem, EncodeError> {
     Mem::row_of_four(base, stride, stride3, i, disp)
@@ -341,10 +335,10 @@ impl Plan {
         }
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(AQ.number()), QWORD [Rq(ARGS.number()) + field!(a)]
-            ; mov Rq(AQ_STRIDE.number()), QWORD [Rq(ARGS.number()) + field!(lda)]
+            ; mov Rq(AQ.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, a)]
+            ; mov Rq(AQ_STRIDE.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, lda)]
             ; lea Rq(AQ_STRIDE3.number()), [Rq(AQ_STRIDE.number()) + Rq(AQ_STRIDE.number()) * 2]
-            ; mov Rq(AS.number()), QWORD [Rq(ARGS.number()) + field!(a_terms)]
+            ; mov Rq(AS.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, a_terms)]
             ; mov Rq(PANEL_BASES[0].number()), Rq(W_GROUP.number())
         );
         if p > 4 {
@@ -354,7 +348,7 @@ impl Plan {
         let pair = self.format.pair_bytes() as i32;
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(K_COUNT.number()), QWORD [Rq(ARGS.number()) + field!(k_pairs)]
+            ; mov Rq(K_COUNT.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, k_pairs)]
             ; test Rq(K_COUNT.number()), Rq(K_COUNT.number())
             ; jz >pairs_done
             ; pairs:
@@ -382,14 +376,14 @@ impl Plan {
             ; dec Rq(K_COUNT.number())
             ; jnz <pairs
             ; pairs_done:
-            ; cmp QWORD [Rq(ARGS.number()) + field!(k_odd)], 0
+            ; cmp QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, k_odd)], 0
             ; je >odd_done
         );
         self.emit_block(cb, p, 0)?;
         dynasm!(cb.ops
             ; .arch x64
             ; odd_done:
-            ; mov Rq(AQ_STRIDE.number()), QWORD [Rq(ARGS.number()) + field!(ldc)]
+            ; mov Rq(AQ_STRIDE.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, ldc)]
             ; lea Rq(AQ_STRIDE3.number()), [Rq(AQ_STRIDE.number()) + Rq(AQ_STRIDE.number()) * 2]
         );
         for (i, row) in self.acc.iter().enumerate() {
@@ -429,18 +423,18 @@ impl QuantAvx512Kernel {
         }
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(tail_mask)]
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, tail_mask)]
         );
         cb.emit(kmovq_k_r64(TAIL, TMP));
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(AS_STRIDE.number()), QWORD [Rq(ARGS.number()) + field!(lds)]
+            ; mov Rq(AS_STRIDE.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, lds)]
             ; lea Rq(AS_STRIDE3.number()), [Rq(AS_STRIDE.number()) + Rq(AS_STRIDE.number()) * 2]
-            ; mov Rq(PANEL_STRIDE.number()), QWORD [Rq(ARGS.number()) + field!(panel_stride)]
+            ; mov Rq(PANEL_STRIDE.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, panel_stride)]
             ; lea Rq(PANEL_STRIDE3.number()), [Rq(PANEL_STRIDE.number()) + Rq(PANEL_STRIDE.number()) * 2]
-            ; mov Rq(W_GROUP.number()), QWORD [Rq(ARGS.number()) + field!(w)]
-            ; mov Rq(C_PTR.number()), QWORD [Rq(ARGS.number()) + field!(c)]
-            ; mov Rq(N_COUNT.number()), QWORD [Rq(ARGS.number()) + field!(n_groups)]
+            ; mov Rq(W_GROUP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, w)]
+            ; mov Rq(C_PTR.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, c)]
+            ; mov Rq(N_COUNT.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, n_groups)]
             ; test Rq(N_COUNT.number()), Rq(N_COUNT.number())
             ; jz >groups_done
             ; groups:
@@ -454,7 +448,7 @@ impl QuantAvx512Kernel {
             ; dec Rq(N_COUNT.number())
             ; jnz <groups
             ; groups_done:
-            ; mov Rq(N_COUNT.number()), QWORD [Rq(ARGS.number()) + field!(n_single)]
+            ; mov Rq(N_COUNT.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, n_single)]
             ; test Rq(N_COUNT.number()), Rq(N_COUNT.number())
             ; jz >singles_done
             ; singles:
@@ -467,7 +461,7 @@ impl QuantAvx512Kernel {
             ; dec Rq(N_COUNT.number())
             ; jnz <singles
             ; singles_done:
-            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + field!(tail_mask)]
+            ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAvx512Args, tail_mask)]
             ; test Rq(TMP.number()), Rq(TMP.number())
             ; jz >done
         );
@@ -566,7 +560,6 @@ impl QuantAvx512Kernel {
         // SAFETY: generated for this signature (SysV, one pointer argument),
         // restoring every callee-saved register; touches only memory `args`
         // describes (prefetches never fault, masked-off lanes are not stored).
-        let f: extern "sysv64" fn(*const QuantAvx512Args) = unsafe { std::mem::transmute(self.code.entry_ptr()) };
-        f(args)
+        unsafe { self.code.call(args) }
     }
 }

@@ -54,12 +54,6 @@ const C_MXCSR: i32 = 8;
 /// round to nearest even, DAZ (bit 6): the dense `Bf16Chains` value.
 const MXCSR_DAZ_FTZ: u32 = 0x9FC0;
 
-macro_rules! field {
-    ($f:ident) => {
-        std::mem::offset_of!(SparseAvx512Args, $f) as i32
-    };
-}
-
 /// Row `i` (0..4) of A or C at ROWS, `disp` bytes in.
 fn row_mem(i: usize, disp: i32) -> Result<Mem, EncodeError> {
     Mem::row_of_four(ROWS, STRIDE, STRIDE3, i, disp)
@@ -198,8 +192,8 @@ impl Plan {
             ; .arch x64
             ; mov Rq(rows), QWORD [rsp + F_CUR]
             ; shl Rq(rows), 6
-            ; add Rq(rows), QWORD [Rq(a) + field!(c)]
-            ; mov Rq(s), QWORD [Rq(a) + field!(ldc)]
+            ; add Rq(rows), QWORD [Rq(a) + tilejit_kernels::arg_offset!(SparseAvx512Args, c)]
+            ; mov Rq(s), QWORD [Rq(a) + tilejit_kernels::arg_offset!(SparseAvx512Args, ldc)]
             ; lea Rq(s3), [Rq(s) + Rq(s) * 2]
         );
     }
@@ -235,10 +229,10 @@ impl Plan {
             ; mov Rq(a), QWORD [rsp + F_ARGS]
             ; mov Rq(c), QWORD [rsp + F_CUR]
             ; imul Rq(mask), Rq(c), self.panel_mask_stride
-            ; add Rq(mask), QWORD [Rq(a) + field!(masks)]
+            ; add Rq(mask), QWORD [Rq(a) + tilejit_kernels::arg_offset!(SparseAvx512Args, masks)]
             ; imul Rq(kc), Rq(c), kt8
-            ; add Rq(kc), QWORD [Rq(a) + field!(offsets)]
-            ; mov Rq(s3), QWORD [Rq(a) + field!(values)]
+            ; add Rq(kc), QWORD [Rq(a) + tilejit_kernels::arg_offset!(SparseAvx512Args, offsets)]
+            ; mov Rq(s3), QWORD [Rq(a) + tilejit_kernels::arg_offset!(SparseAvx512Args, values)]
         );
         for (j, v) in VPTR[..w].iter().enumerate() {
             let v = v.number();
@@ -276,8 +270,8 @@ impl Plan {
         let (rows, s) = (ROWS.number(), STRIDE.number());
         dynasm!(cb.ops
             ; .arch x64
-            ; mov Rq(rows), QWORD [Rq(a) + field!(a)]
-            ; mov Rq(s), QWORD [Rq(a) + field!(lda)]
+            ; mov Rq(rows), QWORD [Rq(a) + tilejit_kernels::arg_offset!(SparseAvx512Args, a)]
+            ; mov Rq(s), QWORD [Rq(a) + tilejit_kernels::arg_offset!(SparseAvx512Args, lda)]
             ; lea Rq(s3), [Rq(s) + Rq(s) * 2]
             ; mov Rd(kc), spec.k_tiles as i32
             ; tile_loop:
@@ -297,7 +291,7 @@ impl Plan {
         if kind == SparseAvx512Kind::Int8 {
             dynasm!(cb.ops
                 ; .arch x64
-                ; mov Rq(kc), QWORD [Rq(a) + field!(col_bias)]
+                ; mov Rq(kc), QWORD [Rq(a) + tilejit_kernels::arg_offset!(SparseAvx512Args, col_bias)]
                 ; test Rq(kc), Rq(kc)
                 ; jz >no_bias
                 ; mov Rq(c), QWORD [rsp + F_CUR]
@@ -536,9 +530,9 @@ pub(super) fn generate(spec: &SparseAvx512Spec) -> Result<JitCode, GenerateError
     }
     dynasm!(cb.ops
         ; .arch x64
-        ; mov Rq(t0), QWORD [Rq(args) + field!(first_panel)]
+        ; mov Rq(t0), QWORD [Rq(args) + tilejit_kernels::arg_offset!(SparseAvx512Args, first_panel)]
         ; mov QWORD [rsp + F_CUR], Rq(t0)
-        ; add Rq(t0), QWORD [Rq(args) + field!(panel_count)]
+        ; add Rq(t0), QWORD [Rq(args) + tilejit_kernels::arg_offset!(SparseAvx512Args, panel_count)]
         ; mov QWORD [rsp + F_END], Rq(t0)
         ; ->dispatch:
         ; mov Rq(t0), QWORD [rsp + F_END]

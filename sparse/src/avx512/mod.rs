@@ -605,8 +605,7 @@ impl SparseAvx512Kernel {
         // MXCSR, and touches only the memory the contract above describes
         // (prefetches never fault, masked-off lanes are neither loaded nor
         // stored).
-        let f: extern "sysv64" fn(*const SparseAvx512Args) = unsafe { std::mem::transmute(self.code.entry_ptr()) };
-        f(args)
+        unsafe { self.code.call(args) }
     }
 }
 
