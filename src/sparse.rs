@@ -15,7 +15,6 @@
 //!
 //! `opts.isa` (or `TILEJIT_ISA`) forces the ISA of the sparse path.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tilejit_kernels::pack::{AlignedBytes, BLayout, PackedB};
@@ -293,35 +292,35 @@ fn run_avx512<E: Element>(
     let threads = threads.min(panels).max(1);
     // A late thread must not hold up a ~100 us call: 4 units per thread.
     let unit = if threads <= 1 { panels } else { panels.div_ceil(4 * threads).max(1) };
-    let units = panels.div_ceil(unit);
-    let next = AtomicUsize::new(0);
     let c_base = &SharedC(c);
-    crate::threads::run_parallel(threads.min(units).max(1), |_| loop {
-        let u = next.fetch_add(1, Ordering::Relaxed);
-        if u >= units {
-            return Ok::<(), GemmError>(());
-        }
-        let (p0, p1) = (u * unit, ((u + 1) * unit).min(panels));
-        for (row0, kernel) in &calls {
-            let args = SparseAvx512Args {
-                a: a.row_ptr(*row0),
-                lda: a.row_bytes(),
-                // SAFETY (pointer arithmetic): row0 < m, inside the checked C.
-                c: unsafe { c_base.0.add(4 * row0 * ldc) },
-                ldc: 4 * ldc,
-                col_bias: if col_bias.is_empty() { std::ptr::null() } else { col_bias.as_ptr() },
-                first_panel: p0,
-                panel_count: p1 - p0,
-                ..kernel.matrix_args(w)?
-            };
-            // SAFETY: kernel_for generated the kernel for this matrix's kind
-            // and shape after checking the CPU; A was prepared for all m rows;
-            // C holds rows row0.. (checked) and this unit's panels are written
-            // by this thread only; col_bias has panels * 16 entries
-            // (int8_col_bias) or is null for bf16.
-            unsafe { kernel.run(&args) };
-        }
-    })
+    crate::threads::run_units(
+        threads,
+        panels.div_ceil(unit),
+        || (),
+        |_, u| {
+            let (p0, p1) = (u * unit, ((u + 1) * unit).min(panels));
+            for (row0, kernel) in &calls {
+                let args = SparseAvx512Args {
+                    a: a.row_ptr(*row0),
+                    lda: a.row_bytes(),
+                    // SAFETY (pointer arithmetic): row0 < m, inside the checked C.
+                    c: unsafe { c_base.0.add(4 * row0 * ldc) },
+                    ldc: 4 * ldc,
+                    col_bias: if col_bias.is_empty() { std::ptr::null() } else { col_bias.as_ptr() },
+                    first_panel: p0,
+                    panel_count: p1 - p0,
+                    ..kernel.matrix_args(w)?
+                };
+                // SAFETY: kernel_for generated the kernel for this matrix's kind
+                // and shape after checking the CPU; A was prepared for all m rows;
+                // C holds rows row0.. (checked) and this unit's panels are written
+                // by this thread only; col_bias has panels * 16 entries
+                // (int8_col_bias) or is null for bf16.
+                unsafe { kernel.run(&args) };
+            }
+            Ok::<(), GemmError>(())
+        },
+    )
 }
 
 /// The AMX path. `a` holds `m` rows at `lda` elements; `c` has been checked
@@ -353,55 +352,44 @@ fn run_amx<E: Element>(
         groups.push((row0, rows, packed, amx_kernel(spec(PANEL_COLS))?, amx_kernel(spec(tail_cols))?));
     }
     let units = panels.div_ceil(PANELS_PER_UNIT);
-    let threads = threads.min(units).max(1);
-    let next = AtomicUsize::new(0);
     let c_base = &SharedC(c);
-    crate::threads::run_parallel(threads, |_| {
-        let masks = w.masks().as_ptr().cast::<u8>();
-        let values = w.values_with_slack().as_ptr().cast::<u8>();
-        let mut scratch = AlignedBytes::zeroed(SCRATCH_BYTES);
-        loop {
-            let u = next.fetch_add(1, Ordering::Relaxed);
-            if u * PANELS_PER_UNIT >= panels {
-                return Ok(());
-            }
-            let p0 = u * PANELS_PER_UNIT;
-            let p1 = (p0 + PANELS_PER_UNIT).min(panels);
-            for (row0, rows, packed, full, tail) in &groups {
-                // Full panels in one call, the last panel of N in its own.
-                let runs = if p1 == panels {
-                    [(p0, p1 - 1, full), (p1 - 1, p1, tail)]
-                } else {
-                    [(p0, p1, full), (p1, p1, full)]
-                };
-                for (first, end, kernel) in runs {
-                    if end <= first {
-                        continue;
-                    }
-                    let tile = w.tile_index(first, 0).expect("panel in range");
-                    let args = SparseAmxArgs {
-                        a: packed.as_ptr(),
-                        a_step: rows.div_ceil(16) * A_TILE_BYTES,
-                        // SAFETY (pointer arithmetic): tile < tiles and its value
-                        // offset <= nnz, inside the arrays.
-                        masks: unsafe { masks.add(tile * 16 * std::mem::size_of::<E::Mask>()) },
-                        values: unsafe { values.add(w.offsets()[tile] as usize * esize) },
-                        // SAFETY (pointer arithmetic): row0 < m, first * 16 < n.
-                        c: unsafe { c_base.0.add(4 * (row0 * ldc + first * PANEL_COLS)) },
-                        ldc: 4 * ldc,
-                        k_tiles,
-                        panels: end - first,
-                        scratch: scratch.as_mut_slice().as_mut_ptr(),
-                    };
-                    // SAFETY: AMX permission granted (amx_ready). The kernel
-                    // reads this group's packed A (rows x k_tiles tiles), the
-                    // masks and values of panels first..end (the value stream
-                    // has its 64 bytes of slack), writes rows row0..row0+rows of
-                    // C in the columns of those panels (the last one only to N,
-                    // through its column count); no other thread writes them.
-                    unsafe { kernel.run(&args) };
+    let scratch = || AlignedBytes::zeroed(SCRATCH_BYTES);
+    crate::threads::run_units(threads, units, scratch, |scratch, u| {
+        let (masks, values) = (w.masks().as_ptr().cast::<u8>(), w.values_with_slack().as_ptr().cast::<u8>());
+        let p0 = u * PANELS_PER_UNIT;
+        let p1 = (p0 + PANELS_PER_UNIT).min(panels);
+        for (row0, rows, packed, full, tail) in &groups {
+            // Full panels in one call, the last panel of N in its own.
+            let runs =
+                if p1 == panels { [(p0, p1 - 1, full), (p1 - 1, p1, tail)] } else { [(p0, p1, full), (p1, p1, full)] };
+            for (first, end, kernel) in runs {
+                if end <= first {
+                    continue;
                 }
+                let tile = w.tile_index(first, 0).expect("panel in range");
+                let args = SparseAmxArgs {
+                    a: packed.as_ptr(),
+                    a_step: rows.div_ceil(16) * A_TILE_BYTES,
+                    // SAFETY (pointer arithmetic): tile < tiles and its value
+                    // offset <= nnz, inside the arrays.
+                    masks: unsafe { masks.add(tile * 16 * std::mem::size_of::<E::Mask>()) },
+                    values: unsafe { values.add(w.offsets()[tile] as usize * esize) },
+                    // SAFETY (pointer arithmetic): row0 < m, first * 16 < n.
+                    c: unsafe { c_base.0.add(4 * (row0 * ldc + first * PANEL_COLS)) },
+                    ldc: 4 * ldc,
+                    k_tiles,
+                    panels: end - first,
+                    scratch: scratch.as_mut_slice().as_mut_ptr(),
+                };
+                // SAFETY: AMX permission granted (amx_ready). The kernel
+                // reads this group's packed A (rows x k_tiles tiles), the
+                // masks and values of panels first..end (the value stream
+                // has its 64 bytes of slack), writes rows row0..row0+rows of
+                // C in the columns of those panels (the last one only to N,
+                // through its column count); no other thread writes them.
+                unsafe { kernel.run(&args) };
             }
         }
+        Ok(())
     })
 }

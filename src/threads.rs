@@ -37,6 +37,32 @@ pub fn run_parallel<E: Send>(threads: usize, work: impl Fn(usize) -> Result<(), 
     }
 }
 
+/// Runs `work(state, u)` for every work unit `u` in `0..units` on at most
+/// `threads` threads (never more than there are units, so any thread count
+/// is safe), handing the units out dynamically in increasing order: a
+/// thread that starts late does not hold up the call. Each thread makes
+/// its `state` (scratch buffers) once. Returns the first error (a thread
+/// stops at its first error). Every GEMM driver cuts its output into units and calls
+/// this, so a unit's result cannot depend on the thread that runs it.
+pub fn run_units<S, E: Send>(
+    threads: usize,
+    units: usize,
+    state: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, usize) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    let next = AtomicUsize::new(0);
+    run_parallel(threads.min(units).max(1), |_| {
+        let mut s = state();
+        loop {
+            let u = next.fetch_add(1, Ordering::Relaxed);
+            if u >= units {
+                return Ok(());
+            }
+            work(&mut s, u)?;
+        }
+    })
+}
+
 /// A job as the workers see it: a borrowed closure whose lifetime the
 /// caller guarantees by waiting for every worker before it returns.
 type Job = *const (dyn Fn(usize) + Sync);
@@ -159,6 +185,28 @@ fn worker(s: &'static Shared, index: usize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn run_units_runs_each_unit_once_for_any_thread_count() {
+        for (threads, units) in [(1, 5), (3, 5), (8, 3), (usize::MAX, 7), (4, 0)] {
+            let hits: Vec<AtomicUsize> = (0..units).map(|_| AtomicUsize::new(0)).collect();
+            let states = AtomicUsize::new(0);
+            let r: Result<(), ()> = run_units(
+                threads,
+                units,
+                || states.fetch_add(1, Ordering::Relaxed),
+                |_, u| {
+                    hits[u].fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                },
+            );
+            assert_eq!(r, Ok(()));
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "{threads} threads, {units} units");
+            assert!(states.load(Ordering::Relaxed) <= units.max(1), "a state per thread, threads <= units");
+        }
+        let e = run_units(2, 4, || (), |_, u| if u == 2 { Err(u) } else { Ok(()) });
+        assert_eq!(e, Err(2));
+    }
+
     use super::*;
 
     #[test]

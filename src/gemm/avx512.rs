@@ -9,7 +9,6 @@
 //! panels over the whole K (never a split of K), handed out dynamically.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tilejit_kernels::dense_avx512::{int8_col_bias, DenseAvx512Args, DenseAvx512Kernel};
@@ -80,14 +79,17 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(
     let key = PlanKey { kind, m, n, kg, k_steps, k_block_steps, accumulate, threads };
     let schedule = schedule(key)?;
     let inputs = Inputs { p, a_prep: &a_prep, a_row, bias: bias.as_deref() };
-    let next = AtomicUsize::new(0);
-    crate::threads::run_parallel(threads, |_| loop {
-        let u = next.fetch_add(1, Ordering::Relaxed);
-        let Some(calls) = schedule.units.get(u) else { return Ok(()) };
-        for c in calls {
-            inputs.run(&schedule.kernels[c.kernel], c);
-        }
-    })
+    crate::threads::run_units(
+        threads,
+        schedule.units.len(),
+        || (),
+        |_, u| {
+            for c in &schedule.units[u] {
+                inputs.run(&schedule.kernels[c.kernel], c);
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Everything a schedule depends on.

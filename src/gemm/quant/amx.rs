@@ -9,7 +9,6 @@
 //! `2 * tile_rows` rows runs against all of the unit's panels, so each
 //! group's A rows are reused from L2 across the panels.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tilejit_kernels::pack::AlignedBytes;
@@ -77,48 +76,41 @@ pub fn gemm_quant_amx(
     }
     let panels = w.panels();
     let units = panels.div_ceil(PANELS_PER_UNIT);
-    let threads = threads.min(units).max(1);
     let c_base = &SharedC(c.as_mut_ptr().cast::<u8>());
-    let next = AtomicUsize::new(0);
     let a_row_bytes = a.lda();
-    crate::threads::run_parallel(threads, |_| {
-        let mut scratch = AlignedBytes::zeroed(SCRATCH_BYTES);
-        loop {
-            let u = next.fetch_add(1, Ordering::Relaxed);
-            if u >= units {
-                return Ok(());
-            }
-            let p0 = u * PANELS_PER_UNIT;
-            let p1 = (p0 + PANELS_PER_UNIT).min(panels);
-            let cols = (p1 * PANEL_COLS).min(n) - p0 * PANEL_COLS;
-            let tail = cols % PANEL_COLS;
-            for (row0, kernel) in &calls {
-                let args = QuantAmxArgs {
-                    a: a.a_bytes()[row0 * a_row_bytes..].as_ptr(),
-                    lda: a_row_bytes,
-                    a_tile2: a_row_bytes * usize::from(tile_rows),
-                    da: a.scales_t()[*row0..].as_ptr(),
-                    sa: if a.has_sums() { a.sums_t()[*row0..].as_ptr() } else { std::ptr::null() },
-                    table_stride: 4 * m,
-                    w: w.as_bytes()[p0 * w.panel_stride()..].as_ptr(),
-                    panel_stride: w.panel_stride(),
-                    // SAFETY (pointer arithmetic): row0 < m and p0 * 16 < n, inside C.
-                    c: unsafe { c_base.0.cast::<f32>().add(row0 * n + p0 * PANEL_COLS) },
-                    ldc: 4 * n,
-                    k_blocks: w.k_blocks(),
-                    n_full: cols / PANEL_COLS,
-                    tail_mask: (1u64 << tail) - 1,
-                    scratch: scratch.as_mut_slice().as_mut_ptr(),
-                };
-                // SAFETY: AMX permission was granted (amx_ready) and AVX-512
-                // comes with every AMX CPU; the default MXCSR is in force. The
-                // kernel reads `rows` A rows from row0 (lengths checked by
-                // AmxActivations), the scale/sum tables of those rows for all
-                // blocks, the panels p0..p1 of the packed weights, writes this
-                // unit's columns of rows row0.. of C (masked at the N tail; no
-                // other thread writes them) and this thread's scratch.
-                unsafe { kernel.run(&args) };
-            }
+    let scratch = || AlignedBytes::zeroed(SCRATCH_BYTES);
+    crate::threads::run_units(threads, units, scratch, |scratch, u| {
+        let p0 = u * PANELS_PER_UNIT;
+        let p1 = (p0 + PANELS_PER_UNIT).min(panels);
+        let cols = (p1 * PANEL_COLS).min(n) - p0 * PANEL_COLS;
+        let tail = cols % PANEL_COLS;
+        for (row0, kernel) in &calls {
+            let args = QuantAmxArgs {
+                a: a.a_bytes()[row0 * a_row_bytes..].as_ptr(),
+                lda: a_row_bytes,
+                a_tile2: a_row_bytes * usize::from(tile_rows),
+                da: a.scales_t()[*row0..].as_ptr(),
+                sa: if a.has_sums() { a.sums_t()[*row0..].as_ptr() } else { std::ptr::null() },
+                table_stride: 4 * m,
+                w: w.as_bytes()[p0 * w.panel_stride()..].as_ptr(),
+                panel_stride: w.panel_stride(),
+                // SAFETY (pointer arithmetic): row0 < m and p0 * 16 < n, inside C.
+                c: unsafe { c_base.0.cast::<f32>().add(row0 * n + p0 * PANEL_COLS) },
+                ldc: 4 * n,
+                k_blocks: w.k_blocks(),
+                n_full: cols / PANEL_COLS,
+                tail_mask: (1u64 << tail) - 1,
+                scratch: scratch.as_mut_slice().as_mut_ptr(),
+            };
+            // SAFETY: AMX permission was granted (amx_ready) and AVX-512
+            // comes with every AMX CPU; the default MXCSR is in force. The
+            // kernel reads `rows` A rows from row0 (lengths checked by
+            // AmxActivations), the scale/sum tables of those rows for all
+            // blocks, the panels p0..p1 of the packed weights, writes this
+            // unit's columns of rows row0.. of C (masked at the N tail; no
+            // other thread writes them) and this thread's scratch.
+            unsafe { kernel.run(&args) };
         }
+        Ok(())
     })
 }

@@ -4,7 +4,6 @@
 //! (`tilejit_verify::quant`). AVX-512 VNNI only so far; rows go in groups
 //! of up to 4, threads take dynamic units of whole panel passes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tilejit_kernels::quant_avx512::{
@@ -69,36 +68,37 @@ pub fn gemm_quant_avx512(
     // dense AVX-512 path: a late thread must not hold up a ~200 us call).
     let pass = usize::from(calls[0].1.spec().panels_per_pass);
     let unit = if threads == 1 { panels } else { pass * (panels / (threads * UNITS_PER_THREAD * pass)).max(1) };
-    let next = AtomicUsize::new(0);
     let (quants, terms, bytes) = (a.quants(), a.kernel_terms(), w.as_bytes());
-    crate::threads::run_parallel(threads, |_| loop {
-        let u = next.fetch_add(1, Ordering::Relaxed);
-        let p0 = u * unit;
-        if p0 >= panels {
-            return Ok(());
-        }
-        let p1 = (p0 + unit).min(panels);
-        // Columns of this unit's panels; only the last panel of N is partial.
-        let cols = (p1 * PANEL_COLS).min(n) - p0 * PANEL_COLS;
-        for (row0, kernel) in &calls {
-            let shape = kernel.shape_args(cols, k);
-            let args = QuantAvx512Args {
-                a: quants[row0 * k..].as_ptr(),
-                a_terms: terms[row0 * kb * TERM_WORDS..].as_ptr(),
-                w: bytes[p0 * w.panel_stride()..].as_ptr(),
-                // SAFETY (pointer arithmetic): row0 < m and p0 * 16 < n, inside C.
-                c: unsafe { c_base.0.cast::<f32>().add(row0 * n + p0 * PANEL_COLS) },
-                ldc: 4 * n,
-                ..shape
-            };
-            // SAFETY: AVX512F/BW/VNNI were checked above; the default MXCSR is
-            // in force (nothing here changes it). The kernel (generated for
-            // w's format) reads its rows of quants and block terms (`a` holds
-            // m rows of k and k/32, its constructor guarantees it), the panels
-            // p0..p1 of the packed weights (64-byte aligned, as every panel
-            // stride is), and writes rows row0.. of this thread's columns of C
-            // (masked at the N tail); no other thread writes them.
-            unsafe { kernel.run(&args) };
-        }
-    })
+    crate::threads::run_units(
+        threads,
+        panels.div_ceil(unit),
+        || (),
+        |_, u| {
+            let p0 = u * unit;
+            let p1 = (p0 + unit).min(panels);
+            // Columns of this unit's panels; only the last panel of N is partial.
+            let cols = (p1 * PANEL_COLS).min(n) - p0 * PANEL_COLS;
+            for (row0, kernel) in &calls {
+                let shape = kernel.shape_args(cols, k);
+                let args = QuantAvx512Args {
+                    a: quants[row0 * k..].as_ptr(),
+                    a_terms: terms[row0 * kb * TERM_WORDS..].as_ptr(),
+                    w: bytes[p0 * w.panel_stride()..].as_ptr(),
+                    // SAFETY (pointer arithmetic): row0 < m and p0 * 16 < n, inside C.
+                    c: unsafe { c_base.0.cast::<f32>().add(row0 * n + p0 * PANEL_COLS) },
+                    ldc: 4 * n,
+                    ..shape
+                };
+                // SAFETY: AVX512F/BW/VNNI were checked above; the default MXCSR is
+                // in force (nothing here changes it). The kernel (generated for
+                // w's format) reads its rows of quants and block terms (`a` holds
+                // m rows of k and k/32, its constructor guarantees it), the panels
+                // p0..p1 of the packed weights (64-byte aligned, as every panel
+                // stride is), and writes rows row0.. of this thread's columns of C
+                // (masked at the N tail); no other thread writes them.
+                unsafe { kernel.run(&args) };
+            }
+            Ok(())
+        },
+    )
 }
