@@ -126,3 +126,22 @@ fn any_thread_count_runs_and_gives_the_one_thread_bits() {
         }
     }
 }
+
+/// An option means the same on every path: a blocking no kernel supports
+/// is refused whatever path M would pick (it only steers AMX).
+#[test]
+fn an_unsupported_blocking_is_refused_on_every_path() {
+    use tilejit::kernels::dense_amx::Blocking;
+    let (k, n) = (64, 32);
+    let b = PackedB::pack_int8(&vec![1; k * n], k, n, n, BLayout::default()).unwrap();
+    let bad = Blocking { m_tiles: 3, n_tiles: 3 };
+    let mut forced = paths();
+    forced.push(GemmOptions::default()); // dispatched by M
+    for base in forced {
+        for m in [1, 64] {
+            let opts = GemmOptions { blocking: bad, ..base };
+            let mut c = vec![0i32; m * n];
+            shape_error(gemm_int8(Int8Sign::SS, m, &vec![1u8; m * k], k, &b, &mut c, n, false, &opts), "blocking 3x3");
+        }
+    }
+}

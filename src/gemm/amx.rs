@@ -68,13 +68,6 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions) -> Result<(), GemmError> {
     amx_ready()?;
     let Problem { elem, m, a, lda, b, c: shared_c, ldc, accumulate, .. } = *p;
     let (n, k, esize) = (b.n(), b.k(), elem.elem_bytes());
-    if !Blocking::ALL.contains(&opts.blocking) {
-        return Err(GemmError::Shape(format!(
-            "blocking {} is not supported; use one of {:?}",
-            opts.blocking,
-            Blocking::ALL
-        )));
-    }
     let step_bytes = b.k_groups_per_tdp() as usize * 4;
     let k_steps = b.k_steps();
     let block_rows = opts.blocking.m_tiles as usize * 16;

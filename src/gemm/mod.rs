@@ -264,6 +264,15 @@ fn dispatch(p: Problem, opts: &GemmOptions) -> Result<(), GemmError> {
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
+    // Checked before the path is chosen: whether a call succeeds must not
+    // depend on M through the dispatch (only the AMX path reads it).
+    if !Blocking::ALL.contains(&opts.blocking) {
+        return Err(GemmError::Shape(format!(
+            "blocking {} is not supported; use one of {:?}",
+            opts.blocking,
+            Blocking::ALL
+        )));
+    }
     let isa = resolve_isa(opts.isa, dispatch::op(p.elem, p.dot), || dispatch::choose(p.elem, p.m, p.dot))?;
     match isa {
         Isa::Amx if p.dot => Err(GemmError::IsaUnavailable {
