@@ -779,3 +779,33 @@ fn real_model_matches_formats_md() {
     }
     eprintln!("real model {}: {} tensors, {} keys", path.to_string_lossy(), g.tensors().len(), g.metadata().len());
 }
+
+/// One mapping between the three names of a block format: every GGUF type
+/// that the kernels or the oracle know converts there and back, block
+/// sizes agreeing; the others are refused with the type itself.
+#[test]
+fn block_format_names_convert_both_ways() {
+    use tilejit::kernels::quant_format::WeightFormat;
+    use tilejit_verify::quant::BlockType;
+    let (mut kernels, mut oracle) = (0, 0);
+    for id in 0..64 {
+        let Some(t) = GgmlType::from_id(id) else { continue };
+        match WeightFormat::try_from(t) {
+            Ok(f) => {
+                kernels += 1;
+                assert_eq!(GgmlType::from(f), t);
+                assert_eq!(f.gguf_block_bytes() as u64, t.type_size(), "{t:?}");
+            }
+            Err(back) => assert_eq!(back, t),
+        }
+        match BlockType::try_from(t) {
+            Ok(b) => {
+                oracle += 1;
+                assert_eq!(GgmlType::from(b), t);
+                assert_eq!(b.block_elems() as u64, t.block_size(), "{t:?}");
+            }
+            Err(back) => assert_eq!(back, t),
+        }
+    }
+    assert_eq!((kernels, oracle), (3, 7));
+}

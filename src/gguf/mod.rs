@@ -292,6 +292,67 @@ const GGML_TYPES: [(GgmlType, &str, u64, u64); 32] = {
     ]
 };
 
+/// GGUF's name for a block format and the names the other layers use: the
+/// quantized kernels' [`WeightFormat`](crate::kernels::quant_format::WeightFormat)
+/// (what they read) and the oracle's [`BlockType`](tilejit_verify::quant::BlockType)
+/// (what it decodes). The conversions are the one mapping between them;
+/// the error is the GGUF type that has no counterpart.
+impl TryFrom<GgmlType> for crate::kernels::quant_format::WeightFormat {
+    type Error = GgmlType;
+    fn try_from(t: GgmlType) -> Result<Self, GgmlType> {
+        use crate::kernels::quant_format::WeightFormat as W;
+        match t {
+            GgmlType::Q4_0 => Ok(W::Q4_0),
+            GgmlType::Q4_1 => Ok(W::Q4_1),
+            GgmlType::Q8_0 => Ok(W::Q8_0),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<crate::kernels::quant_format::WeightFormat> for GgmlType {
+    fn from(f: crate::kernels::quant_format::WeightFormat) -> GgmlType {
+        use crate::kernels::quant_format::WeightFormat as W;
+        match f {
+            W::Q4_0 => GgmlType::Q4_0,
+            W::Q4_1 => GgmlType::Q4_1,
+            W::Q8_0 => GgmlType::Q8_0,
+        }
+    }
+}
+
+impl TryFrom<GgmlType> for tilejit_verify::quant::BlockType {
+    type Error = GgmlType;
+    fn try_from(t: GgmlType) -> Result<Self, GgmlType> {
+        use tilejit_verify::quant::BlockType as B;
+        match t {
+            GgmlType::Q4_0 => Ok(B::Q4_0),
+            GgmlType::Q4_1 => Ok(B::Q4_1),
+            GgmlType::Q8_0 => Ok(B::Q8_0),
+            GgmlType::Q8_1 => Ok(B::Q8_1),
+            GgmlType::F16 => Ok(B::F16),
+            GgmlType::BF16 => Ok(B::Bf16),
+            GgmlType::F32 => Ok(B::F32),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<tilejit_verify::quant::BlockType> for GgmlType {
+    fn from(b: tilejit_verify::quant::BlockType) -> GgmlType {
+        use tilejit_verify::quant::BlockType as B;
+        match b {
+            B::Q4_0 => GgmlType::Q4_0,
+            B::Q4_1 => GgmlType::Q4_1,
+            B::Q8_0 => GgmlType::Q8_0,
+            B::Q8_1 => GgmlType::Q8_1,
+            B::F16 => GgmlType::F16,
+            B::Bf16 => GgmlType::BF16,
+            B::F32 => GgmlType::F32,
+        }
+    }
+}
+
 impl GgmlType {
     fn row(self) -> &'static (GgmlType, &'static str, u64, u64) {
         // Every variant has a row (tests/gguf.rs: `ggml_type_table_round_trips`).

@@ -13,7 +13,7 @@ use crate::gemm::quantize_weights;
 use crate::gguf::{write_gguf, GgmlType, Gguf, TensorOut, Value};
 use crate::kernels::quant_avx512::WeightFormat;
 
-use super::weights::{dequantize_row, ggml_type, EMBEDDING_TYPES};
+use super::weights::{dequantize_row, EMBEDDING_TYPES};
 use super::ModelError;
 
 /// What `quantize` writes the weights as.
@@ -37,7 +37,7 @@ impl Target {
 
     pub fn ggml_type(self) -> GgmlType {
         match self {
-            Target::Quant(f) => ggml_type(f),
+            Target::Quant(f) => f.into(),
             Target::Bf16 => GgmlType::BF16,
         }
     }

@@ -24,26 +24,6 @@ pub const LINEAR_TYPES: [GgmlType; 4] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlTyp
 pub const EMBEDDING_TYPES: [GgmlType; 6] =
     [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F32, GgmlType::F16, GgmlType::BF16];
 
-/// The quantized kernels' name for a GGUF block type, if they read it.
-pub(crate) fn weight_format(t: GgmlType) -> Option<WeightFormat> {
-    match t {
-        GgmlType::Q4_0 => Some(WeightFormat::Q4_0),
-        GgmlType::Q4_1 => Some(WeightFormat::Q4_1),
-        GgmlType::Q8_0 => Some(WeightFormat::Q8_0),
-        _ => None,
-    }
-}
-
-/// The GGUF type of a quantized kernels' block format (the inverse of
-/// [`weight_format`]).
-pub(crate) fn ggml_type(f: WeightFormat) -> GgmlType {
-    match f {
-        WeightFormat::Q4_0 => GgmlType::Q4_0,
-        WeightFormat::Q4_1 => GgmlType::Q4_1,
-        WeightFormat::Q8_0 => GgmlType::Q8_0,
-    }
-}
-
 /// Every tensor of a llama model, found by name, its type and shape
 /// checked. The output projection is `None` when tied to the embedding.
 #[derive(Clone, Debug)]
@@ -177,7 +157,7 @@ impl Linear {
         }
         let (k, n) = (t.dims()[0] as usize, t.dims()[1] as usize);
         let pack_error = |e| ModelError::Pack { name: t.name().to_string(), source: Box::new(e) };
-        let weights = match weight_format(t.ggml_type()) {
+        let weights = match WeightFormat::try_from(t.ggml_type()).ok() {
             // One layout for every path: an AMX buffer differs from a CPU
             // packed one in which kernels may read it, not in its bytes.
             Some(format) => {
