@@ -15,6 +15,8 @@ use crate::tile_config::TileConfig;
 pub enum GenerateError {
     #[error("invalid kernel spec: {0}")]
     Spec(#[from] crate::spec::SpecError),
+    #[error("invalid quantized kernel spec: {0}")]
+    QuantSpec(#[from] crate::quant_format::QuantPackError),
     #[error("illegal tile configuration: {0}")]
     TileConfig(#[from] crate::tile_config::TileConfigError),
     #[error("encoder rejected an instruction: {0}")]

@@ -177,7 +177,7 @@ struct Plan {
 
 impl Plan {
     fn config(&self) -> Result<TileConfig, GenerateError> {
-        let err = |e: tilejit_kernels::tile_config::TileConfigError| GenerateError::Assembler(e.to_string());
+        let err = GenerateError::TileConfig;
         let mut cfg = TileConfig::new();
         let colsb = 4 * u16::from(self.spec.cols);
         for (t, &rows) in self.tiles.iter().enumerate() {

@@ -82,6 +82,8 @@ pub enum GemmError {
     SparseFormat(#[from] tilejit_sparse::SparseError),
     #[error("sparse AVX-512 kernel: {0}")]
     SparseAvx512(#[from] tilejit_sparse::avx512::Avx512Error),
+    #[error("the reference quantized GEMM (scalar path): {0}")]
+    Reference(#[from] tilejit_verify::quant::QuantError),
     #[error("quantized weights or activations: {0}")]
     Quant(#[from] tilejit_kernels::quant_avx512::QuantPackError),
 }

@@ -232,7 +232,7 @@ impl Plan {
     fn config(&self) -> Result<TileConfig, GenerateError> {
         let mut cfg = TileConfig::new();
         let (a_colsb, b_rows) = (32, 8);
-        let err = |e: crate::tile_config::TileConfigError| GenerateError::Assembler(e.to_string());
+        let err = GenerateError::TileConfig;
         for (t, &rows) in self.tiles.iter().enumerate() {
             cfg.set(c_tile(0, t), rows, 64).map_err(err)?;
             cfg.set(c_tile(1, t), rows, 64).map_err(err)?;
@@ -449,7 +449,7 @@ impl QuantAmxKernel {
     /// # Errors
     /// An invalid spec, or the assembler / executable memory failing.
     pub fn generate(spec: QuantAmxSpec) -> Result<QuantAmxKernel, GenerateError> {
-        spec.validate().map_err(|e| GenerateError::Assembler(e.to_string()))?;
+        spec.validate()?;
         let plan = Plan::new(spec);
         let config = Box::new(plan.config()?);
         let mut cb = CodeBuilder::new()?;

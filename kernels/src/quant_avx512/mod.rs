@@ -409,7 +409,7 @@ impl QuantAvx512Kernel {
     /// # Errors
     /// An invalid spec, or the assembler / executable memory failing.
     pub fn generate(spec: QuantAvx512Spec) -> Result<QuantAvx512Kernel, GenerateError> {
-        spec.validate().map_err(|e| GenerateError::Assembler(e.to_string()))?;
+        spec.validate()?;
         let plan = Plan::new(&spec);
         let p = usize::from(spec.panels_per_pass);
         let q4 = spec.format != WeightFormat::Q8_0;

@@ -193,6 +193,5 @@ fn scalar(w: &QuantWeights, a: &QuantActivations, c: &mut [f32]) -> Result<(), G
         a_bytes.extend(q.iter().map(|&v| v as u8));
     }
     let (wt, at) = reference_types(w.format());
-    tilejit_verify::quant::gemm_quant(wt, at, m, n, k, &a_bytes, &w.to_gguf(), c)
-        .map_err(|e| GemmError::Shape(e.to_string()))
+    tilejit_verify::quant::gemm_quant(wt, at, m, n, k, &a_bytes, &w.to_gguf(), c).map_err(GemmError::from)
 }
