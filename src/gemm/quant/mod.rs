@@ -114,6 +114,15 @@ pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
+    // Shapes checked before the path is chosen: the same error on every path.
+    check_pair(w.format(), a.format())?;
+    let (m, n, k) = (a.m(), w.n(), w.k());
+    if a.k() != k {
+        return Err(GemmError::Shape(format!("activations are {m} x {} but the weights have k = {k}", a.k())));
+    }
+    if m.checked_mul(n) != Some(c.len()) {
+        return Err(GemmError::Shape(format!("C has {} elements; {m} x {n} needs {}", c.len(), m * n)));
+    }
     let choose = || super::dispatch::by_rows(a.m(), amx_from_m(w.format()), Op::Quant);
     match super::resolve_isa(opts.isa, Op::Quant, choose)? {
         Isa::Avx512 => gemm_quant_avx512(&w.packed, a, c, opts.threads),
