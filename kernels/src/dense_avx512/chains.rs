@@ -55,7 +55,8 @@
 use std::ops::Range;
 
 use super::DenseAvx512Spec;
-use super::{panel_mem, prefetch, row_mem, ZmmAlloc, CONSTS};
+use super::{panel_mem, row_mem, CONSTS};
+use crate::codegen::{prefetch, ZmmAlloc};
 use crate::encoder::{EvexOp, Mask, Mem, Zmm};
 use crate::jit::{CodeBuilder, GenerateError};
 

@@ -24,8 +24,9 @@
 //! before src2 (docs/NUMERICS.md, "VDPBF16PS"), and the oracle models A
 //! first.
 
-use super::{panel_mem, prefetch, row_mem, ZmmAlloc, CONSTS};
+use super::{panel_mem, row_mem, CONSTS};
 use super::{Avx512Kind, DenseAvx512Spec};
+use crate::codegen::{prefetch, ZmmAlloc};
 use crate::encoder::{EvexOp, Mask, Mem, Zmm};
 use crate::jit::{CodeBuilder, GenerateError};
 use crate::spec::Int8Sign;

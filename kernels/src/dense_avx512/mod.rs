@@ -49,7 +49,7 @@ pub use spec::{Avx512Kind, DenseAvx512Spec};
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
-use crate::encoder::{kmovq_k_r64, EncodeError, EvexOp, Gpr, KReg, Mask, Mem, Scale, Zmm};
+use crate::encoder::{kmovq_k_r64, EncodeError, EvexOp, Gpr, KReg, Mask, Mem, Zmm};
 use crate::jit::{CodeBuilder, GenerateError, JitCode};
 use crate::pack::PackedB;
 use crate::spec::{CInit, Int8Sign};
@@ -120,7 +120,7 @@ impl Constants {
             c[2] = lo;
             c[3] = lo + 1;
         }
-        Constants { even_shuffle, odd_mask: 0xFFFF_0000, flip: 0x8080_8080, mxcsr: 0x9FC0 }
+        Constants { even_shuffle, odd_mask: 0xFFFF_0000, flip: 0x8080_8080, mxcsr: crate::codegen::MXCSR_RNE_DAZ_FTZ }
     }
 }
 
@@ -165,18 +165,6 @@ fn row_mem(i: usize, disp: i32) -> Result<Mem, EncodeError> {
 /// Panel `j` of packed B, `disp` bytes into the current K step.
 fn panel_mem(j: usize, disp: i32) -> Result<Mem, EncodeError> {
     Mem::row_of_four(PANEL_BASES[j / 4], PANEL_STRIDE, PANEL_STRIDE3, j, disp)
-}
-
-/// `prefetcht0 [mem]` (dynasm! writes it; the address form is ours).
-pub(crate) fn prefetch(cb: &mut CodeBuilder, mem: Mem) {
-    let (b, d) = (mem.base_reg().number(), mem.disp());
-    match mem.index_reg() {
-        None => dynasm!(cb.ops ; .arch x64 ; prefetcht0 [Rq(b) + d]),
-        Some((i, Scale::S1)) => dynasm!(cb.ops ; .arch x64 ; prefetcht0 [Rq(b) + Rq(i.number()) + d]),
-        Some((i, Scale::S2)) => dynasm!(cb.ops ; .arch x64 ; prefetcht0 [Rq(b) + Rq(i.number()) * 2 + d]),
-        Some((i, Scale::S4)) => dynasm!(cb.ops ; .arch x64 ; prefetcht0 [Rq(b) + Rq(i.number()) * 4 + d]),
-        Some((i, Scale::S8)) => dynasm!(cb.ops ; .arch x64 ; prefetcht0 [Rq(b) + Rq(i.number()) * 8 + d]),
-    }
 }
 
 /// Per panel: the write mask of its C columns (the tail panel is masked).
@@ -444,33 +432,6 @@ fn emit_row_bases(cb: &mut CodeBuilder, source: RowSource, m: usize) {
     for q in 1..m.div_ceil(4) {
         let (prev, cur) = (ROW_BASES[q - 1].number(), ROW_BASES[q].number());
         dynasm!(cb.ops ; .arch x64 ; lea Rq(cur), [Rq(prev) + Rq(stride) * 4]);
-    }
-}
-
-/// Registers numbered from 0 in order of need, handed out by role.
-pub(crate) struct ZmmAlloc(u8);
-
-impl ZmmAlloc {
-    pub(crate) fn new() -> ZmmAlloc {
-        ZmmAlloc(0)
-    }
-
-    /// The next free register. Plans only exist for validated specs, whose
-    /// count `zmm_needed` has checked against the 32 registers.
-    pub(crate) fn take(&mut self) -> Zmm {
-        let z = Zmm::new(self.0).expect("register plan exceeds 32 zmm; validate() should have refused the spec");
-        self.0 += 1;
-        z
-    }
-
-    /// Every register not taken yet.
-    pub(crate) fn rest(&mut self) -> Vec<Zmm> {
-        std::iter::from_fn(|| (self.0 < 32).then(|| self.take())).collect()
-    }
-
-    /// `rows` x `cols` registers, row by row.
-    pub(crate) fn grid(&mut self, rows: usize, cols: usize) -> Vec<Vec<Zmm>> {
-        (0..rows).map(|_| (0..cols).map(|_| self.take()).collect()).collect()
     }
 }
 

@@ -58,8 +58,8 @@ pub use activations::{AmxActivations, QuantPackError};
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
+use crate::codegen::ZmmAlloc;
 use crate::cpu::Feature;
-use crate::dense_avx512::ZmmAlloc;
 use crate::encoder::{self as enc, kmovq_k_r64, EvexOp, Gpr, KReg, Mask, Mem, Scale, TdpOp, Tmm, Zmm};
 use crate::jit::{CodeBuilder, GenerateError, JitCode};
 use crate::tile_config::TileConfig;

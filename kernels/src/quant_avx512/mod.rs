@@ -52,8 +52,8 @@ pub use pack::{
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
+use crate::codegen::{prefetch, ZmmAlloc};
 use crate::cpu::Feature;
-use crate::dense_avx512::{prefetch, ZmmAlloc};
 use crate::encoder::{kmovq_k_r64, EncodeError, EvexOp, Gpr, KReg, Mask, Mem, Zmm};
 use crate::jit::{CodeBuilder, GenerateError, JitCode};
 

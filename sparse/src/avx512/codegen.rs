@@ -7,6 +7,7 @@
 #![allow(clippy::useless_conversion)]
 
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
+use tilejit_kernels::codegen::{prefetch, ZmmAlloc, MXCSR_RNE_DAZ_FTZ};
 use tilejit_kernels::encoder::{
     kmovd_k_mem, kmovq_k_mem, kmovq_k_r64, EncodeError, EvexOp, Gpr, KReg, Mask, Mem, Scale, Zmm,
 };
@@ -50,17 +51,10 @@ const FRAME: i32 = 32;
 const C_ODD: i32 = 0;
 const C_SHIFT: i32 = 4;
 const C_MXCSR: i32 = 8;
-/// MXCSR inside the bf16 kernel: FTZ (bit 15), all exceptions masked,
-/// round to nearest even, DAZ (bit 6): the dense `Bf16Chains` value.
-const MXCSR_DAZ_FTZ: u32 = 0x9FC0;
 
 /// Row `i` (0..4) of A or C at ROWS, `disp` bytes in.
 fn row_mem(i: usize, disp: i32) -> Result<Mem, EncodeError> {
     Mem::row_of_four(ROWS, STRIDE, STRIDE3, i, disp)
-}
-
-fn prefetch(cb: &mut CodeBuilder, base: Gpr, disp: i32) {
-    dynasm!(cb.ops ; .arch x64 ; prefetcht0 [Rq(base.number()) + disp]);
 }
 
 /// zmm registers of a plan with `raw` expansion registers (and, bf16,
@@ -92,20 +86,6 @@ pub(super) fn temporaries(kind: SparseAvx512Kind, m: usize, p: usize) -> (usize,
     (raw, split)
 }
 
-/// Registers numbered from 0 in order of need.
-struct Alloc(u8);
-
-impl Alloc {
-    fn take(&mut self) -> Zmm {
-        let z = Zmm::new(self.0).expect("the register plan was checked against 32 zmm by validate()");
-        self.0 += 1;
-        z
-    }
-    fn grid(&mut self, rows: usize, cols: usize) -> Vec<Vec<Zmm>> {
-        (0..rows).map(|_| (0..cols).map(|_| self.take()).collect()).collect()
-    }
-}
-
 struct Plan {
     spec: SparseAvx512Spec,
     m: usize,
@@ -135,7 +115,7 @@ impl Plan {
     fn new(spec: &SparseAvx512Spec) -> Plan {
         let (kind, m, p) = (spec.kind, usize::from(spec.m_rows), usize::from(spec.panels_per_pass));
         let (n_raw, n_split) = temporaries(kind, m, p);
-        let mut r = Alloc(0);
+        let mut r = ZmmAlloc::new();
         let acc = r.grid(m, p);
         let bf16 = kind == SparseAvx512Kind::Bf16;
         let (even, odd) = if bf16 { (r.grid(m, p), r.grid(m, p)) } else { (Vec::new(), Vec::new()) };
@@ -330,7 +310,7 @@ impl Plan {
             for j in 0..w {
                 for line in 0..tmb / 64 {
                     let d = j as i32 * self.panel_mask_stride + i32::from(spec.prefetch_masks) * tmb + 64 * line;
-                    prefetch(cb, MASK, d);
+                    prefetch(cb, Mem::base_disp(MASK, d));
                 }
             }
         }
@@ -450,7 +430,7 @@ impl Plan {
             _ => unreachable!("row blocks are 1 row (int8) or 1-2 rows (bf16)"),
         }
         if self.spec.prefetch_values > 0 {
-            prefetch(cb, vptr, i32::from(self.spec.prefetch_values));
+            prefetch(cb, Mem::base_disp(vptr, i32::from(self.spec.prefetch_values)));
         }
         Ok(())
     }
@@ -571,7 +551,7 @@ pub(super) fn generate(spec: &SparseAvx512Spec) -> Result<JitCode, GenerateError
         ; ->consts:
         ; .u32 0xFFFF_0000u32 as i32 as u32
         ; .u32 16
-        ; .u32 MXCSR_DAZ_FTZ
+        ; .u32 MXCSR_RNE_DAZ_FTZ
     );
     let code = cb.finish(entry)?;
     code.dump_if_requested(&spec.name());
