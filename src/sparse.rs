@@ -26,10 +26,10 @@ use tilejit_sparse::avx512::{self as sparse_avx512, PreparedA, SparseAvx512Args}
 use tilejit_sparse::{Bf16, Element, Int8, SparseMatrix, PANEL_COLS};
 
 use crate::cpu::amx_ready;
-use crate::gemm::cache::KernelCache;
 use crate::gemm::dispatch::by_rows;
 use crate::gemm::{bytes, check_operands, gemm_bf16, gemm_int8, resolve_isa, GemmError, GemmOptions, SharedC};
 use crate::isa::{Isa, Op};
+use tilejit_kernels::cache::KernelCache;
 
 /// Sparsity (fraction of zero weights) from which [`SparseWeights`] stores
 /// the bitmap format. Measured (`tilejit bench --filter sparse`,

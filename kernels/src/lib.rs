@@ -25,6 +25,7 @@ macro_rules! arg_offset {
     };
 }
 
+pub mod cache;
 pub mod codegen;
 pub mod cpu;
 pub mod dense_amx;

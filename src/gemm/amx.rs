@@ -16,9 +16,9 @@ use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::{AlignedBytes, PackedB};
 use tilejit_kernels::spec::{CInit, ElemType};
 
-use super::cache::KernelCache;
 use super::{GemmError, GemmOptions, Problem, SharedC};
 use crate::cpu::amx_ready;
+use tilejit_kernels::cache::KernelCache;
 
 /// Lines per prefetch stream per K step: 2 x 64 bytes per ~64 cycles of
 /// TDPs covers a 32-row A slice over 16 N blocks and a B slice over a pass.

@@ -8,8 +8,7 @@
 //! B is read once per row group and K block. Threads take units of a few
 //! panels over the whole K (never a split of K), handed out dynamically.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use tilejit_kernels::dense_avx512::{int8_col_bias, DenseAvx512Args, DenseAvx512Kernel};
 use tilejit_kernels::dense_avx512::{Avx512Kind, DenseAvx512Spec};
@@ -17,8 +16,8 @@ use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::AlignedBytes;
 use tilejit_kernels::spec::CInit;
 
-use super::cache::KernelCache;
 use super::{GemmError, GemmOptions, Problem};
+use tilejit_kernels::cache::KernelCache;
 
 /// Rows of C per kernel call at most (the kernels take 1..=16).
 const MAX_ROWS: usize = 16;
@@ -115,11 +114,11 @@ struct Schedule {
 }
 
 fn schedule(key: PlanKey) -> Result<Arc<Schedule>, GemmError> {
-    static CACHE: OnceLock<Mutex<HashMap<PlanKey, Arc<Schedule>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(s) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return Ok(s.clone());
-    }
+    static CACHE: KernelCache<PlanKey, Schedule> = KernelCache::new();
+    CACHE.get(key, build_schedule)
+}
+
+fn build_schedule(key: PlanKey) -> Result<Schedule, GemmError> {
     let panels = key.n.div_ceil(16);
     // Work units of a few panels over the whole K, handed out dynamically:
     // a thread that starts late must not hold up the call. Each unit's K
@@ -144,8 +143,7 @@ fn schedule(key: PlanKey) -> Result<Arc<Schedule>, GemmError> {
         }
         units.push(calls);
     }
-    let s = Arc::new(Schedule { units, kernels });
-    Ok(cache.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert(s).clone())
+    Ok(Schedule { units, kernels })
 }
 
 /// One kernel call: `blocks` blocks of `spec` starting at `panel`, rows

@@ -8,7 +8,6 @@
 
 mod amx;
 mod avx512;
-pub(crate) mod cache;
 pub mod dispatch;
 pub mod quant;
 mod scalar;

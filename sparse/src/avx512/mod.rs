@@ -103,10 +103,10 @@
 
 mod codegen;
 
-use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
+use tilejit_kernels::cache::KernelCache;
 use tilejit_kernels::cpu::{self, Feature, MissingFeatures};
 use tilejit_kernels::jit::{GenerateError, JitCode};
 use tilejit_kernels::pack::AlignedBytes;
@@ -789,20 +789,10 @@ impl SparseI8Weights {
     }
 }
 
-/// Kernels by spec, built once per process (bounded: cleared when full).
+/// Kernels by spec, built once per process ([`KernelCache`], bounded).
 fn cached(spec: SparseAvx512Spec) -> Result<Arc<SparseAvx512Kernel>, Avx512Error> {
-    const MAX_KERNELS: usize = 512;
-    static CACHE: OnceLock<Mutex<HashMap<SparseAvx512Spec, Arc<SparseAvx512Kernel>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(k) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&spec) {
-        return Ok(k.clone());
-    }
-    let kernel = Arc::new(SparseAvx512Kernel::generate(spec)?);
-    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if map.len() >= MAX_KERNELS {
-        map.clear();
-    }
-    Ok(map.entry(spec).or_insert(kernel).clone())
+    static CACHE: KernelCache<SparseAvx512Spec, SparseAvx512Kernel> = KernelCache::new();
+    CACHE.get(spec, SparseAvx512Kernel::generate)
 }
 
 /// The kernel [`gemm_bf16`] / [`gemm_i8`] use for `m_rows` rows of `w`

@@ -17,8 +17,8 @@ use tilejit_kernels::quant_amx::{
 };
 
 use crate::cpu::amx_ready;
-use crate::gemm::cache::KernelCache;
 use crate::gemm::{GemmError, SharedC};
+use tilejit_kernels::cache::KernelCache;
 
 /// Panels per work unit: 4 x 16 columns x K of B (128 KiB of Q4 at K = 4096).
 const PANELS_PER_UNIT: usize = 4;

@@ -11,9 +11,9 @@ use tilejit_kernels::quant_avx512::{
     TERM_WORDS,
 };
 
-use crate::gemm::cache::KernelCache;
 use crate::gemm::GemmError;
 use crate::isa::Isa;
+use tilejit_kernels::cache::KernelCache;
 
 /// Rows per kernel call at most.
 const MAX_ROWS: usize = 4;
