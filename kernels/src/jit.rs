@@ -4,7 +4,8 @@
 //! read+execute on `finalize`, so generated code is never writable and
 //! executable at the same time (DESIGN.md, "unsafe").
 
-use dynasmrt::{dynasm, x64::Assembler, AssemblyOffset, DynasmApi, ExecutableBuffer};
+use dynasmrt::mmap::MutableBuffer;
+use dynasmrt::{dynasm, x64::X64Relocation, AssemblyOffset, DynasmApi, ExecutableBuffer, VecAssembler};
 
 use crate::encoder::{Encoded, Gpr};
 use crate::tile_config::TileConfig;
@@ -27,14 +28,17 @@ pub enum GenerateError {
     Assembler(String),
 }
 
-/// An assembler that also takes our encoder's instructions.
+/// An assembler that also takes our encoder's instructions. It assembles
+/// into plain bytes (position independent: jumps and constants are
+/// RIP-relative), so a kernel can be produced and inspected as data
+/// ([`Self::finish_bytes`]) or mapped executable ([`Self::finish`]).
 pub struct CodeBuilder {
-    pub ops: Assembler,
+    pub ops: VecAssembler<X64Relocation>,
 }
 
 impl CodeBuilder {
     pub fn new() -> Result<CodeBuilder, GenerateError> {
-        Ok(CodeBuilder { ops: Assembler::new()? })
+        Ok(CodeBuilder { ops: VecAssembler::new(0) })
     }
 
     /// Appends one instruction built by [`crate::encoder`].
@@ -81,12 +85,23 @@ impl CodeBuilder {
     /// Finishes assembly and maps the code read+execute.
     ///
     /// # Errors
-    /// An unresolved label (the commit resolves labels and reports it;
-    /// `finalize` alone would panic on it), or the buffer still in use.
-    pub fn finish(mut self, entry: AssemblyOffset) -> Result<JitCode, GenerateError> {
-        self.ops.commit().map_err(|e| GenerateError::Assembler(format!("resolving labels: {e}")))?;
-        let buffer = self.ops.finalize().map_err(|_| GenerateError::Assembler("finalize failed".into()))?;
-        Ok(JitCode { buffer, entry })
+    /// An unresolved label (a typed error, not dynasmrt's panic), or
+    /// executable memory that cannot be mapped.
+    pub fn finish(self, entry: AssemblyOffset) -> Result<JitCode, GenerateError> {
+        let bytes = self.finish_bytes()?;
+        let mut buffer = MutableBuffer::new(bytes.len())?;
+        buffer.set_len(bytes.len());
+        buffer.copy_from_slice(&bytes);
+        Ok(JitCode { buffer: buffer.make_exec()?, entry })
+    }
+
+    /// The code as plain bytes, nothing mapped executable (for tests,
+    /// dumps and emulation).
+    ///
+    /// # Errors
+    /// An unresolved label.
+    pub fn finish_bytes(self) -> Result<Vec<u8>, GenerateError> {
+        self.ops.finalize().map_err(|e| GenerateError::Assembler(format!("resolving labels: {e}")))
     }
 }
 
@@ -178,5 +193,24 @@ mod tests {
         let entry = cb.offset();
         dynasm!(cb.ops ; .arch x64 ; jmp >done ; done: ; ret);
         assert!(cb.finish(entry).is_ok());
+    }
+
+    /// The bytes are position independent, so the plain-data form and the
+    /// mapped one are the same code.
+    #[test]
+    fn plain_bytes_are_the_mapped_code() {
+        let build = || {
+            let mut cb = CodeBuilder::new().unwrap();
+            dynasm!(cb.ops ; .arch x64 ; lea rax, [>consts] ; mov eax, [rax] ; jmp >out ; out: ; ret ; .align 8 ; consts: ; .u32 0x1234_5678);
+            cb
+        };
+        let bytes = build().finish_bytes().unwrap();
+        let mapped = build().finish(AssemblyOffset(0)).unwrap();
+        assert_eq!(mapped.bytes(), &bytes[..]);
+        assert_eq!(&bytes[bytes.len() - 4..], &0x1234_5678u32.to_le_bytes());
+        // SAFETY: the code above takes no arguments, reads its own constant
+        // and returns it in eax.
+        let f: extern "sysv64" fn() -> u32 = unsafe { std::mem::transmute(mapped.entry_ptr()) };
+        assert_eq!(f(), 0x1234_5678);
     }
 }
