@@ -385,25 +385,27 @@ impl<'m> Session<'m> {
     }
 }
 
-/// `f(i, row i)` for the `width`-wide rows of `data`, rows interleaved
-/// over `threads` (row i of a prompt's attention costs i + pos, so
-/// interleaving balances it). Each row is one thread's whole work, in the
+/// `f(i, row i)` for the `width`-wide rows of `data`, each row a work unit
+/// of [`crate::threads::run_units`] (handed out dynamically, which also
+/// balances a prompt's attention, where row i costs i + pos). Each row is one thread's whole work, in the
 /// one-thread order: the thread count changes speed, never bits.
 fn par_rows(threads: usize, data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let m = data.len() / width;
-    let threads = threads.min(m).max(1);
-    if threads == 1 {
+    if threads <= 1 {
         data.chunks_exact_mut(width).enumerate().for_each(|(i, row)| f(i, row));
         return;
     }
-    // One uncontended lock per row hands each thread its rows safely.
+    // Rows are the work units; one uncontended lock per row hands each to
+    // its thread safely.
     let rows: Vec<std::sync::Mutex<&mut [f32]>> = data.chunks_exact_mut(width).map(std::sync::Mutex::new).collect();
-    crate::threads::run_parallel::<std::convert::Infallible>(threads, |t| {
-        for i in (t..m).step_by(threads) {
+    crate::threads::run_units::<_, std::convert::Infallible>(
+        threads,
+        rows.len(),
+        || (),
+        |_, i| {
             f(i, &mut rows[i].lock().unwrap_or_else(|p| p.into_inner()));
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
     .unwrap_or_else(|never| match never {});
 }
 
@@ -478,21 +480,21 @@ impl<'a> Activations<'a> {
             stop(self.prof, "activation quantisation", self.layer, t);
             a
         };
+        let timed = |gemm: &mut dyn FnMut() -> Result<(), GemmError>| -> Result<(), ModelError> {
+            let t = start(self.prof);
+            gemm()?;
+            stop(self.prof, role, self.layer, t);
+            Ok(())
+        };
         let q = match &w.weights {
             LinearWeights::Quant(q) => q,
             LinearWeights::Bf16(b) => {
                 let a = bf16_activations();
-                let t = start(self.prof);
-                gemm_bf16(self.m, &a, self.k, b, out, b.n(), false, opts)?;
-                stop(self.prof, role, self.layer, t);
-                return Ok(());
+                return timed(&mut || gemm_bf16(self.m, &a, self.k, b, out, b.n(), false, opts));
             }
             LinearWeights::SparseBf16(s) => {
                 let a = bf16_activations();
-                let t = start(self.prof);
-                gemm_sparse_bf16(self.m, &a, self.k, s, out, s.n(), false, opts)?;
-                stop(self.prof, role, self.layer, t);
-                return Ok(());
+                return timed(&mut || gemm_sparse_bf16(self.m, &a, self.k, s, out, s.n(), false, opts));
             }
         };
         let format = q.format().activations();
