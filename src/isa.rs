@@ -7,7 +7,7 @@
 //! can run is asked per kernel family ([`Op`]), from the extensions that
 //! family's generated code executes.
 
-use crate::cpu::{amx_ready, require, CpuFeatures};
+use crate::cpu::{amx_ready, require, AmxUnavailable, CpuFeatures, MissingFeatures};
 use tilejit_kernels::dense_avx512::Avx512Kind;
 use tilejit_kernels::spec::{ElemType, Int8Sign};
 use tilejit_sparse::amx::SparseKind;
@@ -44,7 +44,7 @@ pub enum IsaError {
     #[error("TILEJIT_ISA={0:?} is not an ISA: use scalar, avx512 or amx")]
     UnknownName(String),
     #[error("TILEJIT_ISA={isa} forces an ISA this machine cannot run: {reason}")]
-    Unavailable { isa: Isa, reason: String },
+    Unavailable { isa: Isa, reason: Unsupported },
     #[error(transparent)]
     BadHide(#[from] crate::cpu::UnknownHideName),
 }
@@ -105,29 +105,46 @@ impl std::fmt::Display for Op {
     }
 }
 
-/// Whether the `op` kernels can run on `isa` here, and if not, why (one
-/// line naming each missing extension and why it is missing).
-pub fn availability_for(isa: Isa, op: Op) -> Result<(), String> {
+/// Why a path cannot run on this machine: a fact about the CPU, the OS or
+/// `TILEJIT_HIDE`, never about the caller's input (input errors are the
+/// callers' own types, e.g. `GemmError::Shape`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unsupported {
+    /// The family has no kernel on this ISA (e.g. VDPBF16PS semantics on
+    /// AMX, whose TDPBF16PS rounds differently).
+    #[error("the {op} has no {isa} kernel")]
+    NoKernel { op: Op, isa: Isa },
+    /// The kernels execute extensions this machine lacks (each named, with why).
+    #[error("the {isa} {kernels} kernels need {missing}")]
+    MissingFeatures { isa: Isa, kernels: &'static str, missing: MissingFeatures },
+    /// Tile state or permission is missing.
+    #[error(transparent)]
+    Amx(#[from] AmxUnavailable),
+}
+
+/// Whether the `op` kernels can run on `isa` here, and if not, why (each
+/// missing extension named, with why it is missing).
+pub fn availability_for(isa: Isa, op: Op) -> Result<(), Unsupported> {
     let Some(needs) = op.features(isa) else {
-        return Err(format!("the {op} has no {isa} kernel"));
+        return Err(Unsupported::NoKernel { op, isa });
     };
     if isa == Isa::Amx {
-        amx_ready().map_err(|e| e.0)?;
+        amx_ready()?;
     }
-    require(needs).map_err(|missing| format!("the {isa} {op} kernels need {missing}"))
+    require(needs).map_err(|missing| Unsupported::MissingFeatures { isa, kernels: op.name(), missing })
 }
 
 /// Whether some kernel family can run on `isa` here (AMX: tile state and
-/// permission; AVX-512: F and BW), and if not, why (one line). A call
-/// asks [`availability_for`] its own family.
-pub fn availability(isa: Isa) -> Result<(), String> {
+/// permission; AVX-512: F and BW), and if not, why. A call asks
+/// [`availability_for`] its own family.
+pub fn availability(isa: Isa) -> Result<(), Unsupported> {
     use crate::cpu::Feature;
     match isa {
         Isa::Scalar => Ok(()),
-        Isa::Avx512 => {
-            require(&[Feature::Avx512F, Feature::Avx512Bw]).map_err(|m| format!("the AVX-512 kernels need {m}"))
-        }
-        Isa::Amx => amx_ready().map_err(|e| e.0),
+        Isa::Avx512 => require(&[Feature::Avx512F, Feature::Avx512Bw])
+            .map_err(|missing| Unsupported::MissingFeatures { isa, kernels: "GEMM", missing }),
+        Isa::Amx => Ok(amx_ready()?),
     }
 }
 
@@ -184,7 +201,10 @@ mod tests {
         assert_eq!(availability(Isa::Scalar), Ok(()));
         match availability(Isa::Amx) {
             Ok(()) => eprintln!("amx available here"),
-            Err(reason) => assert!(!reason.is_empty() && !reason.contains('\n'), "one-line reason: {reason:?}"),
+            Err(reason) => {
+                let line = reason.to_string();
+                assert!(!line.is_empty() && !line.contains('\n'), "one-line reason: {line:?}")
+            }
         }
     }
 }

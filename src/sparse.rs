@@ -27,7 +27,9 @@ use tilejit_sparse::{Bf16, Element, Int8, SparseMatrix, PANEL_COLS};
 
 use crate::cpu::amx_ready;
 use crate::gemm::dispatch::by_rows;
-use crate::gemm::{bytes, check_operands, gemm_bf16, gemm_int8, resolve_isa, GemmError, GemmOptions, SharedC};
+use crate::gemm::{
+    bytes, check_operands, gemm_bf16, gemm_int8, resolve_isa, GemmError, GemmOptions, ShapeError, SharedC,
+};
 use crate::isa::{Isa, Op};
 use tilejit_kernels::cache::KernelCache;
 
@@ -170,9 +172,7 @@ impl SparseWeights<Int8> {
 
 fn zero_fraction(zeros: impl Iterator<Item = bool>, k: usize, n: usize, len: usize) -> Result<f64, GemmError> {
     if k == 0 || n == 0 || k.checked_mul(n) != Some(len) {
-        return Err(GemmError::Shape(format!(
-            "B has {len} elements; K x N = {k} x {n} (both >= 1) needs exactly that"
-        )));
+        return Err(ShapeError::Weights { len, k, n }.into());
     }
     Ok(zeros.filter(|&z| z).count() as f64 / len as f64)
 }
@@ -198,7 +198,7 @@ pub fn gemm_sparse_bf16(
     accumulate: bool,
     opts: &GemmOptions,
 ) -> Result<(), GemmError> {
-    check_operands(m, w.n, w.k, (2 * a.len(), lda, 2), (4 * c.len(), ldc))?;
+    check_operands(m, w.n, w.k, (a.len(), lda), (c.len(), ldc))?;
     // Weights kept dense take the dense path and its own ISA choice.
     let matrix = match &w.repr {
         Repr::Dense(b) => return gemm_bf16(m, a, lda, b, c, ldc, accumulate, opts),
@@ -236,7 +236,7 @@ pub fn gemm_sparse_i8(
     accumulate: bool,
     opts: &GemmOptions,
 ) -> Result<(), GemmError> {
-    check_operands(m, w.n, w.k, (a.len(), lda, 1), (4 * c.len(), ldc))?;
+    check_operands(m, w.n, w.k, (a.len(), lda), (c.len(), ldc))?;
     let a_bytes = bytes(a);
     let (matrix, col_bias) = match &w.repr {
         Repr::Dense(b) => return gemm_int8(Int8Sign::SS, m, a_bytes, lda, b, c, ldc, accumulate, opts),

@@ -8,7 +8,7 @@ use common::gate;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
 use tilejit::gemm::{gemm_bf16, gemm_bf16_dot, gemm_int8, GemmError, GemmOptions};
-use tilejit::isa::{Isa, Op};
+use tilejit::isa::{Isa, Op, Unsupported};
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::spec::Int8Sign;
 use tilejit_verify::{fill_bf16, fill_i8, Bf16Dist};
@@ -103,7 +103,7 @@ proptest! {
         let mut c = vec![0f32; m * n];
         let amx = GemmOptions { isa: Some(Isa::Amx), ..GemmOptions::default() };
         let refused = gemm_bf16_dot(m, &a, k, &packed, &mut c, n, true, &amx);
-        prop_assert!(matches!(refused, Err(GemmError::IsaUnavailable { isa: Isa::Amx, .. })), "{refused:?}");
+        prop_assert!(matches!(refused, Err(GemmError::Unsupported { isa: Isa::Amx, reason: Unsupported::NoKernel { op: Op::Bf16Dot, .. } })), "{refused:?}");
         assert_all_equal(&format!("bf16 dot {dist:?} {m}x{n}x{k}"), &runs)?;
     }
 

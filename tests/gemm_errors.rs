@@ -1,7 +1,7 @@
 //! Bad input to the GEMM API gets a typed error that says what is wrong,
 //! never a panic or an out-of-bounds access, on every ISA path.
 
-use tilejit::gemm::{gemm_bf16, gemm_int8, GemmError, GemmOptions};
+use tilejit::gemm::{gemm_bf16, gemm_int8, GemmError, GemmOptions, ShapeError};
 mod common;
 
 use tilejit::isa::{Isa, Op};
@@ -20,11 +20,15 @@ fn paths() -> Vec<GemmOptions> {
         .collect()
 }
 
-fn shape_error(r: Result<(), GemmError>, what: &str) {
+fn shape_error(r: Result<(), GemmError>, want: ShapeError) {
     match r {
-        Err(GemmError::Shape(msg)) => assert!(msg.contains(what), "{msg:?} should mention {what:?}"),
-        other => panic!("expected a shape error mentioning {what:?}, got {other:?}"),
+        Err(GemmError::Shape(e)) => assert_eq!(e, want),
+        other => panic!("expected {want:?}, got {other:?}"),
     }
+}
+
+fn short(what: &'static str, len: usize, rows: usize, row: usize, stride: usize) -> ShapeError {
+    ShapeError::Short { what, len, rows, row, stride }
 }
 
 #[test]
@@ -34,18 +38,36 @@ fn shapes_that_do_not_fit_their_buffers_are_rejected() {
     for opts in paths() {
         let a = vec![1u8; 3 * k];
         let mut c = vec![0i32; 3 * n];
-        shape_error(gemm_int8(Int8Sign::SS, 0, &a, k, &b, &mut c, n, false, &opts), "m must be at least 1");
-        shape_error(gemm_int8(Int8Sign::SS, 3, &a, k - 1, &b, &mut c, n, false, &opts), "lda");
-        shape_error(gemm_int8(Int8Sign::SS, 3, &a, k, &b, &mut c, n - 1, false, &opts), "ldc");
-        shape_error(gemm_int8(Int8Sign::SS, 4, &a, k, &b, &mut c, n, false, &opts), "A has 120 elements");
-        shape_error(gemm_int8(Int8Sign::SS, 3, &a, k, &b, &mut c[..3 * n - 1], n, false, &opts), "C has 71 elements");
+        shape_error(gemm_int8(Int8Sign::SS, 0, &a, k, &b, &mut c, n, false, &opts), ShapeError::NoRows);
+        shape_error(
+            gemm_int8(Int8Sign::SS, 3, &a, k - 1, &b, &mut c, n, false, &opts),
+            ShapeError::Stride { what: "lda", stride: k - 1, row: k },
+        );
+        shape_error(
+            gemm_int8(Int8Sign::SS, 3, &a, k, &b, &mut c, n - 1, false, &opts),
+            ShapeError::Stride { what: "ldc", stride: n - 1, row: n },
+        );
+        shape_error(gemm_int8(Int8Sign::SS, 4, &a, k, &b, &mut c, n, false, &opts), short("A", 120, 4, k, k));
+        shape_error(
+            gemm_int8(Int8Sign::SS, 3, &a, k, &b, &mut c[..3 * n - 1], n, false, &opts),
+            short("C", 71, 3, n, n),
+        );
         // Strides whose products overflow must not wrap into "fits".
-        shape_error(gemm_int8(Int8Sign::SS, 3, &a, usize::MAX / 2 + 1, &b, &mut c, n, false, &opts), "A has");
-        shape_error(gemm_int8(Int8Sign::SS, 3, &a, k, &b, &mut c, usize::MAX / 4 + 1, false, &opts), "C has");
+        shape_error(
+            gemm_int8(Int8Sign::SS, 3, &a, usize::MAX / 2 + 1, &b, &mut c, n, false, &opts),
+            short("A", 120, 3, k, usize::MAX / 2 + 1),
+        );
+        shape_error(
+            gemm_int8(Int8Sign::SS, 3, &a, k, &b, &mut c, usize::MAX / 4 + 1, false, &opts),
+            short("C", 72, 3, n, usize::MAX / 4 + 1),
+        );
         let a16 = vec![0x3f80u16; 3 * k];
         let mut cf = vec![0f32; 3 * n];
         let b16 = PackedB::pack_bf16(&vec![0x3f80; k * n], k, n, n, BLayout::default()).unwrap();
-        shape_error(gemm_bf16(3, &a16, usize::MAX / 2 + 1, &b16, &mut cf, n, false, &opts), "A has");
+        shape_error(
+            gemm_bf16(3, &a16, usize::MAX / 2 + 1, &b16, &mut cf, n, false, &opts),
+            short("A", 120, 3, k, usize::MAX / 2 + 1),
+        );
     }
 }
 
@@ -115,7 +137,7 @@ fn any_thread_count_runs_and_gives_the_one_thread_bits() {
             }
             if quant {
                 let mut cf = vec![0f32; m * n];
-                gemm_quant(&qw, &qa, &mut cf, &opts).unwrap();
+                gemm_quant(&qw, &qa, &mut cf, qw.n(), &opts).unwrap();
                 outs.push(cf.iter().map(|v| v.to_bits()).collect());
             }
             outs
@@ -141,7 +163,46 @@ fn an_unsupported_blocking_is_refused_on_every_path() {
         for m in [1, 64] {
             let opts = GemmOptions { blocking: bad, ..base };
             let mut c = vec![0i32; m * n];
-            shape_error(gemm_int8(Int8Sign::SS, m, &vec![1u8; m * k], k, &b, &mut c, n, false, &opts), "blocking 3x3");
+            let err = gemm_int8(Int8Sign::SS, m, &vec![1u8; m * k], k, &b, &mut c, n, false, &opts).unwrap_err();
+            assert!(matches!(err, GemmError::Blocking { blocking } if blocking == bad), "{err:?}");
+            assert!(err.to_string().contains("blocking 3x3"), "{err}");
+        }
+    }
+}
+
+/// The quantized calls take C as the dense ones do: `m` rows `ldc >= n`
+/// apart, the columns past N untouched, the same bits as a dense C.
+#[test]
+fn quantized_calls_take_c_with_a_row_stride() {
+    use tilejit::gemm::{gemm_quant, quantize_activations, quantize_weights, QuantWeights};
+    use tilejit::kernels::quant_avx512::{QuantActivations, WeightFormat};
+    let (m, k, n, ldc) = (6, 64, 40, 47);
+    let x: Vec<f32> = (0..m * k).map(|i| (i % 11) as f32 - 5.0).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| (i % 19) as f32 * 0.02 - 0.2).collect();
+    for format in [WeightFormat::Q8_0, WeightFormat::Q4_0, WeightFormat::Q4_1] {
+        let qw = QuantWeights::from_gguf(format, &quantize_weights(format, &w), n, k).unwrap();
+        let af = format.activations();
+        let qa = QuantActivations::from_gguf(af, &quantize_activations(af, &x), m, k).unwrap();
+        for isa in [Isa::Scalar, Isa::Avx512, Isa::Amx] {
+            if !common::gate("quantized_calls_take_c_with_a_row_stride", isa, Op::Quant) {
+                continue;
+            }
+            let opts = GemmOptions { isa: Some(isa), ..GemmOptions::default() };
+            let mut dense = vec![0f32; m * n];
+            gemm_quant(&qw, &qa, &mut dense, n, &opts).unwrap();
+            const PAD: f32 = -7.25;
+            let mut strided = vec![PAD; (m - 1) * ldc + n];
+            gemm_quant(&qw, &qa, &mut strided, ldc, &opts).unwrap();
+            for i in 0..m {
+                let row: Vec<u32> = strided[i * ldc..i * ldc + n].iter().map(|v| v.to_bits()).collect();
+                let want: Vec<u32> = dense[i * n..(i + 1) * n].iter().map(|v| v.to_bits()).collect();
+                assert_eq!(row, want, "{format:?} {isa}: row {i}");
+                if i + 1 < m {
+                    assert!(strided[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == PAD), "{isa}: padding of row {i}");
+                }
+            }
+            let err = gemm_quant(&qw, &qa, &mut strided[..(m - 1) * ldc + n - 1], ldc, &opts).unwrap_err();
+            assert!(matches!(err, GemmError::Shape(ShapeError::Short { what: "C", .. })), "{err:?}");
         }
     }
 }

@@ -86,7 +86,7 @@ fn both(
     let sums: &[f32] = if f.has_min() { split.sums() } else { &[] };
     let acts = AmxActivations::new(m, k, split.quants(), split.scales(), sums).unwrap();
     let mut got = vec![f32::NAN; m * n];
-    gemm_quant_amx(&packed, &acts, &mut got, threads, tile_rows).unwrap();
+    gemm_quant_amx(&packed, &acts, &mut got, n, threads, tile_rows).unwrap();
     (got, want)
 }
 
@@ -156,13 +156,13 @@ fn bad_shapes_are_typed_errors() {
     let acts = AmxActivations::new(2, 64, &[0; 128], &[0.0; 4], &[]).unwrap();
     let short = AmxActivations::new(2, 32, &[0; 64], &[0.0; 2], &[]).unwrap();
     let mut c = vec![0f32; 6];
-    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 0, 12), Err(GemmError::Threads)));
-    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c[..5], 1, 12), Err(GemmError::Shape(_))));
-    assert!(matches!(gemm_quant_amx(&packed, &short, &mut c, 1, 12), Err(GemmError::Shape(_))));
-    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 1, 17), Err(GemmError::Quant(_))));
+    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 3, 0, 12), Err(GemmError::Threads)));
+    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c[..5], 3, 1, 12), Err(GemmError::Shape(_))));
+    assert!(matches!(gemm_quant_amx(&packed, &short, &mut c, 3, 1, 12), Err(GemmError::Shape(_))));
+    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 3, 1, 17), Err(GemmError::Quant(_))));
     let w41 = weight_rows(WeightFormat::Q4_1, 3, 64, 0, &mut StdRng::seed_from_u64(2));
     let p41 = PackedQuant::from_gguf(WeightFormat::Q4_1, &w41, 3, 64).unwrap();
-    let err = gemm_quant_amx(&p41, &acts, &mut c, 1, 12).unwrap_err();
+    let err = gemm_quant_amx(&p41, &acts, &mut c, 3, 1, 12).unwrap_err();
     assert!(err.to_string().contains("Q8_1"), "{err}");
     assert!(AmxActivations::new(2, 64, &[0; 127], &[0.0; 4], &[]).is_err());
 }

@@ -13,7 +13,7 @@ use common::{gate, Flush, Guarded};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{
-    bf16_from_f32, dequantize_rows_to_bf16, gemm_dequant_bf16, GemmError, GemmOptions, PackedDequantBf16,
+    bf16_from_f32, dequantize_rows_to_bf16, gemm_dequant_bf16, GemmError, GemmOptions, PackedDequantBf16, ShapeError,
 };
 use tilejit::isa::{Isa, Op};
 use tilejit::kernels::pack::{BLayout, PackError};
@@ -186,7 +186,7 @@ fn run(
     let a_g = Guarded::new(a, flush);
     let mut c_g = Guarded::new(&vec![f32::from_bits(0x7FC0_DEAD); m * w.n()], flush);
     let opts = GemmOptions { isa: Some(isa), threads, ..GemmOptions::default() };
-    gemm_dequant_bf16(w, a_g.as_slice(), m, c_g.as_mut_slice(), &opts)?;
+    gemm_dequant_bf16(w, a_g.as_slice(), m, c_g.as_mut_slice(), w.n(), &opts)?;
     Ok(c_g.as_slice().to_vec())
 }
 
@@ -382,20 +382,24 @@ fn bad_calls_are_typed_errors_on_every_path() {
     let w = PackedDequantBf16::from_gguf(BlockType::Q8_0, &vec![0x3C; n * 68], n, k).unwrap();
     let a = vec![1.0f32; 3 * k];
     let mut c = vec![0f32; 3 * n];
-    let shape = |r: Result<(), GemmError>, what: &str| match r {
-        Err(GemmError::Shape(msg)) => assert!(msg.contains(what), "{msg:?} should mention {what:?}"),
-        other => panic!("expected a shape error mentioning {what:?}, got {other:?}"),
+    let shape = |r: Result<(), GemmError>, want: ShapeError| match r {
+        Err(GemmError::Shape(e)) => assert_eq!(e, want),
+        other => panic!("expected {want:?}, got {other:?}"),
     };
+    let short = |what, len, rows, row| ShapeError::Short { what, len, rows, row, stride: row };
     for isa in paths("quant_bf16_errors") {
         let opts = GemmOptions { isa: Some(isa), ..GemmOptions::default() };
-        shape(gemm_dequant_bf16(&w, &a, 0, &mut c, &opts), "m must be at least 1");
-        shape(gemm_dequant_bf16(&w, &a[1..], 3, &mut c, &opts), "A has 191 elements");
-        shape(gemm_dequant_bf16(&w, &a, 2, &mut c, &opts), "A has 192 elements; 2 rows");
-        shape(gemm_dequant_bf16(&w, &a, 3, &mut c[1..], &opts), "C has 59 elements");
-        shape(gemm_dequant_bf16(&w, &a, usize::MAX, &mut c, &opts), "A has");
+        shape(gemm_dequant_bf16(&w, &a, 0, &mut c, n, &opts), ShapeError::NoRows);
+        shape(gemm_dequant_bf16(&w, &a[1..], 3, &mut c, n, &opts), short("A", 191, 3, k));
+        shape(
+            gemm_dequant_bf16(&w, &a, 3, &mut c, n - 1, &opts),
+            ShapeError::Stride { what: "ldc", stride: n - 1, row: n },
+        );
+        shape(gemm_dequant_bf16(&w, &a, 3, &mut c[1..], n, &opts), short("C", 59, 3, n));
+        shape(gemm_dequant_bf16(&w, &a, usize::MAX, &mut c, n, &opts), short("A", 192, usize::MAX, k));
         let zero = GemmOptions { threads: 0, ..opts };
-        assert!(matches!(gemm_dequant_bf16(&w, &a, 3, &mut c, &zero), Err(GemmError::Threads)));
-        gemm_dequant_bf16(&w, &a, 3, &mut c, &opts).unwrap();
+        assert!(matches!(gemm_dequant_bf16(&w, &a, 3, &mut c, n, &zero), Err(GemmError::Threads)));
+        gemm_dequant_bf16(&w, &a, 3, &mut c, n, &opts).unwrap();
         // 64 * 1.0 * bf16(d * q), d = f16 0x3C3C = 1.05859375, q = 0x3C = 60: 63.515625 -> bf16 63.5.
         assert!(c.iter().all(|&x| x == 64.0 * 63.5), "{isa}: {:?}", &c[..4]);
     }

@@ -56,7 +56,7 @@ proptest! {
         gemm_quant(wt, at, m, n, k, &a_bytes, &w_bytes, &mut expected).unwrap();
         for threads in [1, 2, 3, 7] {
             let mut c = vec![f32::from_bits(0x7FC0_DEAD); m * n];
-            gemm_quant_avx512(&w, &a, &mut c, threads).unwrap();
+            gemm_quant_avx512(&w, &a, &mut c, n, threads).unwrap();
             let first = first_mismatch(&expected, &c);
             prop_assert!(first.is_none(), "{format:?} {m}x{n}x{k}, {threads} threads: C[{}] = {:#x}, oracle {:#x}",
                 first.unwrap(), c[first.unwrap()].to_bits(), expected[first.unwrap()].to_bits());
@@ -81,7 +81,7 @@ fn many_panels_many_threads() {
         gemm_quant(wt, at, m, n, k, &a_bytes, &w_bytes, &mut expected).unwrap();
         for threads in [1, 2, 3, 7] {
             let mut c = vec![f32::NAN; m * n];
-            gemm_quant_avx512(&w, &a, &mut c, threads).unwrap();
+            gemm_quant_avx512(&w, &a, &mut c, n, threads).unwrap();
             if let Some(i) = first_mismatch(&expected, &c) {
                 panic!(
                     "{format:?} {m}x{n}x{k}, {threads} threads: C[{i}] = {:#x}, oracle {:#x}",
@@ -99,16 +99,16 @@ fn bad_shapes_and_pairs_are_typed_errors() {
     let w = PackedQuant::from_q8_0(&quantize_row_q8_0(&vec![0.5; n * k]), n, k).unwrap();
     let a = QuantActivations::from_q8_0(&quantize_row_q8_0(&vec![1.0; 2 * k]), 2, k).unwrap();
     let mut c = vec![0f32; 2 * n];
-    assert!(matches!(gemm_quant_avx512(&w, &a, &mut c, 0), Err(GemmError::Threads)));
-    assert!(matches!(gemm_quant_avx512(&w, &a, &mut c[..2 * n - 1], 1), Err(GemmError::Shape(_))));
+    assert!(matches!(gemm_quant_avx512(&w, &a, &mut c, n, 0), Err(GemmError::Threads)));
+    assert!(matches!(gemm_quant_avx512(&w, &a, &mut c[..2 * n - 1], n, 1), Err(GemmError::Shape(_))));
     let short = QuantActivations::from_q8_0(&quantize_row_q8_0(&[1.0; 32]), 1, 32).unwrap();
-    let err = gemm_quant_avx512(&w, &short, &mut c[..n], 1).unwrap_err();
+    let err = gemm_quant_avx512(&w, &short, &mut c[..n], n, 1).unwrap_err();
     assert!(err.to_string().contains("weights have k = 64"), "{err}");
     // Q4_1 weights need Q8_1 activations; Q8_0 / Q4_0 weights need Q8_0.
     let w41 = PackedQuant::from_q4_1(&quantize_row_q4_1(&vec![0.5; n * k]), n, k).unwrap();
     let a81 = QuantActivations::from_q8_1(&quantize_row_q8_1(&vec![1.0; 2 * k]), 2, k).unwrap();
     for (w, a, af) in [(&w41, &a, ActivationFormat::Q8_0), (&w, &a81, ActivationFormat::Q8_1)] {
-        let err = gemm_quant_avx512(w, a, &mut c, 1).unwrap_err();
+        let err = gemm_quant_avx512(w, a, &mut c, n, 1).unwrap_err();
         assert!(
             matches!(err, GemmError::Quant(QuantPackError::UnsupportedPair { weights, activations })
                 if weights == w.format() && activations == af),
@@ -134,15 +134,15 @@ fn gemm_quant_errors_on_every_path() {
         }
         let opts = GemmOptions { isa: Some(isa), ..GemmOptions::default() };
         let mut c = vec![0f32; 2 * n];
-        let pair = gemm_quant(&w41, &a80, &mut c, &opts).unwrap_err();
+        let pair = gemm_quant(&w41, &a80, &mut c, n, &opts).unwrap_err();
         assert!(matches!(pair, GemmError::Quant(QuantPackError::UnsupportedPair { .. })), "{isa}: {pair}");
-        let kk = gemm_quant(&w80, &short, &mut c[..n], &opts).unwrap_err();
+        let kk = gemm_quant(&w80, &short, &mut c[..n], n, &opts).unwrap_err();
         assert!(matches!(kk, GemmError::Shape(_)), "{isa}: {kk}");
-        let len = gemm_quant(&w80, &a80, &mut c[..2 * n - 1], &opts).unwrap_err();
+        let len = gemm_quant(&w80, &a80, &mut c[..2 * n - 1], n, &opts).unwrap_err();
         assert!(matches!(len, GemmError::Shape(_)), "{isa}: {len}");
         let zero = GemmOptions { threads: 0, ..opts };
-        assert!(matches!(gemm_quant(&w80, &a80, &mut c, &zero), Err(GemmError::Threads)), "{isa}");
-        gemm_quant(&w80, &a80, &mut c, &opts).unwrap();
+        assert!(matches!(gemm_quant(&w80, &a80, &mut c, n, &zero), Err(GemmError::Threads)), "{isa}");
+        gemm_quant(&w80, &a80, &mut c, n, &opts).unwrap();
     }
     assert!(QuantWeights::from_gguf(WeightFormat::Q8_0, &[0; 33], 1, 32).is_err());
     assert!(QuantWeights::from_gguf(WeightFormat::Q8_0, &[0; 34], 1, 33).is_err());

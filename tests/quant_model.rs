@@ -70,7 +70,7 @@ fn every_linear_weight_of_smollm2_is_bit_exact_on_every_path() {
                     }
                     let mut got = vec![f32::NAN; m * n];
                     let opts = GemmOptions { threads: 2, isa, ..GemmOptions::default() };
-                    gemm_quant(&w, &a, &mut got, &opts).unwrap();
+                    gemm_quant(&w, &a, &mut got, w.n(), &opts).unwrap();
                     if let Some(i) = got.iter().zip(&want).position(|(g, o)| g.to_bits() != o.to_bits()) {
                         panic!(
                             "{} as {} ({m} x {n} x {k}), path {isa:?}: C[{i}] = {:#x}, oracle {:#x}",

@@ -149,9 +149,9 @@
 //! kernel does (MXCSR DAZ | FTZ inside the kernel), int8 is s8 x s8 with
 //! VPDPBUSD and a per-column correction kept beside the matrix
 //! ([`avx512::SparseI8Weights`]). A call covers a range of panels, so a
-//! driver splits N across threads without touching the data;
-//! [`avx512::gemm_bf16`] / [`avx512::gemm_i8`] are the checked
-//! single-threaded entry points for any M.
+//! driver splits N across threads without touching the data. The drivers
+//! (row groups, threads, the path per M) are the main crate's
+//! (`tilejit::sparse`); this crate keeps the format and the generators.
 //!
 //! # Pruning
 //!

@@ -42,7 +42,7 @@ fn shape_name((m, n, k): (usize, usize, usize)) -> String {
 }
 
 fn available(isa: Isa) -> Result<(), BenchError> {
-    isa::availability(isa).map_err(BenchError::Unavailable)
+    Ok(isa::availability(isa)?)
 }
 
 /// The ISA the dispatcher picks for an M-row GEMM (honouring `TILEJIT_ISA`).
@@ -369,7 +369,7 @@ impl Case for Dispatch {
         available(Isa::Amx)?;
         let (m, n, k) = self.shape();
         if routed_isa(self.elem, m) != Isa::Amx {
-            return Err(BenchError::Unavailable(format!(
+            return Err(BenchError::NotApplicable(format!(
                 "the driver routes this shape to {}, not to the AMX kernel this case compares with",
                 routed_isa(self.elem, m)
             )));

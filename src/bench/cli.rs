@@ -151,8 +151,8 @@ pub fn run(opts: &BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
                     pb.suspend(|| println!("{}", row(width, &r)));
                     results.push(r);
                 }
-                Err(BenchError::Unavailable(reason)) => {
-                    pb.suspend(|| println!("{name:<width$} skipped: {reason}"));
+                Err(skip @ (BenchError::Unavailable(_) | BenchError::NotApplicable(_))) => {
+                    pb.suspend(|| println!("{name:<width$} skipped: {skip}"));
                 }
                 Err(e) => {
                     pb.suspend(|| println!("{name:<width$} FAILED: {e}"));

@@ -234,7 +234,7 @@ pub struct ReadProbe {
 
 impl ReadProbe {
     pub fn new(bytes: usize, threads: usize) -> Result<ReadProbe, String> {
-        crate::isa::availability(crate::isa::Isa::Avx512)?;
+        crate::isa::availability(crate::isa::Isa::Avx512).map_err(|e| e.to_string())?;
         let threads = threads.max(1);
         let share = (bytes / threads / READ_CHUNK).max(1) * READ_CHUNK;
         let mut buf = AlignedBytes::zeroed(share * threads);
@@ -383,16 +383,17 @@ impl QuantGemvFixture {
     /// One GEMV on copy `copy % copies()`.
     pub fn run_copy(&mut self, copy: usize, threads: usize) -> Result<(), GemmError> {
         let w = &self.weights[copy % self.weights.len()];
-        crate::gemm::gemm_quant_avx512(w, &self.a, &mut self.c, threads)
+        crate::gemm::gemm_quant_avx512(w, &self.a, &mut self.c, w.n(), threads)
     }
 
     /// GGUF-quantized weight bytes per second over one round of every copy
     /// (median of `reps` rounds, after one checked call).
     pub fn bandwidth(&mut self, threads: usize, reps: usize) -> Result<f64, GemmError> {
-        crate::gemm::gemm_quant_avx512(&self.weights[0], &self.a, &mut self.c, threads)?;
+        crate::gemm::gemm_quant_avx512(&self.weights[0], &self.a, &mut self.c, self.weights[0].n(), threads)?;
         let round = median_time(reps, || {
             for w in &self.weights {
-                crate::gemm::gemm_quant_avx512(w, &self.a, &mut self.c, threads).expect("checked by the first call");
+                crate::gemm::gemm_quant_avx512(w, &self.a, &mut self.c, w.n(), threads)
+                    .expect("checked by the first call");
             }
         });
         Ok((self.gguf_bytes * self.weights.len()) as f64 / round.as_secs_f64())
@@ -481,15 +482,27 @@ impl QuantPrefillFixture {
     pub fn run(&mut self, strategy: PrefillStrategy, threads: usize) -> Result<(), GemmError> {
         let tile_rows = crate::gemm::DEFAULT_TILE_ROWS;
         match strategy {
-            PrefillStrategy::AmxInt8Blocks => {
-                crate::gemm::gemm_quant_amx(&self.avx512.0, &self.amx, &mut self.c, threads, tile_rows)
-            }
+            PrefillStrategy::AmxInt8Blocks => crate::gemm::gemm_quant_amx(
+                &self.avx512.0,
+                &self.amx,
+                &mut self.c,
+                self.avx512.0.n(),
+                threads,
+                tile_rows,
+            ),
             PrefillStrategy::Avx512Vnni => {
-                crate::gemm::gemm_quant_avx512(&self.avx512.0, &self.avx512.1, &mut self.c, threads)
+                crate::gemm::gemm_quant_avx512(&self.avx512.0, &self.avx512.1, &mut self.c, self.avx512.0.n(), threads)
             }
             PrefillStrategy::DequantBf16 => {
                 let opts = GemmOptions { threads, ..GemmOptions::default() };
-                crate::gemm::gemm_dequant_bf16(&self.dequant.0, &self.dequant.1, self.m, &mut self.c, &opts)
+                crate::gemm::gemm_dequant_bf16(
+                    &self.dequant.0,
+                    &self.dequant.1,
+                    self.m,
+                    &mut self.c,
+                    self.dequant.0.n(),
+                    &opts,
+                )
             }
         }
     }
@@ -524,10 +537,10 @@ impl QuantCallFixture {
 
     /// Median seconds per call over `reps` rounds of every copy.
     pub fn seconds_per_call(&mut self, opts: &GemmOptions, reps: usize) -> Result<f64, GemmError> {
-        crate::gemm::gemm_quant(&self.weights[0], &self.a, &mut self.c, opts)?;
+        crate::gemm::gemm_quant(&self.weights[0], &self.a, &mut self.c, self.weights[0].n(), opts)?;
         let round = median_time(reps, || {
             for w in &self.weights {
-                crate::gemm::gemm_quant(w, &self.a, &mut self.c, opts).expect("checked by the first call");
+                crate::gemm::gemm_quant(w, &self.a, &mut self.c, w.n(), opts).expect("checked by the first call");
             }
         });
         Ok(round.as_secs_f64() / self.weights.len() as f64)

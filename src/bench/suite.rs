@@ -17,7 +17,7 @@ use tilejit_kernels::spec::{ElemType, Int8Sign};
 use super::{tmul_peak_ops_threads, ReadProbe};
 use crate::cpu::AmxUnavailable;
 use crate::gemm::GemmError;
-use crate::isa::Isa;
+use crate::isa::{Isa, Unsupported};
 
 /// Bytes that weights "from DRAM" are cycled through, and the size of the
 /// streaming-read probe: beyond the last-level cache of the machines
@@ -171,7 +171,11 @@ pub enum BenchError {
     /// This machine cannot run the case (no AMX, a forced ISA, ...): the
     /// runner reports the reason and goes on; not a failure.
     #[error("not available here: {0}")]
-    Unavailable(String),
+    Unavailable(#[from] Unsupported),
+    /// The case does not apply to this machine's configuration (e.g. the
+    /// driver routes its shape elsewhere): reported and skipped, not a failure.
+    #[error("not applicable here: {0}")]
+    NotApplicable(String),
     #[error(transparent)]
     Gemm(#[from] GemmError),
     #[error("{0}")]
@@ -180,7 +184,7 @@ pub enum BenchError {
 
 impl From<AmxUnavailable> for BenchError {
     fn from(e: AmxUnavailable) -> Self {
-        BenchError::Unavailable(e.0)
+        BenchError::Unavailable(e.into())
     }
 }
 
@@ -291,7 +295,7 @@ impl Bounds {
                 step(&format!("bound: {} TMUL peak, {threads} thread(s)", elem.name()));
                 match tmul_peak_ops_threads(elem, threads) {
                     Ok(x) => Ok(Some(x)),
-                    Err(GemmError::Amx(_)) => Ok(None),
+                    Err(GemmError::Unsupported { isa: Isa::Amx, .. }) => Ok(None),
                     Err(e) => Err(e.into()),
                 }
             };

@@ -60,7 +60,7 @@ pub fn run(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
     for candidate in [Isa::Amx, Isa::Avx512, Isa::Scalar] {
         let status = match (forced, isa::availability(candidate)) {
             (Some(only), _) if only != candidate => Err(format!("TILEJIT_ISA={only} forces another path")),
-            (_, status) => status,
+            (_, status) => status.map_err(|e| e.to_string()),
         };
         match status {
             Ok(()) => {
@@ -75,7 +75,7 @@ pub fn run(opts: &TourOptions) -> Result<(), Box<dyn std::error::Error>> {
     verify_section(&paths, opts)?;
     throughput_section(&paths, opts)?;
     if !paths.contains(&Isa::Avx512) {
-        let why = isa::availability(Isa::Avx512).err().unwrap_or_else(|| "not selected".into());
+        let why = isa::availability(Isa::Avx512).map_or_else(|e| e.to_string(), |()| "not selected".into());
         println!("\n== Decode and quantized decode: SKIPPED (the read probe and decode kernels are AVX-512: {why})");
         return Ok(());
     }

@@ -17,6 +17,7 @@ use tilejit_kernels::pack::AlignedBytes;
 use tilejit_kernels::spec::CInit;
 
 use super::{GemmError, GemmOptions, Problem};
+use crate::isa::{Isa, Unsupported};
 use tilejit_kernels::cache::KernelCache;
 
 /// Rows of C per kernel call at most (the kernels take 1..=16).
@@ -44,9 +45,9 @@ fn block_spec(kind: Avx512Kind, rows: usize, kg: u8, c_init: CInit) -> DenseAvx5
 }
 
 pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(), GemmError> {
-    crate::cpu::require(kind.features()).map_err(|missing| GemmError::IsaUnavailable {
-        isa: crate::isa::Isa::Avx512,
-        reason: format!("the {} kernel needs {missing}", kind.name()),
+    crate::cpu::require(kind.features()).map_err(|missing| GemmError::Unsupported {
+        isa: Isa::Avx512,
+        reason: Unsupported::MissingFeatures { isa: Isa::Avx512, kernels: kind.name(), missing },
     })?;
     let Problem { m, a, lda, b, accumulate, .. } = *p;
     let (n, k) = (b.n(), b.k());

@@ -9,19 +9,20 @@
 mod amx;
 mod avx512;
 pub mod dispatch;
+mod error;
 pub mod quant;
 mod scalar;
 
 use tilejit_kernels::dense_amx::{BLoad, Blocking, Schedule};
 use tilejit_kernels::dense_avx512::Avx512Kind;
-use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::{PackedB, Plain};
 use tilejit_kernels::spec::{ElemType, Int8Sign};
 
-use crate::cpu::AmxUnavailable;
 use crate::isa::{self, Isa, Op};
 
 pub use amx::kernel;
+pub(crate) use error::check_rows;
+pub use error::{GemmError, ShapeError};
 pub use quant::{
     bf16_from_f32, dequantize_rows_to_bf16, gemm_dequant_bf16, gemm_quant, gemm_quant_amx, gemm_quant_avx512,
     quantize_activations, quantize_weights, reference_types, PackedDequantBf16, QuantWeights, DEFAULT_TILE_ROWS,
@@ -44,47 +45,23 @@ pub struct GemmOptions {
     pub isa: Option<Isa>,
 }
 
-impl Default for GemmOptions {
-    fn default() -> Self {
-        GemmOptions {
-            threads: 1,
-            blocking: Blocking::B2X2,
-            schedule: Schedule::LoadThenCompute,
-            prefetch: true,
-            b_load: BLoad::NonTemporal,
-            isa: None,
-        }
-    }
+impl GemmOptions {
+    /// One thread, the measured default blocking and schedule, any ISA
+    /// (usable in constants: `GemmOptions { threads: 4, ..GemmOptions::DEFAULT }`).
+    pub const DEFAULT: GemmOptions = GemmOptions {
+        threads: 1,
+        blocking: Blocking::B2X2,
+        schedule: Schedule::LoadThenCompute,
+        prefetch: true,
+        b_load: BLoad::NonTemporal,
+        isa: None,
+    };
 }
 
-/// Why a GEMM did not run.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GemmError {
-    #[error("bad GEMM shape: {0}")]
-    Shape(String),
-    #[error("B was packed as {packed:?} but the GEMM is {gemm}: pack B for this element type")]
-    ElemMismatch { packed: tilejit_kernels::pack::PackedElem, gemm: &'static str },
-    #[error("threads must be at least 1")]
-    Threads,
-    #[error(transparent)]
-    Amx(#[from] AmxUnavailable),
-    #[error("the {isa} path is not available here: {reason}")]
-    IsaUnavailable { isa: Isa, reason: String },
-    #[error(transparent)]
-    Isa(#[from] crate::isa::IsaError),
-    #[error("kernel generation failed: {0}")]
-    Generate(#[from] GenerateError),
-    #[error("could not pack B: {0}")]
-    Pack(#[from] tilejit_kernels::pack::PackError),
-    #[error("sparse weights: {0}")]
-    SparseFormat(#[from] tilejit_sparse::SparseError),
-    #[error("sparse AVX-512 kernel: {0}")]
-    SparseAvx512(#[from] tilejit_sparse::avx512::Avx512Error),
-    #[error("the reference quantized GEMM (scalar path): {0}")]
-    Reference(#[from] tilejit_verify::quant::QuantError),
-    #[error("quantized weights or activations: {0}")]
-    Quant(#[from] tilejit_kernels::quant_avx512::QuantPackError),
+impl Default for GemmOptions {
+    fn default() -> Self {
+        GemmOptions::DEFAULT
+    }
 }
 
 /// int8 GEMM: `c[i*ldc + j] (+)= sum_k a[i*lda + k] * B[k][j]`, wrapping,
@@ -162,46 +139,21 @@ pub(crate) fn resolve_isa(requested: Option<Isa>, op: Op, choose: impl FnOnce() 
         Some(isa) => isa,
         None => isa::forced()?.unwrap_or_else(choose),
     };
-    isa::availability_for(isa, op).map_err(|reason| GemmError::IsaUnavailable { isa, reason })?;
+    isa::availability_for(isa, op).map_err(|reason| GemmError::Unsupported { isa, reason })?;
     Ok(isa)
 }
 
-/// Checks that `m` rows of `k` A elements (`a = (bytes, lda in elements,
-/// element bytes)`) and `m` rows of `n` C elements (`c = (bytes, ldc)`, 4
-/// bytes each) fit their buffers; every product checked, so a huge lda or
-/// ldc is an error, not a wrapped product that lets a short buffer through.
+/// Checks that `m` rows of `k` A elements (`a = (elements, lda)`) and `m`
+/// rows of `n` C elements (`c = (elements, ldc)`) fit their buffers.
 pub(crate) fn check_operands(
     m: usize,
     n: usize,
     k: usize,
-    a: (usize, usize, usize),
-    c: (usize, usize),
-) -> Result<(), GemmError> {
-    let ((a_bytes, lda, esize), (c_bytes, ldc)) = (a, c);
-    if m == 0 {
-        return Err(GemmError::Shape("m must be at least 1".into()));
-    }
-    if lda < k || ldc < n {
-        return Err(GemmError::Shape(format!("lda = {lda} must be >= k = {k} and ldc = {ldc} >= n = {n}")));
-    }
-    let need = |rows: usize, ld: usize, cols: usize, size: usize| {
-        (rows - 1).checked_mul(ld).and_then(|x| x.checked_add(cols)).and_then(|x| x.checked_mul(size))
-    };
-    match need(m, lda, k, esize) {
-        Some(bytes) if a_bytes >= bytes => {}
-        _ => {
-            return Err(GemmError::Shape(format!(
-                "A has {} elements; {m} rows of {k} at lda = {lda} do not fit",
-                a_bytes / esize
-            )))
-        }
-    }
-    match need(m, ldc, n, 4) {
-        Some(bytes) if c_bytes >= bytes => Ok(()),
-        _ => {
-            Err(GemmError::Shape(format!("C has {} elements; {m} rows of {n} at ldc = {ldc} do not fit", c_bytes / 4)))
-        }
-    }
+    (a_len, lda): (usize, usize),
+    (c_len, ldc): (usize, usize),
+) -> Result<(), ShapeError> {
+    check_rows(("A", "lda"), m, k, lda, a_len)?;
+    check_rows(("C", "ldc"), m, n, ldc, c_len)
 }
 
 /// A C pointer that may cross threads: every thread writes its own blocks.
@@ -247,7 +199,7 @@ impl<'a> Problem<'a> {
         if !b.elem().matches(elem) {
             return Err(GemmError::ElemMismatch { packed: b.elem(), gemm: elem.name() });
         }
-        check_operands(m, n, k, (a.len(), lda, esize), (c.len(), ldc))?;
+        check_operands(m, n, k, (a.len() / esize, lda), (c.len() / 4, ldc))?;
         Ok(Problem { elem, m, a, lda, b, c: SharedC(c.as_mut_ptr()), ldc, accumulate, dot: false })
     }
 
@@ -268,18 +220,14 @@ fn dispatch(p: Problem, opts: &GemmOptions) -> Result<(), GemmError> {
     // Checked before the path is chosen: whether a call succeeds must not
     // depend on M through the dispatch (only the AMX path reads it).
     if !Blocking::ALL.contains(&opts.blocking) {
-        return Err(GemmError::Shape(format!(
-            "blocking {} is not supported; use one of {:?}",
-            opts.blocking,
-            Blocking::ALL
-        )));
+        return Err(GemmError::Blocking { blocking: opts.blocking });
     }
     let isa = resolve_isa(opts.isa, dispatch::op(p.elem, p.dot), || dispatch::choose(p.elem, p.m, p.dot))?;
     match isa {
-        Isa::Amx if p.dot => Err(GemmError::IsaUnavailable {
-            isa,
-            reason: "VDPBF16PS semantics (gemm_bf16_dot) have no AMX path: TDPBF16PS rounds differently".into(),
-        }),
+        // resolve_isa refuses it (the family has no AMX kernel); kept as a guard.
+        Isa::Amx if p.dot => {
+            Err(GemmError::Unsupported { isa, reason: isa::Unsupported::NoKernel { op: Op::Bf16Dot, isa } })
+        }
         Isa::Amx => amx::run(&p, opts),
         Isa::Scalar => {
             scalar::run(&p);

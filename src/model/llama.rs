@@ -86,7 +86,7 @@ impl Model {
 /// `TILEJIT_ISA` does not force another path.
 fn amx_for_placement() -> Result<(), String> {
     match isa::forced().map_err(|e| e.to_string())? {
-        Some(Isa::Amx) | None => availability_for(Isa::Amx, Op::Quant),
+        Some(Isa::Amx) | None => availability_for(Isa::Amx, Op::Quant).map_err(|e| e.to_string()),
         Some(other) => Err(format!("TILEJIT_ISA={other} forces another path")),
     }
 }
@@ -509,7 +509,7 @@ impl<'a> Activations<'a> {
         }
         let a = &cache.iter().find(|(f, _)| *f == format).expect("quantized above").1;
         let t = start(self.prof);
-        gemm_quant(q, a, out, opts)?;
+        gemm_quant(q, a, out, q.n(), opts)?;
         stop(self.prof, role, self.layer, t);
         Ok(())
     }

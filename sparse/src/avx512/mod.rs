@@ -795,8 +795,8 @@ fn cached(spec: SparseAvx512Spec) -> Result<Arc<SparseAvx512Kernel>, Avx512Error
     CACHE.get(spec, SparseAvx512Kernel::generate)
 }
 
-/// The kernel [`gemm_bf16`] / [`gemm_i8`] use for `m_rows` rows of `w`
-/// (from a process-wide cache).
+/// The kernel for `m_rows` rows of `w` (from a process-wide cache); the
+/// drivers (`tilejit::sparse`) take one per row group.
 ///
 /// # Errors
 /// As [`SparseAvx512Kernel::generate`].
@@ -806,64 +806,4 @@ pub fn kernel_for<E: Element>(
     c_init: CInit,
 ) -> Result<Arc<SparseAvx512Kernel>, Avx512Error> {
     cached(SparseAvx512Spec::for_matrix(w, m_rows, c_init))
-}
-
-/// Single-threaded `C[m][n] (+)= A[m][k] x W` with TDPBF16PS semantics
-/// (16 pairs per chunk): bf16 A (bit patterns, rows `lda` apart), f32 C
-/// (rows `ldc` apart), any `m` (groups of up to 4 rows per kernel call).
-/// `accumulate`: C starts from its contents, otherwise from +0.0.
-///
-/// # Errors
-/// Bad shapes or lengths, or a CPU without the features; never panics.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_bf16(
-    m: usize,
-    a: &[u16],
-    lda: usize,
-    w: &SparseBf16,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-) -> Result<(), Avx512Error> {
-    check_cpu(SparseAvx512Kind::Bf16)?;
-    if m == 0 {
-        return Err(Avx512Error::Rows { m, max: MAX_ROWS });
-    }
-    check_rows("C", m, ldc, w.n(), c.len(), "ldc")?;
-    let prepared = PreparedA::bf16(m, a, lda, w.k())?;
-    let c_init = if accumulate { CInit::Load } else { CInit::Zero };
-    for row0 in (0..m).step_by(MAX_ROWS) {
-        let kernel = kernel_for(w, (m - row0).min(MAX_ROWS), c_init)?;
-        kernel.run_bf16(&prepared, row0, w, c, ldc, 0..w.panels())?;
-    }
-    Ok(())
-}
-
-/// Single-threaded `C[m][n] (+)= A[m][k] x W` for s8 A and s8 W, wrapping
-/// i32 C, any `m`; otherwise as [`gemm_bf16`].
-///
-/// # Errors
-/// As [`gemm_bf16`].
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_i8(
-    m: usize,
-    a: &[i8],
-    lda: usize,
-    w: &SparseI8Weights,
-    c: &mut [i32],
-    ldc: usize,
-    accumulate: bool,
-) -> Result<(), Avx512Error> {
-    check_cpu(SparseAvx512Kind::Int8)?;
-    if m == 0 {
-        return Err(Avx512Error::Rows { m, max: MAX_ROWS });
-    }
-    check_rows("C", m, ldc, w.matrix.n(), c.len(), "ldc")?;
-    let prepared = PreparedA::i8(m, a, lda, w.matrix.k())?;
-    let c_init = if accumulate { CInit::Load } else { CInit::Zero };
-    for row0 in (0..m).step_by(MAX_ROWS) {
-        let kernel = kernel_for(&w.matrix, (m - row0).min(MAX_ROWS), c_init)?;
-        kernel.run_i8(&prepared, row0, w, c, ldc, 0..w.matrix.panels())?;
-    }
-    Ok(())
 }

@@ -16,6 +16,9 @@ use tilejit_kernels::quant_amx::{
     AmxActivations, PackedQuant, QuantAmxArgs, QuantAmxKernel, QuantAmxSpec, MAX_ROWS, PANEL_COLS, SCRATCH_BYTES,
 };
 
+use tilejit_kernels::quant_avx512::{ActivationFormat, QuantPackError};
+
+use super::check_quant_shapes;
 use crate::cpu::amx_ready;
 use crate::gemm::{GemmError, SharedC};
 use tilejit_kernels::cache::KernelCache;
@@ -31,7 +34,7 @@ fn kernel(spec: QuantAmxSpec) -> Result<Arc<QuantAmxKernel>, GemmError> {
     Ok(CACHE.get(spec, QuantAmxKernel::generate)?)
 }
 
-/// `c[i * n + j] = dot(a row i, w row j)` (overwrite) for all rows of `a`
+/// `c[i * ldc + j] = dot(a row i, w row j)` (overwrite) for all rows of `a`
 /// and all of `w`'s N, on `threads` threads (the bits do not depend on
 /// it), with row tiles of `tile_rows` (1..=13; groups of up to
 /// `2 * tile_rows` rows).
@@ -43,22 +46,20 @@ pub fn gemm_quant_amx(
     w: &PackedQuant,
     a: &AmxActivations,
     c: &mut [f32],
+    ldc: usize,
     threads: usize,
     tile_rows: u8,
 ) -> Result<(), GemmError> {
-    let (m, n, k) = (a.m(), w.n(), w.k());
+    let (m, n) = (a.m(), w.n());
     if threads == 0 {
         return Err(GemmError::Threads);
     }
-    if a.k() != k {
-        return Err(GemmError::Shape(format!("activations are {m} x {} but the weights have k = {k}", a.k())));
-    }
     if w.format().has_min() && !a.has_sums() {
-        return Err(GemmError::Shape(format!("{:?} weights need Q8_1 activations (with sums)", w.format())));
+        // Activations without sums are Q8_0 ones; Q4_1 needs Q8_1's.
+        let activations = ActivationFormat::Q8_0;
+        return Err(QuantPackError::UnsupportedPair { weights: w.format(), activations }.into());
     }
-    if m.checked_mul(n) != Some(c.len()) {
-        return Err(GemmError::Shape(format!("C has {} elements; {m} x {n} needs {}", c.len(), m * n)));
-    }
+    check_quant_shapes(w, m, a.k(), c.len(), ldc)?;
     let group = usize::from(tile_rows).saturating_mul(2).min(usize::from(MAX_ROWS));
     let spec = |rows: usize| QuantAmxSpec { format: w.format(), rows: rows as u8, tile_rows };
     spec(group.max(1)).validate()?;
@@ -95,8 +96,8 @@ pub fn gemm_quant_amx(
                 w: w.as_bytes()[p0 * w.panel_stride()..].as_ptr(),
                 panel_stride: w.panel_stride(),
                 // SAFETY (pointer arithmetic): row0 < m and p0 * 16 < n, inside C.
-                c: unsafe { c_base.0.cast::<f32>().add(row0 * n + p0 * PANEL_COLS) },
-                ldc: 4 * n,
+                c: unsafe { c_base.0.cast::<f32>().add(row0 * ldc + p0 * PANEL_COLS) },
+                ldc: 4 * ldc,
                 k_blocks: w.k_blocks(),
                 n_full: cols / PANEL_COLS,
                 tail_mask: (1u64 << tail) - 1,

@@ -11,8 +11,9 @@ use tilejit_kernels::quant_avx512::{
     TERM_WORDS,
 };
 
+use super::check_quant_shapes;
 use crate::gemm::GemmError;
-use crate::isa::Isa;
+use crate::isa::{availability_for, Isa, Op};
 use tilejit_kernels::cache::KernelCache;
 
 /// Rows per kernel call at most.
@@ -25,18 +26,19 @@ fn kernel(spec: QuantAvx512Spec) -> Result<Arc<QuantAvx512Kernel>, GemmError> {
     Ok(CACHE.get(spec, QuantAvx512Kernel::generate)?)
 }
 
-/// `c[i * n + j] = dot(a row i, w row j)` (overwrite) for all `a.m()` rows
+/// `c[i * ldc + j] = dot(a row i, w row j)` (overwrite) for all `a.m()` rows
 /// and all of `w`'s N, bit-identical to `gemm_quant(w format, a format, ..)`,
 /// on `threads` threads (the bits do not depend on it).
 ///
 /// # Errors
 /// `threads == 0`; a (weights, activations) pair the oracle does not define
-/// ([`QuantPackError::UnsupportedPair`]); mismatched `k` or a wrong `c`
-/// length; a CPU without AVX-512 VNNI.
+/// ([`QuantPackError::UnsupportedPair`]); mismatched `k`, `ldc < n` or a `c`
+/// too short; a CPU without AVX-512 VNNI.
 pub fn gemm_quant_avx512(
     w: &PackedQuant,
     a: &QuantActivations,
     c: &mut [f32],
+    ldc: usize,
     threads: usize,
 ) -> Result<(), GemmError> {
     let (m, n, k, kb) = (a.m(), w.n(), w.k(), w.k_blocks());
@@ -46,16 +48,8 @@ pub fn gemm_quant_avx512(
     if w.format().activations() != a.format() {
         return Err(QuantPackError::UnsupportedPair { weights: w.format(), activations: a.format() }.into());
     }
-    if a.k() != k {
-        return Err(GemmError::Shape(format!("activations are {m} x {} but the weights have k = {k}", a.k())));
-    }
-    if m.checked_mul(n) != Some(c.len()) {
-        return Err(GemmError::Shape(format!("C has {} elements; {m} x {n} needs {}", c.len(), m * n)));
-    }
-    crate::cpu::require(tilejit_kernels::quant_avx512::FEATURES).map_err(|missing| GemmError::IsaUnavailable {
-        isa: Isa::Avx512,
-        reason: format!("the quantized AVX-512 kernels need {missing}"),
-    })?;
+    check_quant_shapes(w, m, a.k(), c.len(), ldc)?;
+    availability_for(Isa::Avx512, Op::Quant).map_err(|reason| GemmError::Unsupported { isa: Isa::Avx512, reason })?;
     let panels = w.panels();
     let threads = threads.min(panels).max(1);
     let c_base = &crate::gemm::SharedC(c.as_mut_ptr().cast::<u8>());
@@ -85,8 +79,8 @@ pub fn gemm_quant_avx512(
                     a_terms: terms[row0 * kb * TERM_WORDS..].as_ptr(),
                     w: bytes[p0 * w.panel_stride()..].as_ptr(),
                     // SAFETY (pointer arithmetic): row0 < m and p0 * 16 < n, inside C.
-                    c: unsafe { c_base.0.cast::<f32>().add(row0 * n + p0 * PANEL_COLS) },
-                    ldc: 4 * n,
+                    c: unsafe { c_base.0.cast::<f32>().add(row0 * ldc + p0 * PANEL_COLS) },
+                    ldc: 4 * ldc,
                     ..shape
                 };
                 // SAFETY: AVX512F/BW/VNNI were checked above; the default MXCSR is

@@ -35,7 +35,7 @@ use tilejit_kernels::pack::{BLayout, PackedB};
 use tilejit_kernels::quant_avx512::QuantPackError;
 use tilejit_verify::quant::BlockType;
 
-use crate::gemm::{gemm_bf16, GemmError, GemmOptions};
+use crate::gemm::{check_operands, gemm_bf16, GemmError, GemmOptions};
 
 /// Elements per quantized block.
 const QK: usize = 32;
@@ -288,8 +288,8 @@ impl PackedDequantBf16 {
     }
 }
 
-/// `c[i * n + j] = sum_p bf16(a[i * k + p]) * W'[j][p]` (overwrite) for
-/// `m` rows of f32 activations `a` (row-major `m x k`, dense) and the
+/// `c[i * ldc + j] = sum_p bf16(a[i * k + p]) * W'[j][p]` (overwrite) for
+/// `m` rows of f32 activations `a` (row-major, `k` apart) and the
 /// dequantized weights `W'`: the activations are narrowed with
 /// [`bf16_from_f32`], then [`gemm_bf16`] runs with overwrite on the path
 /// `opts` picks. Bit-identical to the oracle's
@@ -297,31 +297,25 @@ impl PackedDequantBf16 {
 /// on every path and thread count.
 ///
 /// # Errors
-/// `m` zero, `a` not `m * k` or `c` not `m * n` elements
-/// ([`GemmError::Shape`]), zero threads, or the errors of [`gemm_bf16`]
+/// `m` zero, `a` shorter than `m * k` elements, `ldc < n` or `c` too short
+/// for `m` rows `ldc` apart ([`GemmError::Shape`]), zero threads, or the errors of [`gemm_bf16`]
 /// (an ISA that cannot run here, kernel generation).
 pub fn gemm_dequant_bf16(
     w: &PackedDequantBf16,
     a: &[f32],
     m: usize,
     c: &mut [f32],
+    ldc: usize,
     opts: &GemmOptions,
 ) -> Result<(), GemmError> {
     let (n, k) = (w.n(), w.k());
-    if m == 0 {
-        return Err(GemmError::Shape("m must be at least 1".into()));
-    }
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
-    if m.checked_mul(k) != Some(a.len()) {
-        return Err(GemmError::Shape(format!("A has {} elements; {m} rows of k = {k} do not match", a.len())));
-    }
-    if m.checked_mul(n) != Some(c.len()) {
-        return Err(GemmError::Shape(format!("C has {} elements; {m} rows of n = {n} do not match", c.len())));
-    }
+    check_operands(m, n, k, (a.len(), k), (c.len(), ldc))?;
+    let a = &a[..m * k];
     let a16: Vec<u16> = a.iter().map(|&x| bf16_from_f32(x)).collect();
-    gemm_bf16(m, &a16, k, &w.b, c, n, false, opts)
+    gemm_bf16(m, &a16, k, &w.b, c, ldc, false, opts)
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use tilejit_kernels::quant_amx::AmxActivations;
 use tilejit_kernels::quant_avx512::{ActivationFormat, PackedQuant, QuantActivations, WeightFormat};
 use tilejit_verify::quant::BlockType;
 
-use super::{GemmError, GemmOptions};
+use super::{check_rows, GemmError, GemmOptions, ShapeError};
 use crate::isa::{Isa, Op};
 
 /// Smallest M from which the AMX path beat AVX-512, per weight format
@@ -100,7 +100,8 @@ impl QuantWeights {
     }
 }
 
-/// `c[i * n + j] = dot(a row i, w row j)` (overwrite), bit-identical to
+/// `c[i * ldc + j] = dot(a row i, w row j)` (overwrite; C as the dense
+/// calls take it: `m` rows `ldc >= n` apart), bit-identical to
 /// `tilejit_verify::quant::gemm_quant` on every path. The path is
 /// `opts.isa` if set, else `TILEJIT_ISA`, else AVX-512 below
 /// [`amx_from_m`] rows and AMX from there; `opts.threads` threads (the
@@ -108,30 +109,30 @@ impl QuantWeights {
 ///
 /// # Errors
 /// Zero threads, a (weights, activations) pair the oracle does not define
-/// (Q4_1 needs Q8_1 activations, the others Q8_0), mismatched `k`, a wrong
-/// `c` length, a forced ISA that cannot run here.
-pub fn gemm_quant(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], opts: &GemmOptions) -> Result<(), GemmError> {
+/// (Q4_1 needs Q8_1 activations, the others Q8_0), mismatched `k`, `ldc < n`
+/// or a `c` too short, a forced ISA that cannot run here.
+pub fn gemm_quant(
+    w: &QuantWeights,
+    a: &QuantActivations,
+    c: &mut [f32],
+    ldc: usize,
+    opts: &GemmOptions,
+) -> Result<(), GemmError> {
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
     // Shapes checked before the path is chosen: the same error on every path.
     check_pair(w.format(), a.format())?;
-    let (m, n, k) = (a.m(), w.n(), w.k());
-    if a.k() != k {
-        return Err(GemmError::Shape(format!("activations are {m} x {} but the weights have k = {k}", a.k())));
-    }
-    if m.checked_mul(n) != Some(c.len()) {
-        return Err(GemmError::Shape(format!("C has {} elements; {m} x {n} needs {}", c.len(), m * n)));
-    }
+    check_quant_shapes(&w.packed, a.m(), a.k(), c.len(), ldc)?;
     let choose = || super::dispatch::by_rows(a.m(), amx_from_m(w.format()), Op::Quant);
     match super::resolve_isa(opts.isa, Op::Quant, choose)? {
-        Isa::Avx512 => gemm_quant_avx512(&w.packed, a, c, opts.threads),
+        Isa::Avx512 => gemm_quant_avx512(&w.packed, a, c, ldc, opts.threads),
         Isa::Amx => {
             let sums: &[f32] = if w.format().has_min() { a.sums() } else { &[] };
             let acts = AmxActivations::new(a.m(), a.k(), a.quants(), a.scales(), sums)?;
-            gemm_quant_amx(&w.packed, &acts, c, opts.threads, DEFAULT_TILE_ROWS)
+            gemm_quant_amx(&w.packed, &acts, c, ldc, opts.threads, DEFAULT_TILE_ROWS)
         }
-        Isa::Scalar => scalar(w, a, c),
+        Isa::Scalar => scalar(w, a, c, ldc),
     }
 }
 
@@ -186,7 +187,7 @@ fn check_pair(w: WeightFormat, a: ActivationFormat) -> Result<(), GemmError> {
 /// f16, so narrowing them back is exact; a signalling NaN comes back
 /// quieted, which the oracle treats as the NaN it is).
 /// The pair, k and C were checked by [`gemm_quant`].
-fn scalar(w: &QuantWeights, a: &QuantActivations, c: &mut [f32]) -> Result<(), GemmError> {
+fn scalar(w: &QuantWeights, a: &QuantActivations, c: &mut [f32], ldc: usize) -> Result<(), GemmError> {
     let (m, n, k) = (a.m(), w.n(), w.k());
     let f16 = |x: f32| half::f16::from_f32(x).to_bits().to_le_bytes();
     let mut a_bytes = Vec::with_capacity(m * k / 32 * a.format().gguf_block_bytes());
@@ -198,5 +199,25 @@ fn scalar(w: &QuantWeights, a: &QuantActivations, c: &mut [f32]) -> Result<(), G
         a_bytes.extend(q.iter().map(|&v| v as u8));
     }
     let (wt, at) = reference_types(w.format());
-    tilejit_verify::quant::gemm_quant(wt, at, m, n, k, &a_bytes, &w.to_gguf(), c).map_err(GemmError::from)
+    let mut dense = vec![0f32; m * n];
+    tilejit_verify::quant::gemm_quant(wt, at, m, n, k, &a_bytes, &w.to_gguf(), &mut dense)?;
+    for (row, out) in dense.chunks_exact(n).zip(c.chunks_mut(ldc)) {
+        out[..n].copy_from_slice(row);
+    }
+    Ok(())
+}
+
+/// The shape checks every quantized path makes before it runs (the same
+/// error on every path): K matches, C holds `m` rows of N `ldc` apart.
+pub(crate) fn check_quant_shapes(
+    w: &PackedQuant,
+    m: usize,
+    a_k: usize,
+    c_len: usize,
+    ldc: usize,
+) -> Result<(), GemmError> {
+    if a_k != w.k() {
+        return Err(ShapeError::InnerDim { a_k, w_k: w.k() }.into());
+    }
+    Ok(check_rows(("C", "ldc"), m, w.n(), ldc, c_len)?)
 }

@@ -1,21 +1,28 @@
-//! The sparse AVX-512 kernels (`tilejit_sparse::avx512`) against the
-//! oracle, bit for bit: bf16 against `gemm_bf16_amx(.., 16)` (TDPBF16PS,
+//! The sparse AVX-512 kernels (`tilejit_sparse::avx512`), through the
+//! crate's driver (`tilejit::sparse`, AVX-512 forced, one thread) and
+//! directly, against the oracle, bit for bit: bf16 against `gemm_bf16_amx(.., 16)` (TDPBF16PS,
 //! 16 pairs per chunk, NaNs compared by their bits too: the dense
 //! emulation reproduces the AMX NaN rules, docs/NUMERICS.md), int8 against
 //! `gemm_i8(SS, ..)`. Every comparison goes through `check_f32` /
 //! `check_i32`, and the tamper tests at the end show that they fail when a
 //! mask bit or a value offset is wrong.
 
-mod common;
+// The sparse crate's test data (shapes, specials, seeded RNG), shared
+// rather than copied: these tests moved here with the drivers they call.
+#[path = "../sparse/tests/common/mod.rs"]
+mod sparse_data;
 
-use common::*;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::Rng;
+use sparse_data::*;
+use tilejit::gemm::{GemmError, GemmOptions, ShapeError};
+use tilejit::isa::Isa;
+use tilejit::sparse::{gemm_sparse_bf16, gemm_sparse_i8, SparseWeights};
 use tilejit_kernels::spec::CInit;
 use tilejit_sparse::avx512::{
-    check_cpu, gemm_bf16, gemm_i8, int8_col_bias, Avx512Error, PreparedA, SparseAvx512Args, SparseAvx512Kernel,
-    SparseAvx512Kind, SparseAvx512Spec, SparseI8Weights,
+    check_cpu, int8_col_bias, Avx512Error, PreparedA, SparseAvx512Args, SparseAvx512Kernel, SparseAvx512Kind,
+    SparseAvx512Spec, SparseI8Weights,
 };
 use tilejit_sparse::{PruneScope, Pruning, SparseBf16, SparseI8};
 use tilejit_verify::paths::report_path;
@@ -41,6 +48,38 @@ fn check_i32(expected: &[i32], actual: &[i32], n: usize) -> Result<(), String> {
         None => Ok(()),
         Some(m) => Err(format!("{m} (row {}, col {} of {n} columns)", m.index / n, m.index % n)),
     }
+}
+
+/// The AVX-512 path of the crate's sparse driver on one thread: row groups
+/// of up to 4 rows, every panel in one call.
+const AVX512_1T: GemmOptions = GemmOptions { threads: 1, isa: Some(Isa::Avx512), ..GemmOptions::DEFAULT };
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_bf16(
+    m: usize,
+    a: &[u16],
+    lda: usize,
+    w: &SparseBf16,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) -> Result<(), GemmError> {
+    let w = SparseWeights::from_sparse_bf16(w.clone());
+    gemm_sparse_bf16(m, a, lda, &w, c, ldc, accumulate, &AVX512_1T)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_i8(
+    m: usize,
+    a: &[i8],
+    lda: usize,
+    w: &SparseI8,
+    c: &mut [i32],
+    ldc: usize,
+    accumulate: bool,
+) -> Result<(), GemmError> {
+    let w = SparseWeights::from_sparse_i8(w.clone());
+    gemm_sparse_i8(m, a, lda, &w, c, ldc, accumulate, &AVX512_1T)
 }
 
 /// How a test matrix is made sparse.
@@ -161,7 +200,7 @@ fn i8_case((m, n, k): (usize, usize, usize), seed: u64, sparsity: Sparsity, accu
     let c0: Vec<i32> = (0..m * n).map(|_| rng.random()).collect();
     let want = i8_reference(m, n, k, &a, &b, &c0, accumulate);
     let mut got = c0.clone();
-    gemm_i8(m, &a, k, &SparseI8Weights::new(w), &mut got, n, accumulate).map_err(|e| e.to_string())?;
+    gemm_i8(m, &a, k, &w, &mut got, n, accumulate).map_err(|e| e.to_string())?;
     check_i32(&want, &got, n)
 }
 
@@ -414,20 +453,18 @@ fn bad_inputs_are_typed_errors() {
     let w = SparseBf16::from_dense_bf16(&b, k, n).unwrap();
     let a = vec![0x3f80u16; 2 * k];
     let mut c = vec![0f32; 2 * n];
-    assert!(matches!(gemm_bf16(0, &a, k, &w, &mut c, n, false), Err(Avx512Error::Rows { .. })));
-    assert!(matches!(gemm_bf16(2, &a, k - 1, &w, &mut c, n, false), Err(Avx512Error::Stride { what: "lda", .. })));
-    assert!(matches!(gemm_bf16(2, &a, k, &w, &mut c, n - 1, false), Err(Avx512Error::Stride { what: "ldc", .. })));
-    assert!(matches!(gemm_bf16(3, &a, k, &w, &mut c, n, false), Err(Avx512Error::Length { what: "C", .. })));
+    let shape = |r: Result<(), GemmError>, want: ShapeError| match r {
+        Err(GemmError::Shape(e)) => assert_eq!(e, want),
+        other => panic!("expected {want:?}, got {other:?}"),
+    };
+    let short = |what, len, rows, row, stride| ShapeError::Short { what, len, rows, row, stride };
+    shape(gemm_bf16(0, &a, k, &w, &mut c, n, false), ShapeError::NoRows);
+    shape(gemm_bf16(2, &a, k - 1, &w, &mut c, n, false), ShapeError::Stride { what: "lda", stride: k - 1, row: k });
+    shape(gemm_bf16(2, &a, k, &w, &mut c, n - 1, false), ShapeError::Stride { what: "ldc", stride: n - 1, row: n });
     let mut big_c = vec![0f32; 3 * n];
-    assert!(matches!(gemm_bf16(3, &a, k, &w, &mut big_c, n, false), Err(Avx512Error::Length { what: "A", .. })));
-    assert!(matches!(
-        gemm_bf16(2, &a, usize::MAX, &w, &mut c, n, false),
-        Err(Avx512Error::Overflow { .. } | Avx512Error::Length { .. })
-    ));
-    assert!(matches!(
-        gemm_bf16(2, &a, k, &w, &mut c, usize::MAX / 2, false),
-        Err(Avx512Error::Overflow { .. } | Avx512Error::Length { .. })
-    ));
+    shape(gemm_bf16(3, &a, k, &w, &mut big_c, n, false), short("A", 2 * k, 3, k, k));
+    shape(gemm_bf16(2, &a, usize::MAX, &w, &mut c, n, false), short("A", 2 * k, 2, k, usize::MAX));
+    shape(gemm_bf16(2, &a, k, &w, &mut c, usize::MAX / 2, false), short("C", 2 * n, 2, n, usize::MAX / 2));
 
     let kernel = SparseAvx512Kernel::generate(SparseAvx512Spec::for_matrix(&w, 2, CInit::Zero)).unwrap();
     let prepared = PreparedA::bf16(2, &a, k, k).unwrap();
@@ -441,7 +478,7 @@ fn bad_inputs_are_typed_errors() {
     let w8 = SparseI8Weights::new(SparseI8::from_dense_i8(&vec![1i8; k * n], k, n).unwrap());
     let mut c8 = vec![0i32; 2 * n];
     assert!(matches!(kernel.run_i8(&prepared8, 0, &w8, &mut c8, n, 0..2), Err(Avx512Error::Mismatch { .. })));
-    assert!(matches!(gemm_i8(2, &a8, k, &w8, &mut c8[..n], n, false), Err(Avx512Error::Length { .. })));
+    shape(gemm_i8(2, &a8, k, w8.matrix(), &mut c8[..n], n, false), short("C", n, 2, n, n));
 
     for bad in [
         SparseAvx512Spec { m_rows: 0, ..*kernel.spec() },
