@@ -9,7 +9,9 @@ use serde_json::Value;
 use tilejit::bench::cases::{JitCompile, JitKernel};
 use tilejit::bench::json::{Machine, Report};
 use tilejit::bench::plot::{write_speedup_svg, PlotOutcome};
-use tilejit::bench::suite::{run_case, BenchResult, Bound, BoundSet, Bounds, CaseInfo, Plan, Reference, Timing, Work};
+use tilejit::bench::suite::{
+    run_case, BenchResult, Bound, BoundSet, Bounds, CaseInfo, Reference, SuiteConfig, Timing, Work,
+};
 use tilejit::isa::Isa;
 use tilejit::kernels::dense_amx::{Blocking, DenseAmxSpec};
 use tilejit::kernels::spec::{CInit, ElemType};
@@ -179,7 +181,7 @@ fn temp_path(name: &str) -> PathBuf {
 
 #[test]
 fn a_real_jit_case_runs_and_its_file_has_the_schema() {
-    let plan = Plan { quick: true, threads: 1 };
+    let plan = SuiteConfig { quick: true, threads: 1 };
     let spec = DenseAmxSpec::new(ElemType::Bf16, Blocking::B2X2, CInit::Load);
     let mut case = JitCompile::new(JitKernel::DenseAmx(spec));
     let r = run_case(&mut case, &plan, &bounds()).expect("kernel generation needs no AMX at run time");

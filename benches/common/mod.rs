@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use tilejit::bench::suite::{BenchError, Case, Plan, Work};
+use tilejit::bench::suite::{BenchError, Case, SuiteConfig, Work};
 
 /// `TILEJIT_BENCH_QUICK` is set to something other than "" or "0".
 pub fn quick() -> bool {
@@ -22,9 +22,9 @@ pub fn quick() -> bool {
 }
 
 /// The suite plan of this run.
-pub fn plan() -> Plan {
+pub fn plan() -> SuiteConfig {
     let threads = std::env::var("TILEJIT_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1usize);
-    Plan { quick: quick(), threads: threads.max(1) }
+    SuiteConfig { quick: quick(), threads: threads.max(1) }
 }
 
 /// Criterion's settings: its defaults, or short ones in quick mode.

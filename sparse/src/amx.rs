@@ -169,13 +169,13 @@ fn c_tile(t: usize) -> Tmm {
     Tmm::new(t as u8).expect("tmm0..4")
 }
 
-struct Plan {
+struct RowTiles {
     spec: SparseAmxSpec,
     /// Rows of each row tile.
     tiles: Vec<u8>,
 }
 
-impl Plan {
+impl RowTiles {
     fn config(&self) -> Result<TileConfig, GenerateError> {
         let err = GenerateError::TileConfig;
         let mut cfg = TileConfig::new();
@@ -362,7 +362,7 @@ impl SparseAmxKernel {
         spec.validate()?;
         let tiles =
             (0..spec.row_tiles()).map(|t| (usize::from(spec.rows) - t * TILE_ROWS).min(TILE_ROWS) as u8).collect();
-        let plan = Plan { spec, tiles };
+        let plan = RowTiles { spec, tiles };
         let config = Box::new(plan.config()?);
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();

@@ -24,7 +24,7 @@ use tilejit_kernels::pack::{AlignedBytes, PackedB};
 use tilejit_kernels::quant_avx512::{QuantAvx512Kernel, QuantAvx512Spec, WeightFormat};
 use tilejit_kernels::spec::{CInit, ElemType, Int8Sign};
 
-use super::suite::{BenchError, Bound, Case, CaseInfo, Plan, Reference, Work, DRAM_SPAN};
+use super::suite::{BenchError, Bound, Case, CaseInfo, Reference, SuiteConfig, Work, DRAM_SPAN};
 use super::{
     random_operands, run_on, GemmFixture, GemvFixture, PrefillStrategy, QuantGemvFixture, QuantPrefillFixture,
 };
@@ -424,7 +424,7 @@ impl Case for Dispatch {
 
 /// Dense GEMM on AMX and AVX-512 (the headline shape) and scalar (a small
 /// shape: the scalar model runs at well under 1 GOP/s).
-pub fn dense_gemm(plan: &Plan) -> Vec<Box<dyn Case>> {
+pub fn dense_gemm(plan: &SuiteConfig) -> Vec<Box<dyn Case>> {
     // The tour's shape in both suites (cheap enough, and comparable).
     let big = (512, 512, 4096);
     let small = if plan.quick { (32, 32, 128) } else { (64, 64, 256) };
@@ -439,7 +439,7 @@ pub fn dense_gemm(plan: &Plan) -> Vec<Box<dyn Case>> {
 }
 
 /// GEMV, M = 1, 4096 x 4096 (the decode shape of issue 3).
-pub fn gemv(plan: &Plan) -> Vec<Box<dyn Case>> {
+pub fn gemv(plan: &SuiteConfig) -> Vec<Box<dyn Case>> {
     ELEMS
         .iter()
         .map(|&e| Box::new(WeightStream::new(e, (1, 4096, 4096), plan.threads, DRAM_SPAN)) as Box<dyn Case>)
@@ -448,7 +448,7 @@ pub fn gemv(plan: &Plan) -> Vec<Box<dyn Case>> {
 
 /// Quantized decode on a 4096 x 4096 projection and (full suite) a
 /// 14336 x 4096 FFN layer.
-pub fn decode(plan: &Plan) -> Vec<Box<dyn Case>> {
+pub fn decode(plan: &SuiteConfig) -> Vec<Box<dyn Case>> {
     let shapes: &[(usize, usize)] = if plan.quick { &[(4096, 4096)] } else { &[(4096, 4096), (14336, 4096)] };
     let mut out: Vec<Box<dyn Case>> = Vec::new();
     for &(n, k) in shapes {
@@ -462,7 +462,7 @@ pub fn decode(plan: &Plan) -> Vec<Box<dyn Case>> {
 /// Quantized prefill, every strategy, on SmolLM2-135M's down projection
 /// (576 x 1536), a 4096 x 4096 layer and (full suite) a 14336 x 4096 one,
 /// for M = 128 and 512 (quick: M = 128, the two smaller shapes).
-pub fn prefill(plan: &Plan) -> Vec<Box<dyn Case>> {
+pub fn prefill(plan: &SuiteConfig) -> Vec<Box<dyn Case>> {
     let (ms, shapes): (&[usize], &[(usize, usize)]) = if plan.quick {
         (&[128], &[(576, 1536), (4096, 4096)])
     } else {
@@ -483,7 +483,7 @@ pub fn prefill(plan: &Plan) -> Vec<Box<dyn Case>> {
 }
 
 /// JIT compile time of the dense 2x2 AMX kernels and the Q8_0 decode kernel.
-pub fn jit(_plan: &Plan) -> Vec<Box<dyn Case>> {
+pub fn jit(_plan: &SuiteConfig) -> Vec<Box<dyn Case>> {
     let mut out: Vec<Box<dyn Case>> = ELEMS
         .iter()
         .map(|&e| {
@@ -496,6 +496,6 @@ pub fn jit(_plan: &Plan) -> Vec<Box<dyn Case>> {
 }
 
 /// Dispatch overhead for both element types.
-pub fn dispatch(_plan: &Plan) -> Vec<Box<dyn Case>> {
+pub fn dispatch(_plan: &SuiteConfig) -> Vec<Box<dyn Case>> {
     ELEMS.iter().map(|&e| Box::new(Dispatch::new(e)) as Box<dyn Case>).collect()
 }

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::json::{Machine, Report};
 use super::plot::{write_speedup_svg, PlotOutcome};
-use super::suite::{matches, run_case, BenchError, BenchResult, Bounds, Plan, Section};
+use super::suite::{matches, run_case, BenchError, BenchResult, Bounds, Section, SuiteConfig};
 use super::{cases, sparse};
 
 /// The command's options.
@@ -84,7 +84,7 @@ pub fn run(opts: &BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     // A bad TILEJIT_ISA is one error up front, not one per routed case.
     crate::isa::forced()?;
-    let plan = Plan { quick: opts.quick, threads: opts.threads.max(1) };
+    let plan = SuiteConfig { quick: opts.quick, threads: opts.threads.max(1) };
     let mut sections = sections(&plan);
     let selected: usize =
         sections.iter().map(|s| s.cases.iter().filter(|c| matches(&c.info().name, &opts.filters)).count()).sum();
@@ -187,7 +187,7 @@ pub fn run(opts: &BenchOptions) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Every section of the suite, in table order; the sparse-vs-dense one
 /// takes its cases from [`sparse::sparse_cases`].
-pub fn sections(plan: &Plan) -> Vec<Section> {
+pub fn sections(plan: &SuiteConfig) -> Vec<Section> {
     let section = |title, cases| Section { title, cases, empty_note: "" };
     vec![
         section("dense GEMM: AMX, AVX-512 and scalar (vs the TMUL peak of the dtype)", cases::dense_gemm(plan)),

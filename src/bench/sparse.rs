@@ -39,7 +39,7 @@ use tilejit_kernels::pack::{BLayout, PackedB};
 use tilejit_kernels::spec::{ElemType, Int8Sign};
 use tilejit_sparse::{Bf16, Int8, PruneScope, Pruning};
 
-use super::suite::{BenchError, Bound, Case, CaseInfo, Plan, Reference, Work, DRAM_SPAN};
+use super::suite::{BenchError, Bound, Case, CaseInfo, Reference, SuiteConfig, Work, DRAM_SPAN};
 use crate::gemm::{gemm_bf16, gemm_int8, GemmError, GemmOptions};
 use crate::isa::{self, Isa};
 use crate::sparse::{gemm_sparse_bf16, gemm_sparse_i8, SparseWeights, SPARSE_AMX_FROM_M, SPARSE_FROM};
@@ -75,7 +75,7 @@ pub const MS: [usize; 5] = [1, 4, 16, 64, 512];
 /// [`SPARSITIES`] x [`MS`] on 4096 x 4096 for bf16 and int8, plus the three
 /// shapes of the sparse issue (4096 x 4096, 14336 x 4096, 4096 x 14336) at
 /// M = 1 and 64 for bf16. Quick: bf16, 1024 x 1024, M = 1 and 64, 0/50/90 %.
-pub fn sparse_cases(plan: &Plan) -> Vec<Box<dyn Case>> {
+pub fn sparse_cases(plan: &SuiteConfig) -> Vec<Box<dyn Case>> {
     let mut out: Vec<Box<dyn Case>> = Vec::new();
     let mut push =
         |dtype, m, (n, k), s, span| out.push(Box::new(SparseVsDense::new(dtype, m, n, k, s, plan.threads, span)));

@@ -224,7 +224,7 @@ pub struct Section {
 
 /// How long and on how many threads: the quick or the full suite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Plan {
+pub struct SuiteConfig {
     /// Smaller shape lists and shorter timing.
     pub quick: bool,
     /// Threads for every case that can use them (the bounds are measured
@@ -232,7 +232,7 @@ pub struct Plan {
     pub threads: usize,
 }
 
-impl Plan {
+impl SuiteConfig {
     /// Least and most samples per case.
     fn sample_range(&self) -> (usize, usize) {
         if self.quick {
@@ -284,7 +284,7 @@ impl Bounds {
     /// at once) and the streaming-read bandwidth over [`DRAM_SPAN`], for 1
     /// thread and for `plan.threads`; `step` is called before each
     /// measurement with what it measures.
-    pub fn measure(plan: &Plan, mut step: impl FnMut(&str)) -> Result<Bounds, BenchError> {
+    pub fn measure(plan: &SuiteConfig, mut step: impl FnMut(&str)) -> Result<Bounds, BenchError> {
         let mut counts = vec![1];
         if plan.threads > 1 {
             counts.push(plan.threads);
@@ -399,7 +399,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// runs (batched up to the plan's sample time), as many as fit the plan's
 /// budget within its range; the reference, if any, is sampled right after
 /// each sample of the case. Medians.
-pub fn time_case(case: &mut dyn Case, plan: &Plan) -> Result<Timing, BenchError> {
+pub fn time_case(case: &mut dyn Case, plan: &SuiteConfig) -> Result<Timing, BenchError> {
     let has_reference = case.info().reference.is_some();
     // Warm-up (and a first estimate) of each routine.
     let mut single = time_batch(1, || case.run())?.max(time_batch(1, || case.run())?);
@@ -426,7 +426,7 @@ pub fn time_case(case: &mut dyn Case, plan: &Plan) -> Result<Timing, BenchError>
 }
 
 /// Prepares, times and releases one case and relates it to its bound.
-pub fn run_case(case: &mut dyn Case, plan: &Plan, bounds: &Bounds) -> Result<BenchResult, BenchError> {
+pub fn run_case(case: &mut dyn Case, plan: &SuiteConfig, bounds: &Bounds) -> Result<BenchResult, BenchError> {
     let prepared = case.prepare();
     let result = prepared.and_then(|()| {
         let timing = time_case(case, plan)?;

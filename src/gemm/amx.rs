@@ -40,7 +40,7 @@ struct Task {
 
 /// One kernel round: a task in a K block, the round after it (whose A
 /// slice is prefetched) and the B prefetch stream's position.
-struct Call<'c> {
+struct Round<'c> {
     task: Task,
     kb: usize,
     next: Option<(usize, Task)>,
@@ -107,8 +107,8 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions) -> Result<(), GemmError> {
                     None if kb + 1 < k_blocks => Some((kb + 1, mine[0])),
                     None => None,
                 };
-                let call = Call { task: *task, kb, next, b_cursor: &mut b_cursor };
-                run_task(elem, &layout, opts, accumulate, a, &mut a_slice, b, shared_c, call)?;
+                let round = Round { task: *task, kb, next, b_cursor: &mut b_cursor };
+                run_task(elem, &layout, opts, accumulate, a, &mut a_slice, b, shared_c, round)?;
             }
         }
         Ok(())
@@ -149,9 +149,9 @@ fn run_task(
     a_slice: &mut AlignedBytes,
     b: &PackedB,
     c: SharedC,
-    call: Call,
+    round: Round,
 ) -> Result<(), GemmError> {
-    let Call { task, kb, next, b_cursor } = call;
+    let Round { task, kb, next, b_cursor } = round;
     let row0 = task.block_row * l.block_rows;
     let rows = l.block_rows.min(l.m - row0);
     let (m_tiles, last_rows) = tail_shape(rows);

@@ -76,8 +76,8 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(
         _ => None,
     };
     let threads = opts.threads.min(b.panels()).max(1);
-    let key = PlanKey { kind, m, n, kg, k_steps, k_block_steps, accumulate, threads };
-    let schedule = schedule(key)?;
+    let key = ShapeKey { kind, m, n, kg, k_steps, k_block_steps, accumulate, threads };
+    let schedule = work_units(key)?;
     let inputs = Inputs { p, a_prep: &a_prep, a_row, bias: bias.as_deref() };
     crate::threads::run_units(
         threads,
@@ -94,7 +94,7 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(
 
 /// Everything a schedule depends on.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct PlanKey {
+struct ShapeKey {
     kind: Avx512Kind,
     m: usize,
     n: usize,
@@ -109,17 +109,17 @@ struct PlanKey {
 /// kernels resolved: built once per shape and kept, so a call does no
 /// planning and the workers take no lock (a decode GEMV on 16 threads is
 /// over in ~150 us).
-struct Schedule {
-    units: Vec<Vec<Call>>,
+struct WorkUnits {
+    units: Vec<Vec<KernelCall>>,
     kernels: Vec<Arc<DenseAvx512Kernel>>,
 }
 
-fn schedule(key: PlanKey) -> Result<Arc<Schedule>, GemmError> {
-    static CACHE: KernelCache<PlanKey, Schedule> = KernelCache::new();
-    CACHE.get(key, build_schedule)
+fn work_units(key: ShapeKey) -> Result<Arc<WorkUnits>, GemmError> {
+    static CACHE: KernelCache<ShapeKey, WorkUnits> = KernelCache::new();
+    CACHE.get(key, build_work_units)
 }
 
-fn build_schedule(key: PlanKey) -> Result<Schedule, GemmError> {
+fn build_work_units(key: ShapeKey) -> Result<WorkUnits, GemmError> {
     let panels = key.n.div_ceil(16);
     // Work units of a few panels over the whole K, handed out dynamically:
     // a thread that starts late must not hold up the call. Each unit's K
@@ -144,14 +144,14 @@ fn build_schedule(key: PlanKey) -> Result<Schedule, GemmError> {
         }
         units.push(calls);
     }
-    Ok(Schedule { units, kernels })
+    Ok(WorkUnits { units, kernels })
 }
 
 /// One kernel call: `blocks` blocks of `spec` starting at `panel`, rows
 /// `row0..row0 + spec.m_rows`, K steps `s0..s0 + steps` (K block `kb`).
-struct Call {
+struct KernelCall {
     spec: DenseAvx512Spec,
-    /// Index into `Schedule::kernels`.
+    /// Index into `WorkUnits::kernels`.
     kernel: usize,
     kb: usize,
     s0: usize,
@@ -164,8 +164,8 @@ struct Call {
 /// The calls that cover panels `p0..p1` of C for all rows and K blocks:
 /// blocks of the widest spec that fits the registers, then one narrower
 /// block for the rest, which also carries the N tail (masked).
-fn plan(key: PlanKey, (p0, p1): (usize, usize), panels: usize) -> Vec<Call> {
-    let PlanKey { kind, m, n, kg, k_steps, k_block_steps, accumulate, .. } = key;
+fn plan(key: ShapeKey, (p0, p1): (usize, usize), panels: usize) -> Vec<KernelCall> {
+    let ShapeKey { kind, m, n, kg, k_steps, k_block_steps, accumulate, .. } = key;
     let mut calls = Vec::new();
     for (kb, s0) in (0..k_steps).step_by(k_block_steps).enumerate() {
         let steps = k_block_steps.min(k_steps - s0);
@@ -177,13 +177,13 @@ fn plan(key: PlanKey, (p0, p1): (usize, usize), panels: usize) -> Vec<Call> {
             let whole_end = if tail { p1 - 1 } else { p1 };
             let plain = whole_end.saturating_sub(p0) / width;
             if plain > 0 {
-                calls.push(Call { spec: full, kernel: 0, kb, s0, steps, row0, panel: p0, blocks: plain });
+                calls.push(KernelCall { spec: full, kernel: 0, kb, s0, steps, row0, panel: p0, blocks: plain });
             }
             let panel = p0 + plain * width;
             if panel < p1 {
                 let last_panel_cols = if tail { (n % 16) as u8 } else { 16 };
                 let spec = DenseAvx512Spec { n_panels: (p1 - panel) as u8, last_panel_cols, ..full };
-                calls.push(Call { spec, kernel: 0, kb, s0, steps, row0, panel, blocks: 1 });
+                calls.push(KernelCall { spec, kernel: 0, kb, s0, steps, row0, panel, blocks: 1 });
             }
         }
     }
@@ -199,8 +199,8 @@ struct Inputs<'a> {
 }
 
 impl Inputs<'_> {
-    fn run(&self, kernel: &DenseAvx512Kernel, call: &Call) {
-        let Call { spec, kb, s0, steps, row0, panel, blocks, .. } = *call;
+    fn run(&self, kernel: &DenseAvx512Kernel, call: &KernelCall) {
+        let KernelCall { spec, kb, s0, steps, row0, panel, blocks, .. } = *call;
         let (p, b) = (self.p, self.p.b);
         let args = DenseAvx512Args {
             a: self.a_prep.as_slice()[row0 * self.a_row + s0 * spec.a_step_bytes()..].as_ptr(),

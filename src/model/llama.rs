@@ -18,7 +18,7 @@ use crate::sparse::gemm_sparse_bf16;
 use super::config::{LlamaConfig, MAX_CONTEXT};
 use super::ops::{add_in_place, dot, rms_norm, rope, softmax, swiglu};
 use super::placement::Buffer;
-use super::placement::{plan, Machine, PlacementFlags, Plan};
+use super::placement::{place, Machine, Placement, PlacementFlags};
 use super::profile::{start, stop, Profile};
 use super::weights::{dequantize_row, Linear, LinearWeights, Tensors, Weights};
 use super::ModelError;
@@ -39,7 +39,7 @@ pub struct LoadOptions {
 pub struct Model {
     gguf: Gguf,
     pub config: LlamaConfig,
-    pub plan: Plan,
+    pub plan: Placement,
     weights: Weights,
 }
 
@@ -67,7 +67,7 @@ impl Model {
         let config = LlamaConfig::from_gguf(&gguf)?;
         let tensors = Tensors::find(&gguf, &config)?;
         let machine = Machine { amx: amx_for_placement(), gpus: opts.gpus };
-        let plan = plan(opts.placement, &machine, config.n_layers, &tensors.descs());
+        let plan = place(opts.placement, &machine, config.n_layers, &tensors.descs());
         let weights = Weights::load(&gguf, &tensors, &plan, opts.sparsity, progress)?;
         Ok(Model { gguf, config, plan, weights })
     }

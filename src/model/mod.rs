@@ -16,7 +16,7 @@ pub mod weights;
 
 pub use config::LlamaConfig;
 pub use llama::{LoadOptions, Model, Session};
-pub use placement::{Buffer, PlacementFlags, Plan, Role, Slot};
+pub use placement::{Buffer, Placement, PlacementFlags, Role, Slot};
 
 use crate::gemm::GemmError;
 use crate::gguf::GgufError;

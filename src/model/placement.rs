@@ -150,7 +150,7 @@ pub struct Machine {
 
 /// The plan: a buffer per tensor, and what the user should be told.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Plan {
+pub struct Placement {
     pub buffers: BTreeMap<Slot, Buffer>,
     /// Repeating layers on GPUs (the last `gpu_layers`).
     pub gpu_layers: usize,
@@ -182,7 +182,7 @@ fn amx_kernel_for(t: GgmlType) -> bool {
 /// 5. Layers on GPUs are the last `n_gpu_layers`; the output norm and
 ///    projection join them when every layer is offloaded (llama.cpp's
 ///    convention).
-pub fn plan(flags: PlacementFlags, machine: &Machine, n_layers: usize, tensors: &[TensorDesc]) -> Plan {
+pub fn place(flags: PlacementFlags, machine: &Machine, n_layers: usize, tensors: &[TensorDesc]) -> Placement {
     let mut warnings = Vec::new();
     let gpu_layers = match (flags.n_gpu_layers, machine.gpus) {
         (0, _) => 0,
@@ -250,10 +250,10 @@ pub fn plan(flags: PlacementFlags, machine: &Machine, n_layers: usize, tensors: 
         }
     }
     let amx = buffers.values().any(|b| *b == Buffer::Amx);
-    Plan { buffers, gpu_layers, amx, warnings, bytes, roles }
+    Placement { buffers, gpu_layers, amx, warnings, bytes, roles }
 }
 
-impl Plan {
+impl Placement {
     /// The buffer of `slot` (CPU mapped for a slot the plan does not name).
     pub fn buffer(&self, slot: Slot) -> Buffer {
         self.buffers.get(&slot).copied().unwrap_or(Buffer::CpuMapped)
@@ -265,7 +265,7 @@ impl Plan {
     }
 }
 
-impl fmt::Display for Plan {
+impl fmt::Display for Placement {
     /// One line per buffer kind with its size in MiB and the roles in it,
     /// the way llama.cpp users read "CPU buffer size = ... MiB".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -314,7 +314,7 @@ mod tests {
         Machine { amx: if amx { Ok(()) } else { Err("AMX unavailable: no tiles".into()) }, gpus }
     }
 
-    fn kinds(p: &Plan, role: Role) -> Vec<Buffer> {
+    fn kinds(p: &Placement, role: Role) -> Vec<Buffer> {
         let mut v: Vec<_> = p.buffers.iter().filter(|(s, _)| s.role == role).map(|(_, b)| *b).collect();
         v.dedup();
         v
@@ -322,7 +322,7 @@ mod tests {
 
     #[test]
     fn cpu_only_without_amx_has_no_amx_buffers() {
-        let p = plan(PlacementFlags { amx: false, n_gpu_layers: 0 }, &machine(true, 0), 2, &model(true));
+        let p = place(PlacementFlags { amx: false, n_gpu_layers: 0 }, &machine(true, 0), 2, &model(true));
         assert!(!p.amx && p.warnings.is_empty());
         assert!(p.buffers.values().all(|b| matches!(b, Buffer::CpuMapped | Buffer::CpuPacked)));
         assert_eq!(kinds(&p, Role::FfnDown), [Buffer::CpuPacked]);
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn cpu_only_with_amx_packs_only_layer_matmuls() {
-        let p = plan(PlacementFlags { amx: true, n_gpu_layers: 0 }, &machine(true, 0), 2, &model(true));
+        let p = place(PlacementFlags { amx: true, n_gpu_layers: 0 }, &machine(true, 0), 2, &model(true));
         assert!(p.amx && p.warnings.is_empty(), "{:?}", p.warnings);
         for role in Role::LAYER {
             let want = if role.is_matmul() { Buffer::Amx } else { Buffer::CpuMapped };
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn gpu_layers_without_amx_keep_cpu_layers_in_host_buffers() {
-        let p = plan(PlacementFlags { amx: false, n_gpu_layers: 1 }, &machine(true, 1), 2, &model(true));
+        let p = place(PlacementFlags { amx: false, n_gpu_layers: 1 }, &machine(true, 1), 2, &model(true));
         assert!(!p.amx && p.warnings.is_empty() && p.gpu_layers == 1);
         assert_eq!(p.buffer(Slot { role: Role::AttnQ, layer: Some(1) }), Buffer::Gpu(0));
         assert_eq!(p.buffer(Slot { role: Role::AttnQ, layer: Some(0) }), Buffer::Host);
@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn gpu_layers_with_amx_warn_once_and_use_no_amx() {
-        let p = plan(PlacementFlags { amx: true, n_gpu_layers: 1 }, &machine(true, 1), 2, &model(true));
+        let p = place(PlacementFlags { amx: true, n_gpu_layers: 1 }, &machine(true, 1), 2, &model(true));
         assert!(!p.amx);
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].starts_with("--amx ignored: 1 layer(s) run on a GPU"), "{}", p.warnings[0]);
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn all_layers_on_gpu_take_the_output_along_and_ngl_clamps() {
-        let p = plan(PlacementFlags { amx: false, n_gpu_layers: 99 }, &machine(false, 1), 2, &model(false));
+        let p = place(PlacementFlags { amx: false, n_gpu_layers: 99 }, &machine(false, 1), 2, &model(false));
         assert_eq!(p.gpu_layers, 2);
         assert!(p.warnings[0].contains("offloading all 2"), "{:?}", p.warnings);
         assert_eq!(p.buffer(Slot { role: Role::OutputNorm, layer: None }), Buffer::Gpu(0));
@@ -377,7 +377,7 @@ mod tests {
 
     #[test]
     fn amx_that_cannot_run_and_ngl_without_gpus_warn_and_run_on() {
-        let p = plan(PlacementFlags { amx: true, n_gpu_layers: 3 }, &machine(false, 0), 2, &model(true));
+        let p = place(PlacementFlags { amx: true, n_gpu_layers: 3 }, &machine(false, 0), 2, &model(true));
         assert!(!p.amx && p.gpu_layers == 0);
         assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
         assert!(p.warnings[0].contains("no GPU device"));
@@ -390,7 +390,7 @@ mod tests {
         let mut t = model(true);
         t[1 + 1].ggml_type = GgmlType::Q6_K; // blk.0.attn_q: no AMX kernel
         t[1 + 2].dims = vec![48, 576]; // blk.0.attn_k: K not a multiple of 32
-        let p = plan(PlacementFlags { amx: true, n_gpu_layers: 0 }, &machine(true, 0), 2, &t);
+        let p = place(PlacementFlags { amx: true, n_gpu_layers: 0 }, &machine(true, 0), 2, &t);
         assert_eq!(p.buffer(t[2].slot), Buffer::CpuPacked);
         assert_eq!(p.buffer(t[3].slot), Buffer::CpuPacked);
         assert_eq!(p.buffer(t[4].slot), Buffer::Amx);

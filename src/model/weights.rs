@@ -14,7 +14,7 @@ use tilejit_sparse::Bf16;
 use tilejit_sparse::{PruneScope, Pruning};
 
 use super::config::LlamaConfig;
-use super::placement::{Buffer, Plan, Role, Slot, TensorDesc};
+use super::placement::{Buffer, Placement, Role, Slot, TensorDesc};
 use super::ModelError;
 
 /// The formats the linear layers run on: the quantized kernels' block
@@ -243,7 +243,7 @@ impl Weights {
     pub fn load(
         g: &Gguf,
         t: &Tensors,
-        plan: &Plan,
+        plan: &Placement,
         sparsity: Option<f64>,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Weights, ModelError> {

@@ -109,7 +109,7 @@ fn row_groups(m: usize, per: usize) -> Vec<Range<usize>> {
 }
 
 /// The register map of a `Bf16Chains` kernel.
-pub(super) struct Plan {
+pub(super) struct RegisterMap {
     /// `acc[row][panel]`: C of that row and panel.
     pub(super) acc: Vec<Vec<Zmm>>,
     hold: Hold,
@@ -128,8 +128,8 @@ pub(super) struct Plan {
     b_odd: Vec<Zmm>,
 }
 
-impl Plan {
-    pub(super) fn new(spec: &DenseAvx512Spec) -> Plan {
+impl RegisterMap {
+    pub(super) fn new(spec: &DenseAvx512Spec) -> RegisterMap {
         let (m, n) = (spec.m_rows as usize, spec.n_panels as usize);
         let (hold, per) = best_grouping(m, n);
         let row_groups = row_groups(m, per);
@@ -145,7 +145,7 @@ impl Plan {
         };
         let mut take = |count: usize| (0..count).map(|_| regs.take()).collect::<Vec<_>>();
         let (a_even, a_odd, b_even, b_odd) = (take(a_count), take(a_count), take(b_count), take(b_count));
-        Plan { acc, hold, row_groups, even, odd, raw, even_shuffle, odd_mask, a_even, a_odd, b_even, b_odd }
+        RegisterMap { acc, hold, row_groups, even, odd, raw, even_shuffle, odd_mask, a_even, a_odd, b_even, b_odd }
     }
 
     pub(super) fn emit_setup(&self, cb: &mut CodeBuilder) -> Result<(), GenerateError> {

@@ -49,7 +49,7 @@ pub(super) fn zmm_needed(spec: &DenseAvx512Spec) -> usize {
 }
 
 /// The register map of a one-accumulator kernel.
-pub(super) struct Plan {
+pub(super) struct RegisterMap {
     kind: Avx512Kind,
     /// `acc[row][panel]`: C of that row and panel.
     pub(super) acc: Vec<Vec<Zmm>>,
@@ -61,15 +61,15 @@ pub(super) struct Plan {
     flip: Option<Zmm>,
 }
 
-impl Plan {
-    pub(super) fn new(spec: &DenseAvx512Spec) -> Plan {
+impl RegisterMap {
+    pub(super) fn new(spec: &DenseAvx512Spec) -> RegisterMap {
         let (m, n) = (spec.m_rows as usize, spec.n_panels as usize);
         let mut regs = ZmmAlloc::new();
         let acc = regs.grid(m, n);
         let b = (0..n).map(|_| regs.take()).collect();
         let a = if a_in_register(spec.kind) { vec![regs.take(), regs.take()] } else { Vec::new() };
         let flip = flips_a(spec.kind).then(|| regs.take());
-        Plan { kind: spec.kind, acc, b, a, flip }
+        RegisterMap { kind: spec.kind, acc, b, a, flip }
     }
 
     pub(super) fn emit_setup(&self, cb: &mut CodeBuilder) -> Result<(), GenerateError> {

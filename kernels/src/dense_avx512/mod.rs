@@ -174,15 +174,15 @@ fn panel_mask(spec: &DenseAvx512Spec, j: usize) -> Option<KReg> {
 
 /// What each kind contributes: its register plan and its K step.
 enum Body {
-    Dot(dot::Plan),
-    Chains(chains::Plan),
+    Dot(dot::RegisterMap),
+    Chains(chains::RegisterMap),
 }
 
 impl Body {
     fn new(spec: &DenseAvx512Spec) -> Body {
         match spec.kind {
-            Avx512Kind::Bf16Chains => Body::Chains(chains::Plan::new(spec)),
-            Avx512Kind::Int8(_) | Avx512Kind::Bf16Dot => Body::Dot(dot::Plan::new(spec)),
+            Avx512Kind::Bf16Chains => Body::Chains(chains::RegisterMap::new(spec)),
+            Avx512Kind::Int8(_) | Avx512Kind::Bf16Dot => Body::Dot(dot::RegisterMap::new(spec)),
         }
     }
 

@@ -176,7 +176,7 @@ const A_TILES: [Tmm; 2] = [Tmm::TMM4, Tmm::TMM5];
 const B_TILE: Tmm = Tmm::TMM6;
 
 /// The register map and the code emitters.
-struct Plan {
+struct RegisterMap {
     spec: QuantAmxSpec,
     tiles: Vec<u8>,
     acc: Vec<Zmm>,
@@ -192,8 +192,8 @@ struct Plan {
     temps: Vec<Zmm>,
 }
 
-impl Plan {
-    fn new(spec: QuantAmxSpec) -> Plan {
+impl RegisterMap {
+    fn new(spec: QuantAmxSpec) -> RegisterMap {
         let f = spec.format;
         let mut r = ZmmAlloc::new();
         let acc = (0..spec.rows).map(|_| r.take()).collect();
@@ -205,7 +205,7 @@ impl Plan {
         let bias = take_if(f != WeightFormat::Q4_1);
         let temps = r.rest();
         assert!(temps.len() >= 2, "MAX_ROWS leaves two temporaries for every format");
-        Plan { spec, tiles: spec.row_tiles(), acc, dw, mw, nib_mask, shift, bias, temps }
+        RegisterMap { spec, tiles: spec.row_tiles(), acc, dw, mw, nib_mask, shift, bias, temps }
     }
 
     /// Quant bytes of one block, and of one block pair with its scales
@@ -450,7 +450,7 @@ impl QuantAmxKernel {
     /// An invalid spec, or the assembler / executable memory failing.
     pub fn generate(spec: QuantAmxSpec) -> Result<QuantAmxKernel, GenerateError> {
         spec.validate()?;
-        let plan = Plan::new(spec);
+        let plan = RegisterMap::new(spec);
         let config = Box::new(plan.config()?);
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();

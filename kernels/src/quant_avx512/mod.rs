@@ -205,7 +205,7 @@ fn t_mem(i: usize, disp: i32) -> Result<Mem, EncodeError> {
 }
 
 /// The register map.
-struct Plan {
+struct RegisterMap {
     format: WeightFormat,
     m: usize,
     acc: Vec<Vec<Zmm>>,
@@ -223,8 +223,8 @@ struct Plan {
     prefetch_pairs: usize,
 }
 
-impl Plan {
-    fn new(spec: &QuantAvx512Spec) -> Plan {
+impl RegisterMap {
+    fn new(spec: &QuantAvx512Spec) -> RegisterMap {
         let (m, p) = (usize::from(spec.m_rows), usize::from(spec.panels_per_pass));
         let mut r = ZmmAlloc::new();
         let acc = r.grid(m, p);
@@ -237,7 +237,7 @@ impl Plan {
         let (dw, scale) = (r.take(), r.take());
         let (nib_mask, shift) = if q4 { (r.take(), r.take()) } else { (dw, dw) };
         let mw = if spec.format == WeightFormat::Q4_1 { r.take() } else { dw };
-        Plan {
+        RegisterMap {
             format: spec.format,
             m,
             acc,
@@ -410,7 +410,7 @@ impl QuantAvx512Kernel {
     /// An invalid spec, or the assembler / executable memory failing.
     pub fn generate(spec: QuantAvx512Spec) -> Result<QuantAvx512Kernel, GenerateError> {
         spec.validate()?;
-        let plan = Plan::new(&spec);
+        let plan = RegisterMap::new(&spec);
         let p = usize::from(spec.panels_per_pass);
         let q4 = spec.format != WeightFormat::Q8_0;
         let mut cb = CodeBuilder::new()?;

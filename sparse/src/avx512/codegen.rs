@@ -86,7 +86,7 @@ pub(super) fn temporaries(kind: SparseAvx512Kind, m: usize, p: usize) -> (usize,
     (raw, split)
 }
 
-struct Plan {
+struct RegisterMap {
     spec: SparseAvx512Spec,
     m: usize,
     /// `acc[i][j]`: C of row i, panel j of the pass.
@@ -111,8 +111,8 @@ struct Plan {
     panel_mask_stride: i32,
 }
 
-impl Plan {
-    fn new(spec: &SparseAvx512Spec) -> Plan {
+impl RegisterMap {
+    fn new(spec: &SparseAvx512Spec) -> RegisterMap {
         let (kind, m, p) = (spec.kind, usize::from(spec.m_rows), usize::from(spec.panels_per_pass));
         let (n_raw, n_split) = temporaries(kind, m, p);
         let mut r = ZmmAlloc::new();
@@ -126,7 +126,7 @@ impl Plan {
         let split = (0..n_split).map(|_| r.take()).collect();
         let panel_mask_stride = (spec.k_tiles as usize * kind.tile_mask_bytes()) as i32;
         let row_block = if bf16 && n_raw >= 2 { 2 } else { 1 };
-        Plan {
+        RegisterMap {
             spec: *spec,
             m,
             acc,
@@ -486,7 +486,7 @@ pub(super) fn pass_widths(p: usize) -> Vec<usize> {
 
 /// Generates the kernel for a validated spec.
 pub(super) fn generate(spec: &SparseAvx512Spec) -> Result<JitCode, GenerateError> {
-    let plan = Plan::new(spec);
+    let plan = RegisterMap::new(spec);
     let bf16 = spec.kind == SparseAvx512Kind::Bf16;
     let mut cb = CodeBuilder::new()?;
     let entry = cb.offset();
