@@ -50,6 +50,38 @@ impl CodeBuilder {
         self.ops.offset()
     }
 
+    /// Opens `frame`: pushes its callee-saved registers, reserves its
+    /// locals and, for a kernel with its own MXCSR, saves the caller's at
+    /// `[rsp + slot]` (the kernel then loads its own image). [`Self::leave`]
+    /// undoes it; every generator enters and leaves through these two.
+    pub fn enter(&mut self, frame: &Frame) {
+        self.save(frame.saved);
+        if frame.locals > 0 {
+            dynasm!(self.ops ; .arch x64 ; sub rsp, frame.locals);
+        }
+        if let Some(slot) = frame.mxcsr_slot {
+            dynasm!(self.ops ; .arch x64 ; stmxcsr [rsp + slot]);
+        }
+    }
+
+    /// Closes `frame` and returns: the caller's MXCSR back, VZEROUPPER (no
+    /// AVX-512 state leaks into the caller's SSE code), TILERELEASE for
+    /// kernels that configured tiles, locals freed, registers popped.
+    pub fn leave(&mut self, frame: &Frame) {
+        if let Some(slot) = frame.mxcsr_slot {
+            dynasm!(self.ops ; .arch x64 ; ldmxcsr [rsp + slot]);
+        }
+        dynasm!(self.ops ; .arch x64 ; vzeroupper);
+        if frame.tiles {
+            self.emit(crate::encoder::tilerelease());
+        }
+        if frame.locals > 0 {
+            dynasm!(self.ops ; .arch x64 ; add rsp, frame.locals);
+        }
+        self.restore(frame.saved);
+        dynasm!(self.ops ; .arch x64 ; ret);
+    }
+
     /// Saves the callee-saved registers a kernel uses (SysV: rbx, rbp,
     /// r12-r15), in order; [`Self::restore`] pops them in reverse.
     pub fn save(&mut self, regs: &[Gpr]) {
@@ -103,6 +135,21 @@ impl CodeBuilder {
     pub fn finish_bytes(self) -> Result<Vec<u8>, GenerateError> {
         self.ops.finalize().map_err(|e| GenerateError::Assembler(format!("resolving labels: {e}")))
     }
+}
+
+/// A generated function's stack frame under the System V ABI (see
+/// [`CodeBuilder::enter`] / [`CodeBuilder::leave`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Callee-saved registers the body uses (rbx, rbp, r12-r15).
+    pub saved: &'a [Gpr],
+    /// Bytes of locals below the pushes (`[rsp + 0 .. locals]`).
+    pub locals: i32,
+    /// Where the caller's MXCSR is kept, for kernels that load their own
+    /// (bf16 emulation runs under DAZ | FTZ: docs/NUMERICS.md).
+    pub mxcsr_slot: Option<i32>,
+    /// Whether the body configured tiles (TILERELEASE on the way out).
+    pub tiles: bool,
 }
 
 /// A finished, executable code buffer and its entry point.

@@ -39,7 +39,7 @@
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 use tilejit_kernels::cpu::Feature;
 use tilejit_kernels::encoder::{self as enc, kmovq_k_r64, EvexOp, Gpr, KReg, Mask, Mem, Scale, TdpOp, Tmm, Zmm};
-use tilejit_kernels::jit::{CodeBuilder, GenerateError, JitCode};
+use tilejit_kernels::jit::{CodeBuilder, Frame, GenerateError, JitCode};
 use tilejit_kernels::tile_config::TileConfig;
 
 use crate::elem::{PANEL_COLS, ROW_BYTES, TILE_ROWS};
@@ -366,7 +366,8 @@ impl SparseAmxKernel {
         let config = Box::new(plan.config()?);
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();
-        cb.save(&SAVED);
+        let frame = Frame { saved: &SAVED, locals: 0, mxcsr_slot: None, tiles: true };
+        cb.enter(&frame);
         cb.load_tile_config(&config, Gpr::RAX);
         dynasm!(cb.ops
             ; .arch x64
@@ -395,11 +396,8 @@ impl SparseAmxKernel {
             ; .arch x64
             ; jmp ->steps
             ; ->done:
-            ; vzeroupper
         );
-        cb.emit(enc::tilerelease());
-        cb.restore(&SAVED);
-        dynasm!(cb.ops ; .arch x64 ; ret);
+        cb.leave(&frame);
         let code = cb.finish(entry)?;
         code.dump_if_requested(&spec.name());
         Ok(SparseAmxKernel { spec, code, _config: config })

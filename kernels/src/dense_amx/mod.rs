@@ -33,7 +33,7 @@ pub use spec::{BLoad, Blocking, DenseAmxSpec, Schedule};
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
 use crate::encoder::{self as enc, Gpr, Mem, Scale};
-use crate::jit::{CodeBuilder, GenerateError, JitCode};
+use crate::jit::{CodeBuilder, Frame, GenerateError, JitCode};
 use crate::spec::CInit;
 use crate::tile_config::TileConfig;
 
@@ -107,11 +107,11 @@ impl DenseAmxKernel {
         let entry = cb.offset();
         let stride = |base: Gpr, index: Gpr, disp: i32| Mem::base_disp(base, disp).with_index(index, Scale::S1);
 
-        cb.save(&SAVED);
+        let frame = Frame { saved: &SAVED, locals: FRAME, mxcsr_slot: None, tiles: true };
+        cb.enter(&frame);
         cb.load_tile_config(&config, TMP);
         dynasm!(cb.ops
             ; .arch x64
-            ; sub rsp, FRAME
             ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, prefetch_a)]
             ; mov [rsp + PF_A], Rq(TMP.number())
             ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, prefetch_a_row_lines)]
@@ -214,11 +214,8 @@ impl DenseAmxKernel {
             ; dec Rq(N_COUNT.number())
             ; jnz ->n_loop
             ; ->done:
-            ; add rsp, FRAME
         );
-        cb.emit(enc::tilerelease());
-        cb.restore(&SAVED);
-        dynasm!(cb.ops ; .arch x64 ; ret);
+        cb.leave(&frame);
 
         let code = cb.finish(entry)?;
         code.dump_if_requested(&spec.name());

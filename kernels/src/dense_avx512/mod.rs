@@ -50,7 +50,7 @@ pub use spec::{Avx512Kind, DenseAvx512Spec};
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 
 use crate::encoder::{kmovq_k_r64, EncodeError, EvexOp, Gpr, KReg, Mask, Mem, Zmm};
-use crate::jit::{CodeBuilder, GenerateError, JitCode};
+use crate::jit::{CodeBuilder, Frame, GenerateError, JitCode};
 use crate::pack::PackedB;
 use crate::spec::{CInit, Int8Sign};
 
@@ -237,18 +237,11 @@ impl DenseAvx512Kernel {
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();
 
-        cb.save(&SAVED);
-        dynasm!(cb.ops
-            ; .arch x64
-            ; sub rsp, FRAME
-            ; mov Rq(CONSTS.number()), QWORD &*consts as *const Constants as i64
-        );
+        let frame = Frame { saved: &SAVED, locals: FRAME, mxcsr_slot: chains.then_some(SAVED_MXCSR), tiles: false };
+        cb.enter(&frame);
+        dynasm!(cb.ops ; .arch x64 ; mov Rq(CONSTS.number()), QWORD &*consts as *const Constants as i64);
         if chains {
-            dynasm!(cb.ops
-                ; .arch x64
-                ; stmxcsr [rsp + SAVED_MXCSR]
-                ; ldmxcsr [Rq(CONSTS.number()) + constant!(mxcsr)]
-            );
+            dynasm!(cb.ops ; .arch x64 ; ldmxcsr [Rq(CONSTS.number()) + constant!(mxcsr)]);
         }
         if spec.last_panel_cols < 16 {
             dynasm!(cb.ops ; .arch x64 ; mov Rq(TMP.number()), (1i32 << spec.last_panel_cols) - 1);
@@ -361,16 +354,7 @@ impl DenseAvx512Kernel {
             ; jnz ->n_loop
             ; ->done:
         );
-        if chains {
-            dynasm!(cb.ops ; .arch x64 ; ldmxcsr [rsp + SAVED_MXCSR]);
-        }
-        dynasm!(cb.ops
-            ; .arch x64
-            ; vzeroupper
-            ; add rsp, FRAME
-        );
-        cb.restore(&SAVED);
-        dynasm!(cb.ops ; .arch x64 ; ret);
+        cb.leave(&frame);
 
         let code = cb.finish(entry)?;
         code.dump_if_requested(&spec.name());

@@ -61,7 +61,7 @@ use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 use crate::codegen::ZmmAlloc;
 use crate::cpu::Feature;
 use crate::encoder::{self as enc, kmovq_k_r64, EvexOp, Gpr, KReg, Mask, Mem, Scale, TdpOp, Tmm, Zmm};
-use crate::jit::{CodeBuilder, GenerateError, JitCode};
+use crate::jit::{CodeBuilder, Frame, GenerateError, JitCode};
 use crate::tile_config::TileConfig;
 
 /// The extensions the kernel executes: tiles and TDPBSSD, and AVX512F/BW
@@ -454,7 +454,8 @@ impl QuantAmxKernel {
         let config = Box::new(plan.config()?);
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();
-        cb.save(&SAVED);
+        let frame = Frame { saved: &SAVED, locals: 0, mxcsr_slot: None, tiles: true };
+        cb.enter(&frame);
         cb.load_tile_config(&config, TMP);
         dynasm!(cb.ops
             ; .arch x64
@@ -494,12 +495,10 @@ impl QuantAmxKernel {
             ; jz >done
         );
         plan.emit_panel(&mut cb, true)?;
-        dynasm!(cb.ops ; .arch x64 ; done: ; vzeroupper);
-        cb.emit(enc::tilerelease());
-        cb.restore(&SAVED);
+        dynasm!(cb.ops ; .arch x64 ; done:);
+        cb.leave(&frame);
         dynasm!(cb.ops
             ; .arch x64
-            ; ret
             ; .align 8
             ; consts:
             ; .u32 0x0F0F_0F0F

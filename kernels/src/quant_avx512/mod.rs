@@ -55,7 +55,7 @@ use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 use crate::codegen::{prefetch, ZmmAlloc};
 use crate::cpu::Feature;
 use crate::encoder::{kmovq_k_r64, EncodeError, EvexOp, Gpr, KReg, Mask, Mem, Zmm};
-use crate::jit::{CodeBuilder, GenerateError, JitCode};
+use crate::jit::{CodeBuilder, Frame, GenerateError, JitCode};
 
 /// The extensions the decode kernels execute: AVX512F (FP32 epilogue,
 /// VCVTPH2PS), BW (KMOVQ) and VNNI (VPDPBUSD).
@@ -415,7 +415,8 @@ impl QuantAvx512Kernel {
         let q4 = spec.format != WeightFormat::Q8_0;
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();
-        cb.save(&SAVED);
+        let frame = Frame { saved: &SAVED, locals: 0, mxcsr_slot: None, tiles: false };
+        cb.enter(&frame);
         if q4 {
             dynasm!(cb.ops ; .arch x64 ; lea Rq(TMP.number()), [>consts]);
             cb.emit(EvexOp::VPBROADCASTD.rm_mem(plan.nib_mask, Mem::base(TMP), Mask::NONE)?);
@@ -466,9 +467,8 @@ impl QuantAvx512Kernel {
             ; jz >done
         );
         plan.emit_pass(&mut cb, 1, true)?;
-        dynasm!(cb.ops ; .arch x64 ; done: ; vzeroupper);
-        cb.restore(&SAVED);
-        dynasm!(cb.ops ; .arch x64 ; ret);
+        dynasm!(cb.ops ; .arch x64 ; done:);
+        cb.leave(&frame);
         if q4 {
             // The nibble mask and the shift count, read once at entry.
             dynasm!(cb.ops ; .arch x64 ; .align 8 ; consts: ; .u32 0x0F0F_0F0F ; .u32 4);

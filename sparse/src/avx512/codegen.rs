@@ -11,7 +11,7 @@ use tilejit_kernels::codegen::{prefetch, ZmmAlloc, MXCSR_RNE_DAZ_FTZ};
 use tilejit_kernels::encoder::{
     kmovd_k_mem, kmovq_k_mem, kmovq_k_r64, EncodeError, EvexOp, Gpr, KReg, Mask, Mem, Scale, Zmm,
 };
-use tilejit_kernels::jit::{CodeBuilder, GenerateError, JitCode};
+use tilejit_kernels::jit::{CodeBuilder, Frame, GenerateError, JitCode};
 use tilejit_kernels::spec::CInit;
 
 use super::{SparseAvx512Args, SparseAvx512Kind, SparseAvx512Spec};
@@ -491,19 +491,15 @@ pub(super) fn generate(spec: &SparseAvx512Spec) -> Result<JitCode, GenerateError
     let mut cb = CodeBuilder::new()?;
     let entry = cb.offset();
     let (t0, args) = (TMP[0].number(), Gpr::RDI.number());
-    cb.save(&SAVED);
+    let frame = Frame { saved: &SAVED, locals: FRAME, mxcsr_slot: bf16.then_some(F_MXCSR), tiles: false };
+    cb.enter(&frame);
     dynasm!(cb.ops
         ; .arch x64
-        ; sub rsp, FRAME
         ; mov QWORD [rsp + F_ARGS], Rq(args)
         ; lea Rq(t0), [->consts]
     );
     if bf16 {
-        dynasm!(cb.ops
-            ; .arch x64
-            ; stmxcsr [rsp + F_MXCSR]
-            ; ldmxcsr [Rq(t0) + C_MXCSR]
-        );
+        dynasm!(cb.ops ; .arch x64 ; ldmxcsr [Rq(t0) + C_MXCSR]);
         let (odd, shift) = (plan.odd_mask.expect("bf16"), plan.shift16.expect("bf16"));
         cb.emit(EvexOp::VPBROADCASTD.rm_mem(odd, Mem::base_disp(TMP[0], C_ODD), Mask::NONE)?);
         cb.emit(EvexOp::VPBROADCASTD.rm_mem(shift, Mem::base_disp(TMP[0], C_SHIFT), Mask::NONE)?);
@@ -535,18 +531,9 @@ pub(super) fn generate(spec: &SparseAvx512Spec) -> Result<JitCode, GenerateError
         plan.emit_pass(&mut cb, w)?;
     }
     dynasm!(cb.ops ; .arch x64 ; ->done:);
-    if bf16 {
-        dynasm!(cb.ops ; .arch x64 ; ldmxcsr [rsp + F_MXCSR]);
-    }
+    cb.leave(&frame);
     dynasm!(cb.ops
         ; .arch x64
-        ; vzeroupper
-        ; add rsp, FRAME
-    );
-    cb.restore(&SAVED);
-    dynasm!(cb.ops
-        ; .arch x64
-        ; ret
         ; .align 16
         ; ->consts:
         ; .u32 0xFFFF_0000u32 as i32 as u32
