@@ -11,9 +11,9 @@ mod common;
 use common::features_or_skip;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use tilejit::gemm::{gemm_quant_amx, quantize_activations, reference_types, GemmError};
+use tilejit::gemm::{gemm_quant_amx, quantize_activations, reference_types, GemmError, ShapeError};
 use tilejit::kernels::quant_amx::{AmxActivations, PackedQuant, WeightFormat, FEATURES};
-use tilejit::kernels::quant_avx512::QuantActivations;
+use tilejit::kernels::quant_avx512::{ActivationFormat, QuantActivations, QuantPackError};
 use tilejit_verify::quant::gemm_quant;
 use tilejit_verify::strategies::standard_normal;
 
@@ -157,12 +157,24 @@ fn bad_shapes_are_typed_errors() {
     let short = AmxActivations::new(2, 32, &[0; 64], &[0.0; 2], &[]).unwrap();
     let mut c = vec![0f32; 6];
     assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 3, 0, 12), Err(GemmError::Threads)));
-    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c[..5], 3, 1, 12), Err(GemmError::Shape(_))));
-    assert!(matches!(gemm_quant_amx(&packed, &short, &mut c, 3, 1, 12), Err(GemmError::Shape(_))));
+    let short_c = ShapeError::Short { what: "C", len: 5, rows: 2, row: 3, stride: 3 };
+    assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c[..5], 3, 1, 12), Err(GemmError::Shape(e)) if e == short_c));
+    let inner = ShapeError::InnerDim { a_k: 32, w_k: 64 };
+    assert!(matches!(gemm_quant_amx(&packed, &short, &mut c, 3, 1, 12), Err(GemmError::Shape(e)) if e == inner));
     assert!(matches!(gemm_quant_amx(&packed, &acts, &mut c, 3, 1, 17), Err(GemmError::Quant(_))));
     let w41 = weight_rows(WeightFormat::Q4_1, 3, 64, 0, &mut StdRng::seed_from_u64(2));
     let p41 = PackedQuant::from_gguf(WeightFormat::Q4_1, &w41, 3, 64).unwrap();
+    // Activations without sums are Q8_0 ones; Q4_1 weights need Q8_1.
     let err = gemm_quant_amx(&p41, &acts, &mut c, 3, 1, 12).unwrap_err();
-    assert!(err.to_string().contains("Q8_1"), "{err}");
+    assert!(
+        matches!(
+            err,
+            GemmError::Quant(QuantPackError::UnsupportedPair {
+                weights: WeightFormat::Q4_1,
+                activations: ActivationFormat::Q8_0
+            })
+        ),
+        "{err:?}"
+    );
     assert!(AmxActivations::new(2, 64, &[0; 127], &[0.0; 4], &[]).is_err());
 }
