@@ -3,6 +3,7 @@
 why, from the lines tilejit_verify::paths prints:
 
     ISA path <path>: executed [<test>]
+    ISA path <path>: EMULATED [<test>] <why not natively>
     ISA path <path>: SKIPPED [<test>] <reason>
 
 Usage: paths_summary.py LOG TITLE. Exits 1 if the log holds no such line
@@ -11,11 +12,12 @@ import re
 import sys
 from collections import Counter, defaultdict
 
-LINE = re.compile(r"ISA path (\S+): (executed|SKIPPED) \[([^\]]*)\]\s*(.*)")
+LINE = re.compile(r"ISA path (\S+): (executed|EMULATED|SKIPPED) \[([^\]]*)\]\s*(.*)")
 
 
 def main(log, title):
     executed = defaultdict(set)
+    emulated = defaultdict(set)
     skipped = defaultdict(dict)
     with open(log, errors="replace") as f:
         for line in f:
@@ -25,17 +27,20 @@ def main(log, title):
             path, status, test, reason = m.groups()
             if status == "executed":
                 executed[path].add(test)
+            elif status == "EMULATED":
+                emulated[path].add(test)
             else:
                 skipped[path][test] = reason
     print(f"== ISA paths: {title}")
-    if not executed and not skipped:
+    if not executed and not skipped and not emulated:
         print("no path lines in the log: the run did not say what it covered")
         return 1
-    for path in ["amx", "avx512", "scalar"] + sorted((set(executed) | set(skipped)) - {"amx", "avx512", "scalar"}):
-        ran, left = executed.get(path, set()), skipped.get(path, {})
-        if not ran and not left:
+    seen = set(executed) | set(skipped) | set(emulated)
+    for path in ["amx", "avx512", "scalar"] + sorted(seen - {"amx", "avx512", "scalar"}):
+        ran, emu, left = executed.get(path, set()), emulated.get(path, set()), skipped.get(path, {})
+        if not ran and not left and not emu:
             continue
-        print(f"{path:<7} executed by {len(ran)} test(s), skipped by {len(left)}")
+        print(f"{path:<7} executed natively by {len(ran)} test(s), emulated by {len(emu)}, skipped by {len(left)}")
         for reason, n in Counter(left.values()).most_common():
             print(f"          skipped ({n}): {reason}")
     return 0

@@ -8,6 +8,7 @@
 //! family's generated code executes.
 
 use crate::cpu::{amx_ready, require, AmxUnavailable, CpuFeatures, MissingFeatures};
+pub use crate::emulate::Execution;
 use tilejit_kernels::dense_avx512::Avx512Kind;
 use tilejit_kernels::spec::{ElemType, Int8Sign};
 use tilejit_sparse::amx::SparseKind;
@@ -41,7 +42,7 @@ impl std::fmt::Display for Isa {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IsaError {
-    #[error("TILEJIT_ISA={0:?} is not an ISA: use scalar, avx512 or amx")]
+    #[error("TILEJIT_ISA={0:?} is not an ISA: use scalar, avx512, amx, avx512-emu or amx-emu")]
     UnknownName(String),
     #[error("TILEJIT_ISA={isa} forces an ISA this machine cannot run: {reason}")]
     Unavailable { isa: Isa, reason: Unsupported },
@@ -148,28 +149,59 @@ pub fn availability(isa: Isa) -> Result<(), Unsupported> {
     }
 }
 
-/// Parses an ISA name as `TILEJIT_ISA` accepts it; empty means "not forced".
-pub fn parse(name: &str) -> Result<Option<Isa>, IsaError> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "" => Ok(None),
-        "scalar" => Ok(Some(Isa::Scalar)),
-        "avx512" | "avx-512" => Ok(Some(Isa::Avx512)),
-        "amx" => Ok(Some(Isa::Amx)),
-        _ => Err(IsaError::UnknownName(name.to_string())),
-    }
+/// Parses an ISA name as `TILEJIT_ISA` accepts it (`amx-emu` and
+/// `avx512-emu` run that path's generated code under the emulator); empty
+/// means "not forced".
+pub fn parse(name: &str) -> Result<Option<(Isa, Execution)>, IsaError> {
+    let lower = name.trim().to_ascii_lowercase();
+    let (isa, execution) = match lower.strip_suffix("-emu") {
+        Some(isa) => (isa, Execution::Emulated),
+        None => (lower.as_str(), Execution::Native),
+    };
+    let isa = match isa {
+        "" if execution == Execution::Native => return Ok(None),
+        "scalar" if execution == Execution::Native => Isa::Scalar,
+        "avx512" | "avx-512" => Isa::Avx512,
+        "amx" => Isa::Amx,
+        _ => return Err(IsaError::UnknownName(name.to_string())),
+    };
+    Ok(Some((isa, execution)))
 }
 
-/// The ISA forced by `TILEJIT_ISA`, if any; an error if the name is
-/// unknown or the forced ISA cannot run here, or if `TILEJIT_HIDE` names
-/// an unknown feature.
-pub fn forced() -> Result<Option<Isa>, IsaError> {
+fn forced_pair() -> Result<Option<(Isa, Execution)>, IsaError> {
     if let Some(e) = CpuFeatures::get().hide_error() {
         return Err(e.clone().into());
     }
     let Some(name) = std::env::var_os("TILEJIT_ISA") else { return Ok(None) };
-    let Some(isa) = parse(&name.to_string_lossy())? else { return Ok(None) };
-    availability(isa).map_err(|reason| IsaError::Unavailable { isa, reason })?;
-    Ok(Some(isa))
+    let Some((isa, execution)) = parse(&name.to_string_lossy())? else { return Ok(None) };
+    if execution == Execution::Native {
+        availability(isa).map_err(|reason| IsaError::Unavailable { isa, reason })?;
+    }
+    Ok(Some((isa, execution)))
+}
+
+/// The ISA forced by `TILEJIT_ISA`, if any; an error if the name is
+/// unknown or the forced ISA cannot run here (natively), or if
+/// `TILEJIT_HIDE` names an unknown feature.
+pub fn forced() -> Result<Option<Isa>, IsaError> {
+    Ok(forced_pair()?.map(|(isa, _)| isa))
+}
+
+/// Whether `TILEJIT_ISA` asks for emulated execution (`amx-emu`,
+/// `avx512-emu`); native otherwise, also when the variable is malformed
+/// (then [`forced`] reports it).
+pub fn forced_execution() -> Execution {
+    forced_pair().ok().flatten().map_or(Execution::Native, |(_, execution)| execution)
+}
+
+/// [`availability_for`] for `execution`: emulated, a path runs wherever the
+/// family has a kernel for it, whatever this CPU has.
+pub fn availability_with(isa: Isa, op: Op, execution: Execution) -> Result<(), Unsupported> {
+    match execution {
+        Execution::Native => availability_for(isa, op),
+        Execution::Emulated if isa == Isa::Scalar || op.features(isa).is_some() => Ok(()),
+        Execution::Emulated => Err(Unsupported::NoKernel { op, isa }),
+    }
 }
 
 /// The best available ISA, unless `TILEJIT_ISA` forces one.
@@ -186,14 +218,19 @@ mod tests {
 
     #[test]
     fn names_parse_and_bad_names_are_typed_errors() {
-        assert_eq!(parse("AMX").unwrap(), Some(Isa::Amx));
-        assert_eq!(parse(" avx512 ").unwrap(), Some(Isa::Avx512));
-        assert_eq!(parse("avx-512").unwrap(), Some(Isa::Avx512));
-        assert_eq!(parse("scalar").unwrap(), Some(Isa::Scalar));
+        let native = |isa| Some((isa, Execution::Native));
+        assert_eq!(parse("AMX").unwrap(), native(Isa::Amx));
+        assert_eq!(parse(" avx512 ").unwrap(), native(Isa::Avx512));
+        assert_eq!(parse("avx-512").unwrap(), native(Isa::Avx512));
+        assert_eq!(parse("scalar").unwrap(), native(Isa::Scalar));
+        assert_eq!(parse("amx-emu").unwrap(), Some((Isa::Amx, Execution::Emulated)));
+        assert_eq!(parse("AVX512-EMU").unwrap(), Some((Isa::Avx512, Execution::Emulated)));
         assert_eq!(parse("").unwrap(), None);
-        let err = parse("sse2").unwrap_err();
-        assert_eq!(err, IsaError::UnknownName("sse2".into()));
-        assert!(err.to_string().contains("use scalar, avx512 or amx"), "{err}");
+        for bad in ["sse2", "scalar-emu", "-emu"] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err, IsaError::UnknownName(bad.into()));
+            assert!(err.to_string().contains("amx-emu"), "{err}");
+        }
     }
 
     #[test]

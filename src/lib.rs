@@ -7,6 +7,7 @@
 #[cfg(feature = "cli")]
 pub mod bench;
 pub mod cpu;
+pub mod emulate;
 pub mod gemm;
 pub mod gguf;
 pub mod isa;

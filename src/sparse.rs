@@ -26,12 +26,14 @@ use tilejit_sparse::avx512::{self as sparse_avx512, PreparedA, SparseAvx512Args}
 use tilejit_sparse::{Bf16, Element, Int8, SparseMatrix, PANEL_COLS};
 
 use crate::cpu::amx_ready;
+use crate::emulate::{Execution, Executor};
 use crate::gemm::dispatch::by_rows;
 use crate::gemm::{
     bytes, check_operands, gemm_bf16, gemm_int8, resolve_isa, GemmError, GemmOptions, ShapeError, SharedC,
 };
 use crate::isa::{Isa, Op};
 use tilejit_kernels::cache::KernelCache;
+use tilejit_verify::emu::Region;
 
 /// Sparsity (fraction of zero weights) from which [`SparseWeights`] stores
 /// the bitmap format. Measured (`tilejit bench --filter sparse`,
@@ -204,14 +206,13 @@ pub fn gemm_sparse_bf16(
         Repr::Dense(b) => return gemm_bf16(m, a, lda, b, c, ldc, accumulate, opts),
         Repr::Sparse { matrix, .. } => matrix,
     };
-    let isa = choose(opts, m, Op::SparseBf16)?;
+    let (isa, execution) = choose(opts, m, Op::SparseBf16)?;
+    let out = Out { c: c.as_mut_ptr().cast(), ldc, m, n: w.n, accumulate, threads: opts.threads, execution };
     match isa {
-        Isa::Amx => {
-            run_amx(SparseKind::Bf16, m, bytes(a), lda, matrix, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
-        }
+        Isa::Amx => run_amx(SparseKind::Bf16, bytes(a), lda, matrix, out),
         Isa::Avx512 => {
             let prepared = PreparedA::bf16(m, a, lda, w.k)?;
-            run_avx512(&prepared, matrix, &[], c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
+            run_avx512(&prepared, matrix, &[], out)
         }
         Isa::Scalar => {
             let b = PackedB::pack_bf16(&matrix.to_dense_bf16(), w.k, w.n, w.n, BLayout::default())?;
@@ -242,14 +243,13 @@ pub fn gemm_sparse_i8(
         Repr::Dense(b) => return gemm_int8(Int8Sign::SS, m, a_bytes, lda, b, c, ldc, accumulate, opts),
         Repr::Sparse { matrix, col_bias } => (matrix, col_bias),
     };
-    let isa = choose(opts, m, Op::SparseInt8)?;
+    let (isa, execution) = choose(opts, m, Op::SparseInt8)?;
+    let out = Out { c: c.as_mut_ptr().cast(), ldc, m, n: w.n, accumulate, threads: opts.threads, execution };
     match isa {
-        Isa::Amx => {
-            run_amx(SparseKind::Int8, m, a_bytes, lda, matrix, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
-        }
+        Isa::Amx => run_amx(SparseKind::Int8, a_bytes, lda, matrix, out),
         Isa::Avx512 => {
             let prepared = PreparedA::i8(m, a, lda, w.k)?;
-            run_avx512(&prepared, matrix, col_bias, c.as_mut_ptr().cast(), ldc, accumulate, opts.threads)
+            run_avx512(&prepared, matrix, col_bias, out)
         }
         Isa::Scalar => {
             let b = PackedB::pack_s8(&matrix.to_dense_i8(), w.k, w.n, w.n, BLayout::default())?;
@@ -259,26 +259,48 @@ pub fn gemm_sparse_i8(
     }
 }
 
-/// The ISA of the sparse path for `m` rows.
-fn choose(opts: &GemmOptions, m: usize, op: Op) -> Result<Isa, GemmError> {
+/// The ISA of the sparse path for `m` rows, and how it runs.
+fn choose(opts: &GemmOptions, m: usize, op: Op) -> Result<(Isa, Execution), GemmError> {
     if opts.threads == 0 {
         return Err(GemmError::Threads);
     }
-    resolve_isa(opts.isa, op, || by_rows(m, SPARSE_AMX_FROM_M, op))
+    resolve_isa(opts, op, || by_rows(m, SPARSE_AMX_FROM_M, op))
+}
+
+/// The output side of a sparse call: C (checked for `m` rows of `n`
+/// 4-byte elements at `ldc`) and how to run.
+#[derive(Clone, Copy)]
+struct Out {
+    c: *mut u8,
+    ldc: usize,
+    m: usize,
+    n: usize,
+    accumulate: bool,
+    threads: usize,
+    execution: Execution,
+}
+
+impl Out {
+    /// The executor with the matrix and C registered (for emulation).
+    fn executor<E: Element>(&self, w: &SparseMatrix<E>) -> Executor {
+        let masks = w.masks();
+        let values = w.values_with_slack();
+        Executor::new(self.execution)
+            .input("weight masks", masks.as_ptr().cast(), std::mem::size_of_val(masks))
+            .input("weight values", values.as_ptr().cast(), std::mem::size_of_val(values))
+            .output("C", self.c, ((self.m - 1) * self.ldc + self.n) * 4)
+    }
 }
 
 /// The AVX-512 path: row groups of up to 4 per kernel call, threads take
-/// units of column panels. `c` has been checked for `m` rows of `n` 4-byte
-/// elements at `ldc`.
-fn run_avx512<E: Element>(
-    a: &PreparedA,
-    w: &SparseMatrix<E>,
-    col_bias: &[i32],
-    c: *mut u8,
-    ldc: usize,
-    accumulate: bool,
-    threads: usize,
-) -> Result<(), GemmError> {
+/// units of column panels.
+fn run_avx512<E: Element>(a: &PreparedA, w: &SparseMatrix<E>, col_bias: &[i32], out: Out) -> Result<(), GemmError> {
+    let Out { c, ldc, accumulate, threads, .. } = out;
+    let exec = out.executor(w).input("A (prepared)", a.as_bytes().as_ptr(), a.as_bytes().len()).input(
+        "column bias",
+        col_bias.as_ptr().cast(),
+        std::mem::size_of_val(col_bias),
+    );
     let m = a.m();
     let c_init = if accumulate { CInit::Load } else { CInit::Zero };
     let mut calls = Vec::new();
@@ -316,28 +338,20 @@ fn run_avx512<E: Element>(
                 // C holds rows row0.. (checked) and this unit's panels are written
                 // by this thread only; col_bias has panels * 16 entries
                 // (int8_col_bias) or is null for bf16.
-                unsafe { kernel.run(&args) };
+                unsafe { exec.run(kernel.jit_code(), &args, &[])? };
             }
             Ok::<(), GemmError>(())
         },
     )
 }
 
-/// The AMX path. `a` holds `m` rows at `lda` elements; `c` has been checked
-/// for `m` rows of `n` 4-byte elements at `ldc`.
-#[allow(clippy::too_many_arguments)]
-fn run_amx<E: Element>(
-    kind: SparseKind,
-    m: usize,
-    a: &[u8],
-    lda: usize,
-    w: &SparseMatrix<E>,
-    c: *mut u8,
-    ldc: usize,
-    accumulate: bool,
-    threads: usize,
-) -> Result<(), GemmError> {
-    amx_ready()?;
+/// The AMX path. `a` holds `out.m` rows at `lda` elements.
+fn run_amx<E: Element>(kind: SparseKind, a: &[u8], lda: usize, w: &SparseMatrix<E>, out: Out) -> Result<(), GemmError> {
+    let Out { c, ldc, m, accumulate, threads, execution, .. } = out;
+    if execution == Execution::Native {
+        amx_ready()?;
+    }
+    let exec = out.executor(w);
     let (n, k) = (w.n(), w.k());
     let esize = E::VALUE_BYTES;
     let (panels, k_tiles) = (w.panels(), w.k_tiles());
@@ -387,7 +401,8 @@ fn run_amx<E: Element>(
                 // has its 64 bytes of slack), writes rows row0..row0+rows of
                 // C in the columns of those panels (the last one only to N,
                 // through its column count); no other thread writes them.
-                unsafe { kernel.run(&args) };
+                let own = [Region::read("A (packed)", packed), Region::write("scratch", scratch.as_mut_slice())];
+                unsafe { exec.run(kernel.jit_code(), &args, &own)? };
             }
         }
         Ok(())

@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::{amx_or_skip, Flush, Guarded};
+use common::{cases, execution, Flush, Guarded};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use tilejit::emulate::Execution;
 use tilejit::gemm::oracle_sign;
 use tilejit::gemm::{gemm_bf16, gemm_int8, GemmOptions};
 use tilejit::isa::{Isa, Op};
@@ -28,6 +29,7 @@ struct Case {
     threads: usize,
     accumulate: bool,
     seed: u64,
+    execution: Execution,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -52,6 +54,7 @@ fn case() -> impl Strategy<Value = Case> {
             threads,
             accumulate,
             seed,
+            execution: Execution::Native,
         })
 }
 
@@ -68,6 +71,7 @@ impl Case {
             prefetch: self.seed.is_multiple_of(2),
             isa: Some(Isa::Amx),
             b_load: if self.seed.is_multiple_of(3) { BLoad::Temporal } else { BLoad::NonTemporal },
+            execution: self.execution,
         }
     }
 }
@@ -117,18 +121,18 @@ fn check_bf16(dist: Bf16Dist, case: &Case, flush: Flush) -> Result<(), TestCaseE
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(Isa::Amx, Op::Bf16, 200, 32), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn int8_gemm_matches_reference(case in case(), sign in prop::sample::select(Int8Sign::ALL.to_vec()), end in any::<bool>()) {
-        if !amx_or_skip("int8_gemm_matches_reference", Op::Int8) { return Ok(()); }
-        check_int8(sign, &case, if end { Flush::End } else { Flush::Start })?;
+        let execution = execution("int8_gemm_matches_reference", Isa::Amx, Op::Int8);
+        check_int8(sign, &Case { execution, ..case }, if end { Flush::End } else { Flush::Start })?;
     }
 
     #[test]
     fn bf16_gemm_matches_reference(case in case(), dist in prop::sample::select(Bf16Dist::ALL.to_vec()), end in any::<bool>()) {
-        if !amx_or_skip("bf16_gemm_matches_reference", Op::Bf16) { return Ok(()); }
-        check_bf16(dist, &case, if end { Flush::End } else { Flush::Start })?;
+        let execution = execution("bf16_gemm_matches_reference", Isa::Amx, Op::Bf16);
+        check_bf16(dist, &Case { execution, ..case }, if end { Flush::End } else { Flush::Start })?;
     }
 }
 
@@ -137,9 +141,7 @@ proptest! {
 /// explicitly (random shapes reach it only now and then).
 #[test]
 fn aligned_a_is_read_in_place_and_still_exact() {
-    if !(amx_or_skip("aligned_a_in_place", Op::Int8) & amx_or_skip("aligned_a_in_place", Op::Bf16)) {
-        return;
-    }
+    let execution = execution("aligned_a_in_place", Isa::Amx, Op::Int8);
     for (k, kg) in [(192, 16u8), (320, 16), (128, 8)] {
         let case = Case {
             m: 50,
@@ -152,6 +154,7 @@ fn aligned_a_is_read_in_place_and_still_exact() {
             threads: 2,
             accumulate: true,
             seed: k as u64,
+            execution,
         };
         check_int8(Int8Sign::SU, &case, Flush::Start).unwrap();
         check_bf16(Bf16Dist::Normal, &Case { k: k / 2, ..case.clone() }, Flush::Start).unwrap();

@@ -34,11 +34,30 @@ pub enum GenerateError {
 /// ([`Self::finish_bytes`]) or mapped executable ([`Self::finish`]).
 pub struct CodeBuilder {
     pub ops: VecAssembler<X64Relocation>,
+    pinned: Vec<Pinned>,
+}
+
+/// Data the code points at by absolute address (a tile configuration, a
+/// constant table): boxed so the address is stable, and owned by the code
+/// so that both live exactly as long (and an emulator finds it).
+struct Pinned {
+    _keep: Box<dyn std::any::Any + Send + Sync>,
+    addr: u64,
+    len: usize,
 }
 
 impl CodeBuilder {
     pub fn new() -> Result<CodeBuilder, GenerateError> {
-        Ok(CodeBuilder { ops: VecAssembler::new(0) })
+        Ok(CodeBuilder { ops: VecAssembler::new(0), pinned: Vec::new() })
+    }
+
+    /// Keeps `value` at a stable address for as long as the finished code
+    /// lives, and returns that address (to bake into the code).
+    pub fn pin<T: Send + Sync + 'static>(&mut self, value: T) -> u64 {
+        let boxed = Box::new(value);
+        let addr = &*boxed as *const T as u64;
+        self.pinned.push(Pinned { _keep: boxed, addr, len: std::mem::size_of::<T>() });
+        addr
     }
 
     /// Appends one instruction built by [`crate::encoder`].
@@ -103,13 +122,13 @@ impl CodeBuilder {
         }
     }
 
-    /// `ldtilecfg` of `config`, whose address is baked into the code (the
-    /// kernel owns the boxed config for as long as the code lives); clobbers
-    /// `scratch`.
-    pub fn load_tile_config(&mut self, config: &TileConfig, scratch: Gpr) {
+    /// `ldtilecfg` of `config`, pinned beside the code (its address is
+    /// baked in); clobbers `scratch`.
+    pub fn load_tile_config(&mut self, config: TileConfig, scratch: Gpr) {
+        let at = self.pin(config) as i64;
         #[allow(clippy::useless_conversion)] // dynasm! register operands
         {
-            dynasm!(self.ops ; .arch x64 ; mov Rq(scratch.number()), QWORD config as *const TileConfig as i64);
+            dynasm!(self.ops ; .arch x64 ; mov Rq(scratch.number()), QWORD at);
         }
         self.emit(crate::encoder::ldtilecfg(crate::encoder::Mem::base(scratch)));
     }
@@ -120,15 +139,17 @@ impl CodeBuilder {
     /// An unresolved label (a typed error, not dynasmrt's panic), or
     /// executable memory that cannot be mapped.
     pub fn finish(self, entry: AssemblyOffset) -> Result<JitCode, GenerateError> {
-        let bytes = self.finish_bytes()?;
+        let pinned = self.pinned;
+        let bytes = self.ops.finalize().map_err(|e| GenerateError::Assembler(format!("resolving labels: {e}")))?;
         let mut buffer = MutableBuffer::new(bytes.len())?;
         buffer.set_len(bytes.len());
         buffer.copy_from_slice(&bytes);
-        Ok(JitCode { buffer: buffer.make_exec()?, entry })
+        Ok(JitCode { buffer: buffer.make_exec()?, entry, pinned })
     }
 
-    /// The code as plain bytes, nothing mapped executable (for tests,
-    /// dumps and emulation).
+    /// The code as plain bytes, nothing mapped executable (for tests and
+    /// dumps; absolute addresses of pinned data in it are dangling once
+    /// this returns, so run [`Self::finish`]'s code instead).
     ///
     /// # Errors
     /// An unresolved label.
@@ -156,9 +177,21 @@ pub struct Frame<'a> {
 pub struct JitCode {
     buffer: ExecutableBuffer,
     entry: AssemblyOffset,
+    pinned: Vec<Pinned>,
 }
 
 impl JitCode {
+    /// Where the code is mapped (RIP-relative constants resolve there).
+    pub fn base_address(&self) -> u64 {
+        self.buffer.ptr(AssemblyOffset(0)) as u64
+    }
+
+    /// The data the code points at by absolute address, as (address,
+    /// bytes): what an emulator must let the code read besides its own bytes.
+    pub fn pinned_data(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
+        self.pinned.iter().map(|p| (p.addr, p.len))
+    }
+
     /// Address of the entry point.
     pub fn entry_ptr(&self) -> *const u8 {
         self.buffer.ptr(self.entry)

@@ -24,22 +24,17 @@ pub const TDPS_PER_ITERATION: usize = 16;
 pub struct TmulPeakKernel {
     elem: ElemType,
     code: JitCode,
-    _config: Box<TileConfig>,
 }
 
 impl TmulPeakKernel {
     pub fn generate(elem: ElemType) -> Result<TmulPeakKernel, GenerateError> {
-        let mut config = Box::new(TileConfig::new());
+        let mut config = TileConfig::new();
         for t in Tmm::all() {
             config.set(t, 16, 64)?;
         }
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();
-        dynasm!(cb.ops
-            ; .arch x64
-            ; mov rax, QWORD &*config as *const TileConfig as i64
-        );
-        cb.emit(enc::ldtilecfg(Mem::base(Gpr::RAX)));
+        cb.load_tile_config(config, Gpr::RAX);
         for t in 0..4 {
             cb.emit(enc::tilezero(Tmm::new(t)?));
         }
@@ -70,7 +65,7 @@ impl TmulPeakKernel {
         cb.emit(enc::tilerelease());
         dynasm!(cb.ops ; .arch x64 ; ret);
         let code = cb.finish(entry)?;
-        Ok(TmulPeakKernel { elem, code, _config: config })
+        Ok(TmulPeakKernel { elem, code })
     }
 
     /// Operations (2 per multiply-add) one TDP performs on full tiles.

@@ -350,7 +350,6 @@ impl RowTiles {
 pub struct SparseAmxKernel {
     spec: SparseAmxSpec,
     code: JitCode,
-    _config: Box<TileConfig>,
 }
 
 impl SparseAmxKernel {
@@ -363,12 +362,12 @@ impl SparseAmxKernel {
         let tiles =
             (0..spec.row_tiles()).map(|t| (usize::from(spec.rows) - t * TILE_ROWS).min(TILE_ROWS) as u8).collect();
         let plan = RowTiles { spec, tiles };
-        let config = Box::new(plan.config()?);
+        let config = plan.config()?;
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();
         let frame = Frame { saved: &SAVED, locals: 0, mxcsr_slot: None, tiles: true };
         cb.enter(&frame);
-        cb.load_tile_config(&config, Gpr::RAX);
+        cb.load_tile_config(config, Gpr::RAX);
         dynasm!(cb.ops
             ; .arch x64
             ; mov Rq(STRIDE64.number()), 64
@@ -400,11 +399,16 @@ impl SparseAmxKernel {
         cb.leave(&frame);
         let code = cb.finish(entry)?;
         code.dump_if_requested(&spec.name());
-        Ok(SparseAmxKernel { spec, code, _config: config })
+        Ok(SparseAmxKernel { spec, code })
     }
 
     pub fn spec(&self) -> &SparseAmxSpec {
         &self.spec
+    }
+
+    /// The executable code with the data it points at (for emulation).
+    pub fn jit_code(&self) -> &JitCode {
+        &self.code
     }
 
     /// Runs the kernel.

@@ -16,8 +16,11 @@ use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::{AlignedBytes, PackedB};
 use tilejit_kernels::spec::{CInit, ElemType};
 
+use tilejit_verify::emu::Region;
+
 use super::{GemmError, GemmOptions, Problem, SharedC};
 use crate::cpu::amx_ready;
+use crate::emulate::Executor;
 use tilejit_kernels::cache::KernelCache;
 
 /// Lines per prefetch stream per K step: 2 x 64 bytes per ~64 cycles of
@@ -64,8 +67,10 @@ struct Layout {
 }
 
 /// Runs a validated problem on AMX.
-pub(super) fn run(p: &Problem, opts: &GemmOptions) -> Result<(), GemmError> {
-    amx_ready()?;
+pub(super) fn run(p: &Problem, opts: &GemmOptions, exec: &Executor) -> Result<(), GemmError> {
+    if !exec.emulated() {
+        amx_ready()?;
+    }
     let Problem { elem, m, a, lda, b, c: shared_c, ldc, accumulate, .. } = *p;
     let (n, k, esize) = (b.n(), b.k(), elem.elem_bytes());
     let step_bytes = b.k_groups_per_tdp() as usize * 4;
@@ -108,7 +113,7 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions) -> Result<(), GemmError> {
                     None => None,
                 };
                 let round = Round { task: *task, kb, next, b_cursor: &mut b_cursor };
-                run_task(elem, &layout, opts, accumulate, a, &mut a_slice, b, shared_c, round)?;
+                run_task(elem, &layout, opts, exec, accumulate, a, &mut a_slice, b, shared_c, round)?;
             }
         }
         Ok(())
@@ -144,6 +149,7 @@ fn run_task(
     elem: ElemType,
     l: &Layout,
     opts: &GemmOptions,
+    exec: &Executor,
     accumulate: bool,
     a: &[u8],
     a_slice: &mut AlignedBytes,
@@ -248,7 +254,8 @@ fn run_task(
         // col0/16 .. inside the packed buffer, and writes `rows` rows x
         // `count * block_cols` (or `cols`) columns of C inside the
         // checked C; this thread is the only writer of these blocks.
-        unsafe { kernel.run(&args) };
+        let slice = [Region::read("A slice", a_slice.as_slice())];
+        unsafe { exec.run(kernel.jit_code(), &args, &slice)? };
     }
     Ok(())
 }

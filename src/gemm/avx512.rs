@@ -16,7 +16,10 @@ use tilejit_kernels::jit::GenerateError;
 use tilejit_kernels::pack::AlignedBytes;
 use tilejit_kernels::spec::CInit;
 
+use tilejit_verify::emu::Region;
+
 use super::{GemmError, GemmOptions, Problem};
+use crate::emulate::Executor;
 use crate::isa::{Isa, Unsupported};
 use tilejit_kernels::cache::KernelCache;
 
@@ -44,11 +47,13 @@ fn block_spec(kind: Avx512Kind, rows: usize, kg: u8, c_init: CInit) -> DenseAvx5
         .expect("one panel of 16 rows fits every kind (checked by the kernel crate's tests)")
 }
 
-pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(), GemmError> {
-    crate::cpu::require(kind.features()).map_err(|missing| GemmError::Unsupported {
-        isa: Isa::Avx512,
-        reason: Unsupported::MissingFeatures { isa: Isa::Avx512, kernels: kind.name(), missing },
-    })?;
+pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind, exec: &Executor) -> Result<(), GemmError> {
+    if !exec.emulated() {
+        crate::cpu::require(kind.features()).map_err(|missing| GemmError::Unsupported {
+            isa: Isa::Avx512,
+            reason: Unsupported::MissingFeatures { isa: Isa::Avx512, kernels: kind.name(), missing },
+        })?;
+    }
     let Problem { m, a, lda, b, accumulate, .. } = *p;
     let (n, k) = (b.n(), b.k());
     let kg = b.k_groups_per_tdp();
@@ -78,14 +83,14 @@ pub(super) fn run(p: &Problem, opts: &GemmOptions, kind: Avx512Kind) -> Result<(
     let threads = opts.threads.min(b.panels()).max(1);
     let key = ShapeKey { kind, m, n, kg, k_steps, k_block_steps, accumulate, threads };
     let schedule = work_units(key)?;
-    let inputs = Inputs { p, a_prep: &a_prep, a_row, bias: bias.as_deref() };
+    let inputs = Inputs { p, exec, a_prep: &a_prep, a_row, bias: bias.as_deref() };
     crate::threads::run_units(
         threads,
         schedule.units.len(),
         || (),
         |_, u| {
             for c in &schedule.units[u] {
-                inputs.run(&schedule.kernels[c.kernel], c);
+                inputs.run(&schedule.kernels[c.kernel], c)?;
             }
             Ok(())
         },
@@ -193,13 +198,14 @@ fn plan(key: ShapeKey, (p0, p1): (usize, usize), panels: usize) -> Vec<KernelCal
 /// What every call of one GEMM shares.
 struct Inputs<'a> {
     p: &'a Problem<'a>,
+    exec: &'a Executor,
     a_prep: &'a AlignedBytes,
     a_row: usize,
     bias: Option<&'a [i32]>,
 }
 
 impl Inputs<'_> {
-    fn run(&self, kernel: &DenseAvx512Kernel, call: &KernelCall) {
+    fn run(&self, kernel: &DenseAvx512Kernel, call: &KernelCall) -> Result<(), GemmError> {
         let KernelCall { spec, kb, s0, steps, row0, panel, blocks, .. } = *call;
         let (p, b) = (self.p, self.p.b);
         let args = DenseAvx512Args {
@@ -225,6 +231,11 @@ impl Inputs<'_> {
         // inside this K block, the bias columns of those panels, and
         // reads/writes spec.m_rows rows of the blocks' columns of C (masked at
         // the N tail) inside the checked C. Only this thread writes these panels.
-        unsafe { kernel.run(&args) };
+        let mut own = vec![Region::read("A (prepared)", self.a_prep.as_slice())];
+        if let Some(bias) = self.bias {
+            own.push(Region::read("column bias", bias));
+        }
+        unsafe { self.exec.run(kernel.jit_code(), &args, &own)? };
+        Ok(())
     }
 }

@@ -42,6 +42,11 @@ pub enum GemmError {
     Reference(#[from] tilejit_verify::quant::QuantError),
     #[error("quantized weights or activations: {0}")]
     Quant(#[from] tilejit_kernels::quant_avx512::QuantPackError),
+    /// The emulator refused a kernel's code (`Execution::Emulated`): an
+    /// instruction outside its subset, an access outside the call's
+    /// buffers, a fault, a broken calling convention. A generator bug.
+    #[error("emulated kernel: {0}")]
+    Emulation(#[from] tilejit_verify::emu::EmuError),
 }
 
 impl GemmError {

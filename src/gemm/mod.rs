@@ -18,6 +18,7 @@ use tilejit_kernels::dense_avx512::Avx512Kind;
 use tilejit_kernels::pack::{PackedB, Plain};
 use tilejit_kernels::spec::{ElemType, Int8Sign};
 
+use crate::emulate::{Execution, Executor};
 use crate::isa::{self, Isa, Op};
 
 pub use amx::kernel;
@@ -43,6 +44,10 @@ pub struct GemmOptions {
     /// Force an ISA path (tests compare paths this way); `None` honours
     /// `TILEJIT_ISA`, then picks the best available.
     pub isa: Option<Isa>,
+    /// Run the path's generated code on this CPU or under the emulator
+    /// (any x86-64; every access checked). With `isa: None`,
+    /// `TILEJIT_ISA=amx-emu` / `avx512-emu` choose emulation too.
+    pub execution: Execution,
 }
 
 impl GemmOptions {
@@ -55,6 +60,7 @@ impl GemmOptions {
         prefetch: true,
         b_load: BLoad::NonTemporal,
         isa: None,
+        execution: Execution::Native,
     };
 }
 
@@ -131,16 +137,24 @@ fn bytes_mut<T: Plain>(s: &mut [T]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
 }
 
-/// The ISA an `op` call runs on: `requested` (`GemmOptions::isa`) if set,
-/// else `TILEJIT_ISA`, else `choose()`; an error if the `op` kernels of
-/// that ISA cannot run here.
-pub(crate) fn resolve_isa(requested: Option<Isa>, op: Op, choose: impl FnOnce() -> Isa) -> Result<Isa, GemmError> {
-    let isa = match requested {
-        Some(isa) => isa,
-        None => isa::forced()?.unwrap_or_else(choose),
+/// The ISA an `op` call runs on and how: `opts.isa` with
+/// `opts.execution` if set, else `TILEJIT_ISA` (which may ask for
+/// emulation), else `choose()` natively; an error if the `op` kernels of
+/// that ISA cannot run that way here.
+pub(crate) fn resolve_isa(
+    opts: &GemmOptions,
+    op: Op,
+    choose: impl FnOnce() -> Isa,
+) -> Result<(Isa, Execution), GemmError> {
+    let (isa, execution) = match opts.isa {
+        Some(isa) => (isa, opts.execution),
+        None => match isa::forced()? {
+            Some(isa) => (isa, isa::forced_execution()),
+            None => (choose(), opts.execution),
+        },
     };
-    isa::availability_for(isa, op).map_err(|reason| GemmError::Unsupported { isa, reason })?;
-    Ok(isa)
+    isa::availability_with(isa, op, execution).map_err(|reason| GemmError::Unsupported { isa, reason })?;
+    Ok((isa, execution))
 }
 
 /// Checks that `m` rows of `k` A elements (`a = (elements, lda)`) and `m`
@@ -222,13 +236,18 @@ fn dispatch(p: Problem, opts: &GemmOptions) -> Result<(), GemmError> {
     if !Blocking::ALL.contains(&opts.blocking) {
         return Err(GemmError::Blocking { blocking: opts.blocking });
     }
-    let isa = resolve_isa(opts.isa, dispatch::op(p.elem, p.dot), || dispatch::choose(p.elem, p.m, p.dot))?;
+    let (isa, execution) = resolve_isa(opts, dispatch::op(p.elem, p.dot), || dispatch::choose(p.elem, p.m, p.dot))?;
+    let c_bytes = ((p.m - 1) * p.ldc + p.n()) * 4;
+    let exec = Executor::new(execution)
+        .input("A", p.a.as_ptr(), p.a.len())
+        .input("B", p.b.as_bytes().as_ptr(), p.b.as_bytes().len())
+        .output("C", p.c.0, c_bytes);
     match isa {
         // resolve_isa refuses it (the family has no AMX kernel); kept as a guard.
         Isa::Amx if p.dot => {
             Err(GemmError::Unsupported { isa, reason: isa::Unsupported::NoKernel { op: Op::Bf16Dot, isa } })
         }
-        Isa::Amx => amx::run(&p, opts),
+        Isa::Amx => amx::run(&p, opts, &exec),
         Isa::Scalar => {
             scalar::run(&p);
             Ok(())
@@ -239,7 +258,7 @@ fn dispatch(p: Problem, opts: &GemmOptions) -> Result<(), GemmError> {
                 ElemType::Bf16 if p.dot => Avx512Kind::Bf16Dot,
                 ElemType::Bf16 => Avx512Kind::Bf16Chains,
             };
-            avx512::run(&p, opts, kind)
+            avx512::run(&p, opts, kind, &exec)
         }
     }
 }

@@ -4,13 +4,42 @@
 #![allow(dead_code)]
 
 use tilejit::cpu::{amx_ready, require, Feature};
+use tilejit::emulate::Execution;
 use tilejit::isa::{availability_for, Isa, Op};
-use tilejit_verify::paths::report_path;
+use tilejit_verify::paths::{report_emulated, report_path};
 
 /// Whether `test` can run the `op` kernels on `isa` here (with
 /// `TILEJIT_HIDE` applied); prints the path line the first time.
 pub fn gate(test: &str, isa: Isa, op: Op) -> bool {
     report_path(test, isa.name(), availability_for(isa, op))
+}
+
+/// How `test` runs the `op` kernels of `isa` here: natively where the CPU
+/// can, otherwise the same generated code under the emulator. Prints the
+/// path line (executed, or EMULATED with why not natively) once.
+pub fn execution(test: &str, isa: Isa, op: Op) -> Execution {
+    match availability_for(isa, op) {
+        Ok(()) => {
+            report_path(test, isa.name(), Ok::<(), String>(()));
+            Execution::Native
+        }
+        Err(why) => {
+            report_emulated(test, isa.name(), why);
+            Execution::Emulated
+        }
+    }
+}
+
+/// Proptest cases for a differential test: `native` where `isa` runs the
+/// `op` kernels here, `emulated` where it needs the emulator (which runs
+/// the kernels some 100x slower; the emulated suite must stay within
+/// minutes on 2 cores).
+pub fn cases(isa: Isa, op: Op, native: u32, emulated: u32) -> u32 {
+    if availability_for(isa, op).is_ok() {
+        native
+    } else {
+        emulated
+    }
 }
 
 /// [`gate`] on AMX.

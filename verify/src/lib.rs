@@ -55,6 +55,7 @@
 pub mod amx;
 pub mod avx512;
 pub mod bf16;
+pub mod emu;
 pub mod fp;
 pub mod gemm;
 pub mod paths;

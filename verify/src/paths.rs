@@ -9,7 +9,12 @@
 //! ```text
 //! ISA path avx512: executed [quant_gemm]
 //! ISA path amx: SKIPPED [quant_gemm] the amx quantized GEMM kernels need amx_tile (not reported by CPUID)
+//! ISA path amx: EMULATED [dense_gemm] the amx int8 GEMM kernels need amx_tile (not reported by CPUID)
 //! ```
+//!
+//! EMULATED: the CPU cannot run the path, so the test runs the same
+//! generated code under the emulator ([`crate::emu`]); the reason says why
+//! it did not run natively.
 //!
 //! The answer comes from the caller (the oracle judges; it does not detect
 //! CPUs), so this module depends on nothing of the project either.
@@ -32,6 +37,15 @@ pub fn report_path<E: Display>(test: &str, path: &str, status: Result<(), E>) ->
         eprintln!("{}", path_line(test, path, status));
     }
     runs
+}
+
+/// Prints, once per (test, path), that `test` runs `path` under the
+/// emulator because the CPU cannot (`why`).
+pub fn report_emulated<E: Display>(test: &str, path: &str, why: E) {
+    static REPORTED: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+    if REPORTED.lock().unwrap_or_else(|p| p.into_inner()).insert((test.to_string(), path.to_string())) {
+        eprintln!("{MARKER} {path}: EMULATED [{test}] {}", one_line(&why.to_string()));
+    }
 }
 
 /// The line [`report_path`] prints.

@@ -35,7 +35,6 @@ use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 use crate::encoder::{self as enc, Gpr, Mem, Scale};
 use crate::jit::{CodeBuilder, Frame, GenerateError, JitCode};
 use crate::spec::CInit;
-use crate::tile_config::TileConfig;
 
 /// Arguments of a dense AMX kernel call. All strides are in bytes.
 #[repr(C)]
@@ -70,8 +69,6 @@ pub struct DenseAmxKernel {
     spec: DenseAmxSpec,
     plan: TilePlan,
     code: JitCode,
-    /// The LDTILECFG image the code points at; boxed so its address is stable.
-    _config: Box<TileConfig>,
 }
 
 // GPR roles (SysV: args pointer arrives in rdi).
@@ -99,7 +96,7 @@ impl DenseAmxKernel {
     pub fn generate(spec: DenseAmxSpec) -> Result<DenseAmxKernel, GenerateError> {
         spec.validate()?;
         let plan = TilePlan::new(&spec)?;
-        let config = Box::new(plan.config);
+        let config = plan.config;
         let (mt, nt) = (spec.blocking.m_tiles as usize, spec.blocking.n_tiles as usize);
         let a_ptr = |i: usize| OPERAND_PTRS[i];
         let b_ptr = |j: usize| OPERAND_PTRS[mt + j];
@@ -109,7 +106,7 @@ impl DenseAmxKernel {
 
         let frame = Frame { saved: &SAVED, locals: FRAME, mxcsr_slot: None, tiles: true };
         cb.enter(&frame);
-        cb.load_tile_config(&config, TMP);
+        cb.load_tile_config(config, TMP);
         dynasm!(cb.ops
             ; .arch x64
             ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(DenseAmxArgs, prefetch_a)]
@@ -219,7 +216,7 @@ impl DenseAmxKernel {
 
         let code = cb.finish(entry)?;
         code.dump_if_requested(&spec.name());
-        Ok(DenseAmxKernel { spec, plan, code, _config: config })
+        Ok(DenseAmxKernel { spec, plan, code })
     }
 
     pub fn spec(&self) -> &DenseAmxSpec {
@@ -232,6 +229,11 @@ impl DenseAmxKernel {
 
     pub fn code(&self) -> &[u8] {
         self.code.bytes()
+    }
+
+    /// The executable code with the data it points at (for emulation).
+    pub fn jit_code(&self) -> &JitCode {
+        &self.code
     }
 
     /// Runs the kernel.

@@ -222,8 +222,6 @@ pub(crate) fn zmm_needed(spec: &DenseAvx512Spec) -> usize {
 pub struct DenseAvx512Kernel {
     spec: DenseAvx512Spec,
     code: JitCode,
-    /// The constants the code points at; boxed so their address is stable.
-    _consts: Box<Constants>,
 }
 
 impl DenseAvx512Kernel {
@@ -231,7 +229,7 @@ impl DenseAvx512Kernel {
     pub fn generate(spec: DenseAvx512Spec) -> Result<DenseAvx512Kernel, GenerateError> {
         spec.validate()?;
         let body = Body::new(&spec);
-        let consts = Box::new(Constants::new());
+
         let chains = spec.kind == Avx512Kind::Bf16Chains;
         let (m, n) = (spec.m_rows as usize, spec.n_panels as usize);
         let mut cb = CodeBuilder::new()?;
@@ -239,7 +237,8 @@ impl DenseAvx512Kernel {
 
         let frame = Frame { saved: &SAVED, locals: FRAME, mxcsr_slot: chains.then_some(SAVED_MXCSR), tiles: false };
         cb.enter(&frame);
-        dynasm!(cb.ops ; .arch x64 ; mov Rq(CONSTS.number()), QWORD &*consts as *const Constants as i64);
+        let consts = cb.pin(Constants::new()) as i64;
+        dynasm!(cb.ops ; .arch x64 ; mov Rq(CONSTS.number()), QWORD consts);
         if chains {
             dynasm!(cb.ops ; .arch x64 ; ldmxcsr [Rq(CONSTS.number()) + constant!(mxcsr)]);
         }
@@ -358,7 +357,7 @@ impl DenseAvx512Kernel {
 
         let code = cb.finish(entry)?;
         code.dump_if_requested(&spec.name());
-        Ok(DenseAvx512Kernel { spec, code, _consts: consts })
+        Ok(DenseAvx512Kernel { spec, code })
     }
 
     pub fn spec(&self) -> &DenseAvx512Spec {
@@ -367,6 +366,11 @@ impl DenseAvx512Kernel {
 
     pub fn code(&self) -> &[u8] {
         self.code.bytes()
+    }
+
+    /// The executable code with the data it points at (for emulation).
+    pub fn jit_code(&self) -> &JitCode {
+        &self.code
     }
 
     /// Runs the kernel.

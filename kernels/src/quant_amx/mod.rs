@@ -440,7 +440,6 @@ impl RegisterMap {
 pub struct QuantAmxKernel {
     spec: QuantAmxSpec,
     code: JitCode,
-    _config: Box<TileConfig>,
 }
 
 impl QuantAmxKernel {
@@ -451,12 +450,12 @@ impl QuantAmxKernel {
     pub fn generate(spec: QuantAmxSpec) -> Result<QuantAmxKernel, GenerateError> {
         spec.validate()?;
         let plan = RegisterMap::new(spec);
-        let config = Box::new(plan.config()?);
+        let config = plan.config()?;
         let mut cb = CodeBuilder::new()?;
         let entry = cb.offset();
         let frame = Frame { saved: &SAVED, locals: 0, mxcsr_slot: None, tiles: true };
         cb.enter(&frame);
-        cb.load_tile_config(&config, TMP);
+        cb.load_tile_config(config, TMP);
         dynasm!(cb.ops
             ; .arch x64
             ; mov Rq(TMP.number()), QWORD [Rq(ARGS.number()) + crate::arg_offset!(QuantAmxArgs, tail_mask)]
@@ -507,7 +506,7 @@ impl QuantAmxKernel {
         );
         let code = cb.finish(entry)?;
         code.dump_if_requested(&spec.name());
-        Ok(QuantAmxKernel { spec, code, _config: config })
+        Ok(QuantAmxKernel { spec, code })
     }
 
     pub fn spec(&self) -> &QuantAmxSpec {
@@ -516,6 +515,11 @@ impl QuantAmxKernel {
 
     pub fn code(&self) -> &[u8] {
         self.code.bytes()
+    }
+
+    /// The executable code with the data it points at (for emulation).
+    pub fn jit_code(&self) -> &JitCode {
+        &self.code
     }
 
     /// Runs the kernel.

@@ -486,6 +486,11 @@ impl QuantAvx512Kernel {
         self.code.bytes()
     }
 
+    /// The executable code with the data it points at (for emulation).
+    pub fn jit_code(&self) -> &JitCode {
+        &self.code
+    }
+
     /// Arguments for `n` columns and `k` (a multiple of 32) with dense
     /// operands (`lda = k`, `lds = 16 * k / 32`, `ldc = 4 * n`, panels
     /// `ceil(k / 64)` pairs apart) and null pointers for the caller to fill in.

@@ -441,6 +441,11 @@ impl SparseAvx512Kernel {
         self.code.bytes()
     }
 
+    /// The executable code with the data it points at (for emulation).
+    pub fn jit_code(&self) -> &JitCode {
+        &self.code
+    }
+
     /// Arguments for the spec's shape with dense strides (`lda` =
     /// [`SparseAvx512Spec::a_row_bytes`], `ldc = 4 n`), all panels, and null
     /// pointers for the caller to fill in.

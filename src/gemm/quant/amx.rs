@@ -18,8 +18,11 @@ use tilejit_kernels::quant_amx::{
 
 use tilejit_kernels::quant_avx512::{ActivationFormat, QuantPackError};
 
+use tilejit_verify::emu::Region;
+
 use super::check_quant_shapes;
 use crate::cpu::amx_ready;
+use crate::emulate::{Execution, Executor};
 use crate::gemm::{GemmError, SharedC};
 use tilejit_kernels::cache::KernelCache;
 
@@ -50,6 +53,19 @@ pub fn gemm_quant_amx(
     threads: usize,
     tile_rows: u8,
 ) -> Result<(), GemmError> {
+    run(w, a, c, ldc, threads, tile_rows, Execution::Native)
+}
+
+/// [`gemm_quant_amx`], natively or emulated.
+pub(super) fn run(
+    w: &PackedQuant,
+    a: &AmxActivations,
+    c: &mut [f32],
+    ldc: usize,
+    threads: usize,
+    tile_rows: u8,
+    execution: Execution,
+) -> Result<(), GemmError> {
     let (m, n) = (a.m(), w.n());
     if threads == 0 {
         return Err(GemmError::Threads);
@@ -63,7 +79,18 @@ pub fn gemm_quant_amx(
     let group = usize::from(tile_rows).saturating_mul(2).min(usize::from(MAX_ROWS));
     let spec = |rows: usize| QuantAmxSpec { format: w.format(), rows: rows as u8, tile_rows };
     spec(group.max(1)).validate()?;
-    amx_ready()?;
+    if execution == Execution::Native {
+        amx_ready()?;
+    }
+    let f32s = |v: &[f32]| (v.as_ptr().cast::<u8>(), std::mem::size_of_val(v));
+    let (scales, scales_len) = f32s(a.scales_t());
+    let (sums, sums_len) = f32s(a.sums_t());
+    let exec = Executor::new(execution)
+        .input("activations", a.a_bytes().as_ptr(), a.a_bytes().len())
+        .input("activation scales", scales, scales_len)
+        .input("activation sums", sums, sums_len)
+        .input("weights", w.as_bytes().as_ptr(), w.as_bytes().len())
+        .output("C", c.as_ptr().cast(), std::mem::size_of_val(c));
     let mut calls = Vec::new();
     for row0 in (0..m).step_by(group) {
         let rows = group.min(m - row0);
@@ -110,7 +137,8 @@ pub fn gemm_quant_amx(
             // blocks, the panels p0..p1 of the packed weights, writes this
             // unit's columns of rows row0.. of C (masked at the N tail; no
             // other thread writes them) and this thread's scratch.
-            unsafe { kernel.run(&args) };
+            let own = [Region::write("scratch", scratch.as_mut_slice())];
+            unsafe { exec.run(kernel.jit_code(), &args, &own)? };
         }
         Ok(())
     })

@@ -12,8 +12,9 @@ use tilejit_kernels::quant_avx512::{
 };
 
 use super::check_quant_shapes;
+use crate::emulate::{Execution, Executor};
 use crate::gemm::GemmError;
-use crate::isa::{availability_for, Isa, Op};
+use crate::isa::{availability_with, Isa, Op};
 use tilejit_kernels::cache::KernelCache;
 
 /// Rows per kernel call at most.
@@ -41,6 +42,18 @@ pub fn gemm_quant_avx512(
     ldc: usize,
     threads: usize,
 ) -> Result<(), GemmError> {
+    run(w, a, c, ldc, threads, Execution::Native)
+}
+
+/// [`gemm_quant_avx512`], natively or emulated.
+pub(super) fn run(
+    w: &PackedQuant,
+    a: &QuantActivations,
+    c: &mut [f32],
+    ldc: usize,
+    threads: usize,
+    execution: Execution,
+) -> Result<(), GemmError> {
     let (m, n, k, kb) = (a.m(), w.n(), w.k(), w.k_blocks());
     if threads == 0 {
         return Err(GemmError::Threads);
@@ -49,7 +62,13 @@ pub fn gemm_quant_avx512(
         return Err(QuantPackError::UnsupportedPair { weights: w.format(), activations: a.format() }.into());
     }
     check_quant_shapes(w, m, a.k(), c.len(), ldc)?;
-    availability_for(Isa::Avx512, Op::Quant).map_err(|reason| GemmError::Unsupported { isa: Isa::Avx512, reason })?;
+    availability_with(Isa::Avx512, Op::Quant, execution)
+        .map_err(|reason| GemmError::Unsupported { isa: Isa::Avx512, reason })?;
+    let exec = Executor::new(execution)
+        .input("activations", a.quants().as_ptr().cast(), a.quants().len())
+        .input("activation terms", a.kernel_terms().as_ptr().cast(), std::mem::size_of_val(a.kernel_terms()))
+        .input("weights", w.as_bytes().as_ptr(), w.as_bytes().len())
+        .output("C", c.as_ptr().cast(), std::mem::size_of_val(c));
     let panels = w.panels();
     let threads = threads.min(panels).max(1);
     let c_base = &crate::gemm::SharedC(c.as_mut_ptr().cast::<u8>());
@@ -90,7 +109,7 @@ pub fn gemm_quant_avx512(
                 // p0..p1 of the packed weights (64-byte aligned, as every panel
                 // stride is), and writes rows row0.. of this thread's columns of C
                 // (masked at the N tail); no other thread writes them.
-                unsafe { kernel.run(&args) };
+                unsafe { exec.run(kernel.jit_code(), &args, &[])? };
             }
             Ok(())
         },

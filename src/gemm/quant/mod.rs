@@ -125,12 +125,13 @@ pub fn gemm_quant(
     check_pair(w.format(), a.format())?;
     check_quant_shapes(&w.packed, a.m(), a.k(), c.len(), ldc)?;
     let choose = || super::dispatch::by_rows(a.m(), amx_from_m(w.format()), Op::Quant);
-    match super::resolve_isa(opts.isa, Op::Quant, choose)? {
-        Isa::Avx512 => gemm_quant_avx512(&w.packed, a, c, ldc, opts.threads),
+    let (isa, execution) = super::resolve_isa(opts, Op::Quant, choose)?;
+    match isa {
+        Isa::Avx512 => avx512::run(&w.packed, a, c, ldc, opts.threads, execution),
         Isa::Amx => {
             let sums: &[f32] = if w.format().has_min() { a.sums() } else { &[] };
             let acts = AmxActivations::new(a.m(), a.k(), a.quants(), a.scales(), sums)?;
-            gemm_quant_amx(&w.packed, &acts, c, ldc, opts.threads, DEFAULT_TILE_ROWS)
+            amx::run(&w.packed, &acts, c, ldc, opts.threads, DEFAULT_TILE_ROWS, execution)
         }
         Isa::Scalar => scalar(w, a, c, ldc),
     }
