@@ -283,11 +283,11 @@ struct Out {
 impl Out {
     /// The executor with the matrix and C registered (for emulation).
     fn executor<E: Element>(&self, w: &SparseMatrix<E>) -> Executor {
-        let masks = w.masks();
-        let values = w.values_with_slack();
+        let (masks, values, offsets) = (w.masks(), w.values_with_slack(), w.offsets());
         Executor::new(self.execution)
             .input("weight masks", masks.as_ptr().cast(), std::mem::size_of_val(masks))
             .input("weight values", values.as_ptr().cast(), std::mem::size_of_val(values))
+            .input("weight tile offsets", offsets.as_ptr().cast(), std::mem::size_of_val(offsets))
             .output("C", self.c, ((self.m - 1) * self.ldc + self.n) * 4)
     }
 }

@@ -7,9 +7,10 @@
 
 mod common;
 
-use common::gate;
+use common::{cases, execution};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use tilejit::emulate::Execution;
 use tilejit::gemm::{gemm_bf16, gemm_int8, GemmOptions};
 use tilejit::isa::{Isa, Op};
 use tilejit::kernels::pack::{BLayout, PackedB};
@@ -39,7 +40,7 @@ fn mismatch(a: &[u32], b: &[u32]) -> Option<usize> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 80, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(Isa::Amx, Op::SparseBf16, 80, 16), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn sparse_bf16_equals_dense(
@@ -62,11 +63,9 @@ proptest! {
         prop_assert_eq!(mismatch(&bits(&dense), &bits(&want)), None, "dense vs oracle");
         let paths = [(Some(Isa::Amx), &w), (Some(Isa::Avx512), &w), (None, &w), (None, &auto)];
         for (threads, (isa, weights)) in [1, 3].into_iter().flat_map(|t| paths.iter().map(move |p| (t, p))) {
-            if let Some(isa) = *isa {
-                if !gate("sparse_gemm bf16", isa, Op::SparseBf16) { continue; }
-            }
+            let execution = isa.map_or(Execution::Native, |isa| execution("sparse_gemm bf16", isa, Op::SparseBf16));
             let mut got = c0.clone();
-            let opts = GemmOptions { threads, isa: *isa, ..GemmOptions::default() };
+            let opts = GemmOptions { threads, isa: *isa, execution, ..GemmOptions::default() };
             gemm_sparse_bf16(m, &a, k, weights, &mut got, n, accumulate, &opts).unwrap();
             if let Some(i) = mismatch(&bits(&got), &bits(&want)) {
                 prop_assert!(false, "{m}x{n}x{k} sparsity {sparsity} acc {accumulate}, {isa:?} sparse {}, \
@@ -94,11 +93,9 @@ proptest! {
         let scalar = GemmOptions { isa: Some(Isa::Scalar), ..GemmOptions::default() };
         gemm_int8(Int8Sign::SS, m, &a_u8, k, &packed, &mut want, n, accumulate, &scalar).unwrap();
         for (threads, isa) in [(1, Some(Isa::Amx)), (2, Some(Isa::Amx)), (1, Some(Isa::Avx512)), (2, Some(Isa::Avx512)), (2, None)] {
-            if let Some(isa) = isa {
-                if !gate("sparse_gemm int8", isa, Op::SparseInt8) { continue; }
-            }
+            let execution = isa.map_or(Execution::Native, |isa| execution("sparse_gemm int8", isa, Op::SparseInt8));
             let mut got = c0.clone();
-            let opts = GemmOptions { threads, isa, ..GemmOptions::default() };
+            let opts = GemmOptions { threads, isa, execution, ..GemmOptions::default() };
             gemm_sparse_i8(m, &a, k, &w, &mut got, n, accumulate, &opts).unwrap();
             let i = got.iter().zip(&want).position(|(x, y)| x != y);
             prop_assert!(i.is_none(), "{m}x{n}x{k} sparsity {sparsity} {isa:?} {threads} threads: C[{}] = {}, dense {}",
