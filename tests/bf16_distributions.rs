@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::gate;
+use common::options;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{gemm_bf16, GemmOptions};
 use tilejit::isa::{Isa, Op};
@@ -15,13 +15,11 @@ use tilejit_verify::{fill_bf16, first_mismatch_f32, gemm_bf16_amx, Bf16Dist};
 #[test]
 fn bf16_gemm_is_bit_exact_on_100k_outputs_per_distribution() {
     for isa in [Isa::Amx, Isa::Avx512] {
-        if gate("bf16_distributions", isa, Op::Bf16) {
-            every_distribution(isa);
-        }
+        every_distribution(isa, options("bf16_distributions", isa, Op::Bf16));
     }
 }
 
-fn every_distribution(isa: Isa) {
+fn every_distribution(isa: Isa, forced: GemmOptions) {
     // 323 x 317 = 102,391 outputs; K = 67 leaves a K tail (odd, and not a
     // whole 16-pair chunk), M and N leave tile tails.
     let (m, n, k) = (323, 317, 67);
@@ -45,7 +43,7 @@ fn every_distribution(isa: Isa) {
         }
         let packed = PackedB::pack_bf16(&b, k, n, n, BLayout::default()).unwrap();
         let mut c = c0.clone();
-        let opts = GemmOptions { threads: 2, isa: Some(isa), ..GemmOptions::default() };
+        let opts = GemmOptions { threads: 2, ..forced };
         gemm_bf16(m, &a, k, &packed, &mut c, n, true, &opts).unwrap();
         let mut expected = c0;
         gemm_bf16_amx(m, n, k, &a, &b, &mut expected, 16);

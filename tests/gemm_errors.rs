@@ -1,6 +1,7 @@
 //! Bad input to the GEMM API gets a typed error that says what is wrong,
 //! never a panic or an out-of-bounds access, on every ISA path.
 
+use tilejit::emulate::Execution;
 use tilejit::gemm::{gemm_bf16, gemm_int8, GemmError, GemmOptions, ShapeError};
 mod common;
 
@@ -8,15 +9,20 @@ use tilejit::isa::{Isa, Op};
 use tilejit::kernels::pack::{BLayout, PackedB};
 use tilejit::kernels::spec::Int8Sign;
 
-/// The paths whose int8 and bf16 kernels both run here (the others are
-/// reported with the reason).
+/// Every path, forced: natively where its int8 and bf16 kernels run here,
+/// else emulated (reported once).
 fn paths() -> Vec<GemmOptions> {
     [Isa::Scalar, Isa::Avx512, Isa::Amx]
         .into_iter()
-        .filter(|&isa| {
-            common::gate("gemm_errors int8", isa, Op::Int8) & common::gate("gemm_errors bf16", isa, Op::Bf16)
+        .map(|isa| {
+            let int8 = common::options("gemm_errors int8", isa, Op::Int8);
+            let bf16 = common::options("gemm_errors bf16", isa, Op::Bf16);
+            if int8.execution == bf16.execution {
+                int8
+            } else {
+                GemmOptions { execution: Execution::Emulated, ..int8 }
+            }
         })
-        .map(|isa| GemmOptions { isa: Some(isa), ..GemmOptions::default() })
         .collect()
 }
 
@@ -115,7 +121,7 @@ fn any_thread_count_runs_and_gives_the_one_thread_bits() {
     let qa = QuantActivations::from_gguf(af, &quantize_activations(af, &x), m, k).unwrap();
     for base in paths() {
         let isa = base.isa.expect("paths() forces each ISA");
-        let runs = |op| tilejit::isa::availability_for(isa, op).is_ok();
+        let runs = |op| tilejit::isa::availability_with(isa, op, base.execution).is_ok();
         let (sparse, quant) = (runs(Op::SparseInt8) && runs(Op::SparseBf16), runs(Op::Quant));
         let run = |threads: usize| {
             let opts = GemmOptions { threads, ..base };
@@ -184,10 +190,7 @@ fn quantized_calls_take_c_with_a_row_stride() {
         let af = format.activations();
         let qa = QuantActivations::from_gguf(af, &quantize_activations(af, &x), m, k).unwrap();
         for isa in [Isa::Scalar, Isa::Avx512, Isa::Amx] {
-            if !common::gate("quantized_calls_take_c_with_a_row_stride", isa, Op::Quant) {
-                continue;
-            }
-            let opts = GemmOptions { isa: Some(isa), ..GemmOptions::default() };
+            let opts = common::options("quantized_calls_take_c_with_a_row_stride", isa, Op::Quant);
             let mut dense = vec![0f32; m * n];
             gemm_quant(&qw, &qa, &mut dense, n, &opts).unwrap();
             const PAD: f32 = -7.25;

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{gate, Flush, Guarded};
+use common::{options, Flush, Guarded};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::{
@@ -167,10 +167,10 @@ fn activations(len: usize, specials: bool, rng: &mut StdRng) -> Vec<f32> {
         .collect()
 }
 
-/// The paths that can run here; the others are reported (once per test)
-/// with the reason.
-fn paths(test: &str) -> Vec<Isa> {
-    [Isa::Scalar, Isa::Avx512, Isa::Amx].into_iter().filter(|&isa| gate(test, isa, Op::Bf16)).collect()
+/// Every path, forced: natively where this machine runs it, else emulated
+/// (reported once per test).
+fn paths(test: &str) -> Vec<GemmOptions> {
+    [Isa::Scalar, Isa::Avx512, Isa::Amx].into_iter().map(|isa| options(test, isa, Op::Bf16)).collect()
 }
 
 /// Runs the library on `isa` with `threads`, A and C flush against guard
@@ -179,13 +179,13 @@ fn run(
     w: &PackedDequantBf16,
     a: &[f32],
     m: usize,
-    isa: Isa,
+    forced: GemmOptions,
     threads: usize,
     flush: Flush,
 ) -> Result<Vec<f32>, GemmError> {
     let a_g = Guarded::new(a, flush);
     let mut c_g = Guarded::new(&vec![f32::from_bits(0x7FC0_DEAD); m * w.n()], flush);
-    let opts = GemmOptions { isa: Some(isa), threads, ..GemmOptions::default() };
+    let opts = GemmOptions { threads, ..forced };
     gemm_dequant_bf16(w, a_g.as_slice(), m, c_g.as_mut_slice(), w.n(), &opts)?;
     Ok(c_g.as_slice().to_vec())
 }
@@ -225,11 +225,12 @@ fn check_case(
     prop_assert_eq!(packed.pairs_per_tdp(), usize::from(kg));
     let mut expected = vec![0f32; m * n];
     gemm_dequant_bf16_reference(ty, m, n, k, &a, &w, packed.pairs_per_tdp(), &mut expected).unwrap();
-    for isa in paths(test) {
+    for forced in paths(test) {
+        let isa = forced.isa.expect("forced");
         for threads in [1, 2, 3] {
             let flush = if seed.wrapping_add(threads as u64).is_multiple_of(2) { Flush::End } else { Flush::Start };
             let c =
-                run(&packed, &a, m, isa, threads, flush).map_err(|e| TestCaseError::fail(format!("{what}: {e}")))?;
+                run(&packed, &a, m, forced, threads, flush).map_err(|e| TestCaseError::fail(format!("{what}: {e}")))?;
             if let Some(mm) = first_mismatch_f32(&expected, &c) {
                 let (row, col) = mm.row_col(n);
                 return Err(TestCaseError::fail(format!("{what}, {isa}, {threads} threads: C[{row}][{col}]: {mm}")));
@@ -321,9 +322,10 @@ fn quantized_normal_weights_k576() {
         for m in [1, 16, 17, 33] {
             let mut expected = vec![0f32; m * n];
             gemm_dequant_bf16_reference(ty, m, n, k, &a[..m * k], &bytes, 16, &mut expected).unwrap();
-            for isa in paths("quant_bf16_k576") {
+            for forced in paths("quant_bf16_k576") {
+                let isa = forced.isa.expect("forced");
                 for threads in [1, 2, 3] {
-                    let c = run(&packed, &a[..m * k], m, isa, threads, Flush::End).unwrap();
+                    let c = run(&packed, &a[..m * k], m, forced, threads, Flush::End).unwrap();
                     if let Some(mm) = first_mismatch_f32(&expected, &c) {
                         panic!("{ty:?} m = {m}, {isa}, {threads} threads: {mm}");
                     }
@@ -387,8 +389,9 @@ fn bad_calls_are_typed_errors_on_every_path() {
         other => panic!("expected {want:?}, got {other:?}"),
     };
     let short = |what, len, rows, row| ShapeError::Short { what, len, rows, row, stride: row };
-    for isa in paths("quant_bf16_errors") {
-        let opts = GemmOptions { isa: Some(isa), ..GemmOptions::default() };
+    for forced in paths("quant_bf16_errors") {
+        let opts = forced;
+        let isa = forced.isa.expect("forced");
         shape(gemm_dequant_bf16(&w, &a, 0, &mut c, n, &opts), ShapeError::NoRows);
         shape(gemm_dequant_bf16(&w, &a[1..], 3, &mut c, n, &opts), short("A", 191, 3, k));
         shape(

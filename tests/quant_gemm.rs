@@ -129,10 +129,7 @@ fn gemm_quant_errors_on_every_path() {
     let a80 = QuantActivations::from_q8_0(&quantize_row_q8_0(&vec![1.0; 2 * k]), 2, k).unwrap();
     let short = QuantActivations::from_q8_0(&quantize_row_q8_0(&[1.0; 32]), 1, 32).unwrap();
     for isa in [Isa::Scalar, Isa::Avx512, Isa::Amx] {
-        if !common::gate("gemm_quant_errors_on_every_path", isa, Op::Quant) {
-            continue;
-        }
-        let opts = GemmOptions { isa: Some(isa), ..GemmOptions::default() };
+        let opts = common::options("gemm_quant_errors_on_every_path", isa, Op::Quant);
         let mut c = vec![0f32; 2 * n];
         let pair = gemm_quant(&w41, &a80, &mut c, n, &opts).unwrap_err();
         assert!(matches!(pair, GemmError::Quant(QuantPackError::UnsupportedPair { .. })), "{isa}: {pair}");

@@ -30,6 +30,13 @@ pub fn execution(test: &str, isa: Isa, op: Op) -> Execution {
     }
 }
 
+/// Options that force `isa` for `op`, natively or emulated as
+/// [`execution`] decides (and reports).
+pub fn options(test: &str, isa: Isa, op: Op) -> tilejit::gemm::GemmOptions {
+    let execution = if isa == Isa::Scalar { Execution::Native } else { execution(test, isa, op) };
+    tilejit::gemm::GemmOptions { isa: Some(isa), execution, ..tilejit::gemm::GemmOptions::DEFAULT }
+}
+
 /// Proptest cases for a differential test: `native` where `isa` runs the
 /// `op` kernels here, `emulated` where it needs the emulator (which runs
 /// the kernels some 100x slower; the emulated suite must stay within
