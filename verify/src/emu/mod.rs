@@ -208,12 +208,13 @@ impl Emulator {
         let mut memory = Memory { regions: self.regions.clone(), touched: Vec::new() };
         memory.regions.push(Region::read("code", code.bytes));
         memory.regions.push(Region::write("stack", &mut stack));
-        memory.touched = vec![std::cell::Cell::new((0, 0)); memory.regions.len()];
         let mut s = State::new();
         // At the call, rsp + 8 is 16-byte aligned and holds the return address.
         let top = stack.as_ptr() as u64 + STACK_BYTES as u64 - 64;
         let rsp = top - 8;
         memory.write(rsp, &RETURN_SENTINEL.to_le_bytes()).expect("the stack is registered");
+        // Count the call's accesses only (not the caller's push of the return address).
+        memory.touched = vec![std::cell::Cell::new((0, 0)); memory.regions.len()];
         s.gpr[4] = rsp;
         s.gpr[7] = args;
         for (reg, value) in CALLEE_SAVED {
