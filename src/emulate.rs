@@ -8,8 +8,10 @@
 //! through [`Executor::run`], naming the buffers that call may touch.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use tilejit_kernels::jit::JitCode;
+pub use tilejit_verify::emu::Report;
 use tilejit_verify::emu::{Access, Code, EmuError, Emulator, Region};
 
 /// How generated code runs.
@@ -25,9 +27,33 @@ pub enum Execution {
 /// Instructions emulated by this process so far (for tests and reports).
 static EMULATED: AtomicU64 = AtomicU64::new(0);
 
+/// What the emulated calls since the last [`take_report`] executed and
+/// touched, summed (regions by name).
+static REPORT: Mutex<Option<Report>> = Mutex::new(None);
+
 /// Instructions emulated by this process so far.
 pub fn emulated_instructions() -> u64 {
     EMULATED.load(Ordering::Relaxed)
+}
+
+/// The summed report of the emulated calls since the last call of this
+/// function (for `tilejit emulate`), and starts a new one.
+pub fn take_report() -> Report {
+    REPORT.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default()
+}
+
+fn add_report(r: &Report) {
+    let mut guard = REPORT.lock().unwrap_or_else(|p| p.into_inner());
+    let sum = guard.get_or_insert_with(Report::default);
+    sum.instructions += r.instructions;
+    for (m, n) in &r.by_mnemonic {
+        *sum.by_mnemonic.entry(m.clone()).or_default() += n;
+    }
+    for (region, (read, written)) in &r.touched {
+        let e = sum.touched.entry(region.clone()).or_default();
+        e.0 += read;
+        e.1 += written;
+    }
 }
 
 /// Runs kernel calls natively or emulated; for emulation it carries the
@@ -93,6 +119,7 @@ impl Executor {
         // SAFETY: the regions are the caller's valid buffers (contract above).
         let report = unsafe { emu.call(code, args as *const A as u64) }?;
         EMULATED.fetch_add(report.instructions, Ordering::Relaxed);
+        add_report(&report);
         Ok(())
     }
 }

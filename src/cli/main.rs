@@ -1,6 +1,7 @@
 //! The `tilejit` command line.
 
 mod calibrate;
+mod emulate;
 mod inspect;
 mod run;
 mod tour;
@@ -135,6 +136,27 @@ enum Command {
         #[arg(value_name = "TYPE")]
         ggml_type: String,
     },
+    /// Run one GEMM's generated kernels under the emulator (any x86-64, no
+    /// AVX-512 or AMX needed), check the bits against the scalar path and
+    /// print the instructions executed per mnemonic and the bytes each
+    /// buffer saw.
+    Emulate {
+        /// The kernel family: int8, bf16, bf16-dot, q8_0, q4_0, q4_1,
+        /// sparse-bf16 or sparse-int8.
+        #[arg(long, default_value = "int8")]
+        op: String,
+        /// The path whose kernels run: amx or avx512.
+        #[arg(long, default_value = "amx")]
+        isa: String,
+        /// GEMM shape: M N K.
+        #[arg(long, num_args = 3, value_names = ["M", "N", "K"], default_values_t = [32, 64, 128])]
+        shape: Vec<usize>,
+        /// Fraction of zero weights for the sparse families.
+        #[arg(long, default_value_t = 0.5)]
+        sparsity: f64,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Check a GGUF model file with the hardened reader and print its
     /// version, metadata and tensor table.
     Inspect {
@@ -247,6 +269,24 @@ fn main() -> std::process::ExitCode {
                 calibrate::run(&calibrate::CalibrateOptions { n, k, threads })
             }
         }
+        Command::Emulate { op, isa, shape, sparsity, threads } => match tilejit::isa::parse(&isa) {
+            _ if threads == 0 || shape.contains(&0) => {
+                Err("--threads and every --shape dimension must be at least 1".into())
+            }
+            _ if !(0.0..=1.0).contains(&sparsity) => Err(format!("--sparsity {sparsity} is not in 0..=1").into()),
+            Ok(Some((isa @ (tilejit::isa::Isa::Amx | tilejit::isa::Isa::Avx512), _))) => {
+                emulate::run(&emulate::EmulateOptions {
+                    op,
+                    isa,
+                    m: shape[0],
+                    n: shape[1],
+                    k: shape[2],
+                    sparsity,
+                    threads,
+                })
+            }
+            _ => Err(format!("--isa {isa:?}: use amx or avx512").into()),
+        },
         Command::Tour { threads, shape } => {
             if threads == 0 || shape.contains(&0) {
                 Err("--threads and every --shape dimension must be at least 1".into())
