@@ -118,21 +118,25 @@ impl Tiles {
             ));
         }
         let k = k_bytes / 4;
+        // Column j of B: dword j of each of B's K rows, gathered once per TDP.
+        let b_cols: Vec<Vec<u8>> = (0..n_bytes / 4)
+            .map(|j| (0..k).flat_map(|r| self.row(b, r)[4 * j..4 * j + 4].to_vec()).collect())
+            .collect();
+        let words =
+            |bytes: &[u8]| -> Vec<u16> { bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])).collect() };
+        let b_words: Vec<Vec<u16>> = match op {
+            Tdp::Bf16 => b_cols.iter().map(|c| words(c)).collect(),
+            Tdp::Int8(_) => Vec::new(),
+        };
         for i in 0..m {
             let a_row = self.row(a, i)[..k_bytes].to_vec();
+            let a_words = if matches!(op, Tdp::Bf16) { words(&a_row) } else { Vec::new() };
             let mut out = self.row(dst, i)[..n_bytes].to_vec();
             for (j, c) in out.chunks_exact_mut(4).enumerate() {
-                // Column j of B: dword j of each of B's K rows.
-                let b_col: Vec<u8> = (0..k).flat_map(|r| self.row(b, r)[4 * j..4 * j + 4].to_vec()).collect();
                 let acc = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                 let result = match op {
-                    Tdp::Int8(sign) => tdpb_dot(sign, acc as i32, &a_row, &b_col) as u32,
-                    Tdp::Bf16 => {
-                        let words = |bytes: &[u8]| -> Vec<u16> {
-                            bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])).collect()
-                        };
-                        tdpbf16ps_bits(acc, &words(&a_row), &words(&b_col))
-                    }
+                    Tdp::Int8(sign) => tdpb_dot(sign, acc as i32, &a_row, &b_cols[j]) as u32,
+                    Tdp::Bf16 => tdpbf16ps_bits(acc, &a_words, &b_words[j]),
                 };
                 c.copy_from_slice(&result.to_le_bytes());
             }
