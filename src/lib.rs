@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod emulate;
 pub mod gemm;
 pub mod gguf;
+pub mod gpu;
 pub mod isa;
 pub mod model;
 pub mod sparse;

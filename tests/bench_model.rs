@@ -107,7 +107,10 @@ fn ngl_is_read_as_llama_cpp_spells_it() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("warning: -ngl 3: no GPU device: running every layer on the CPU"), "{err}");
+    assert!(
+        err.contains("warning: -ngl 3: no CUDA device (") && err.contains("): running every layer on the CPU"),
+        "{err}"
+    );
 }
 
 /// `run --profile` ends with a table of op kinds whose shares add up, and

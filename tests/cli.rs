@@ -58,7 +58,10 @@ fn tour_verifies_every_kernel_on_every_path_or_says_why_not() {
 fn unknown_isa_name_is_a_clear_error() {
     let (ok, _, err) = tilejit(&["tour"], Some("sse9"));
     assert!(!ok);
-    assert!(err.contains("TILEJIT_ISA=\"sse9\" is not an ISA: use scalar, avx512, amx, avx512-emu or amx-emu"), "{err}");
+    assert!(
+        err.contains("TILEJIT_ISA=\"sse9\" is not an ISA: use scalar, avx512, amx, avx512-emu or amx-emu"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 

@@ -66,7 +66,8 @@ impl Model {
     pub fn from_gguf(gguf: Gguf, opts: LoadOptions, progress: impl FnMut(usize, usize)) -> Result<Model, ModelError> {
         let config = LlamaConfig::from_gguf(&gguf)?;
         let tensors = Tensors::find(&gguf, &config)?;
-        let machine = Machine { amx: amx_for_placement(), gpus: opts.gpus };
+        let gpus = if opts.placement.n_gpu_layers == 0 { Ok(0) } else { gpus_for_placement(opts.gpus) };
+        let machine = Machine { amx: amx_for_placement(), gpus };
         let plan = place(opts.placement, &machine, config.n_layers, &tensors.descs());
         let weights = Weights::load(&gguf, &tensors, &plan, opts.sparsity, progress)?;
         Ok(Model { gguf, config, plan, weights })
@@ -88,6 +89,20 @@ fn amx_for_placement() -> Result<(), String> {
     match isa::forced().map_err(|e| e.to_string())? {
         Some(Isa::Amx) | None => availability_for(Isa::Amx, Op::Quant).map_err(|e| e.to_string()),
         Some(other) => Err(format!("TILEJIT_ISA={other} forces another path")),
+    }
+}
+
+/// GPUs that can take layers: `given` if the caller says so (placement
+/// tests), else the answer of the CUDA probe, which today can only be a
+/// reason: the GPU forward pass is not built yet (issue 16), so layers
+/// stay on the CPU even where a device is found.
+fn gpus_for_placement(given: usize) -> Result<usize, String> {
+    if given > 0 {
+        return Ok(given);
+    }
+    match crate::gpu::probe() {
+        Err(why) => Err(format!("no CUDA device ({why})")),
+        Ok(found) => Err(format!("{} CUDA device(s) found, but the GPU forward pass is not built yet", found.len())),
     }
 }
 

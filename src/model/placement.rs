@@ -144,8 +144,9 @@ pub struct Machine {
     /// Ok when the AMX quantized kernels can run here (and are not
     /// excluded by `TILEJIT_ISA`), else the reason.
     pub amx: Result<(), String>,
-    /// GPUs the driver reports (0 until the GPU backend exists).
-    pub gpus: usize,
+    /// GPUs that can run layers, or why none can (one line: no CUDA device
+    /// and why, or that the GPU forward pass is not built yet).
+    pub gpus: Result<usize, String>,
 }
 
 /// The plan: a buffer per tensor, and what the user should be told.
@@ -184,10 +185,10 @@ fn amx_kernel_for(t: GgmlType) -> bool {
 ///    convention).
 pub fn place(flags: PlacementFlags, machine: &Machine, n_layers: usize, tensors: &[TensorDesc]) -> Placement {
     let mut warnings = Vec::new();
-    let gpu_layers = match (flags.n_gpu_layers, machine.gpus) {
+    let gpu_layers = match (flags.n_gpu_layers, &machine.gpus) {
         (0, _) => 0,
-        (n, 0) => {
-            warnings.push(format!("-ngl {n}: no GPU device: running every layer on the CPU"));
+        (n, Err(why)) => {
+            warnings.push(format!("-ngl {n}: {why}: running every layer on the CPU"));
             0
         }
         (n, _) if n > n_layers => {
@@ -311,6 +312,7 @@ mod tests {
     }
 
     fn machine(amx: bool, gpus: usize) -> Machine {
+        let gpus = if gpus == 0 { Err("no CUDA device: none in this test".to_string()) } else { Ok(gpus) };
         Machine { amx: if amx { Ok(()) } else { Err("AMX unavailable: no tiles".into()) }, gpus }
     }
 
@@ -380,7 +382,7 @@ mod tests {
         let p = place(PlacementFlags { amx: true, n_gpu_layers: 3 }, &machine(false, 0), 2, &model(true));
         assert!(!p.amx && p.gpu_layers == 0);
         assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
-        assert!(p.warnings[0].contains("no GPU device"));
+        assert!(p.warnings[0].contains("no CUDA device: none in this test: running every layer on the CPU"));
         assert!(p.warnings[1].contains("--amx ignored: AMX unavailable: no tiles"));
         assert!(p.buffers.values().all(|b| matches!(b, Buffer::CpuMapped | Buffer::CpuPacked)));
     }
