@@ -126,7 +126,7 @@ fn gemv_reads_every_format_in_place() {
             }
         }
     }
-    let mut y = gpu.upload(&vec![0f32; 1]).unwrap();
+    let mut y = gpu.upload(&[0f32; 1]).unwrap();
     let w = gpu.upload(&[0u8; 8]).unwrap();
     let err = gpu.gemv(RowFormat::Q4_0, &mut y, &w, &gpu.upload(&[0f32; 32]).unwrap(), 1, 32, 1).unwrap_err();
     assert!(err.to_string().contains("w (bytes) has 8 elements, needs 18"), "{err}");

@@ -266,7 +266,7 @@ impl Gpu {
         pos0: usize,
     ) -> Result<(), GpuError> {
         need("rope", "x", x.len(), rows * heads * head_dim)?;
-        if rope_dim > head_dim || rope_dim % 2 != 0 {
+        if rope_dim > head_dim || !rope_dim.is_multiple_of(2) {
             return Err(GpuError::Shape { op: "rope", what: format!("rope_dim {rope_dim} for head_dim {head_dim}") });
         }
         let pairs = rows * heads * rope_dim / 2;
@@ -313,7 +313,7 @@ impl Gpu {
         k: usize,
         rows: usize,
     ) -> Result<(), GpuError> {
-        if format != RowFormat::Bf16 && k % 32 != 0 {
+        if format != RowFormat::Bf16 && !k.is_multiple_of(32) {
             return Err(GpuError::Shape {
                 op: "gemv",
                 what: format!("k = {k} is not a whole number of 32-weight blocks"),
