@@ -153,3 +153,43 @@ fn the_probe_answers_with_devices_or_a_reason() {
         Err(why) => eprintln!("no CUDA device: {why}"),
     }
 }
+
+#[test]
+fn attention_over_the_cache_matches_the_cpu() {
+    use tilejit::gpu::AttentionShape;
+    let Some(gpu) = gpu("gpu attention") else { return };
+    let mut rng = StdRng::seed_from_u64(4);
+    // SmolLM2's heads: 9 query heads on 3 KV heads of 64; 3 new rows after 60 cached positions.
+    let a = AttentionShape { rows: 3, pos0: 60, n_head: 9, n_head_kv: 3, head_dim: 64, n_ctx: 80, scale: 0.125 };
+    let kv = a.n_head_kv * a.head_dim;
+    let q = normals(&mut rng, a.rows * a.n_head * a.head_dim, 2.0);
+    let kc = normals(&mut rng, a.n_ctx * kv, 2.0);
+    let vc = normals(&mut rng, a.n_ctx * kv, 1.0);
+    // The CPU's order: scores with ops::dot, ops::softmax, then V summed in t order.
+    let mut want = vec![0f32; a.rows * a.n_head * a.head_dim];
+    for r in 0..a.rows {
+        let pos = a.pos0 + r;
+        for h in 0..a.n_head {
+            let hk = h / (a.n_head / a.n_head_kv);
+            let qh = &q[(r * a.n_head + h) * a.head_dim..][..a.head_dim];
+            let mut s: Vec<f32> =
+                (0..=pos).map(|t| ops::dot(qh, &kc[t * kv + hk * a.head_dim..][..a.head_dim]) * a.scale).collect();
+            ops::softmax(&mut s);
+            let out = &mut want[(r * a.n_head + h) * a.head_dim..][..a.head_dim];
+            for (t, p) in s.iter().enumerate() {
+                for (o, v) in out.iter_mut().zip(&vc[t * kv + hk * a.head_dim..][..a.head_dim]) {
+                    *o += p * v;
+                }
+            }
+        }
+    }
+    let mut out = gpu.upload(&vec![0f32; want.len()]).unwrap();
+    let mut scores = gpu.upload(&vec![0f32; a.rows * a.n_head * a.n_ctx]).unwrap();
+    let (dq, dk, dv) = (gpu.upload(&q).unwrap(), gpu.upload(&kc).unwrap(), gpu.upload(&vc).unwrap());
+    gpu.attend(&mut out, &dq, &dk, &dv, &mut scores, a).unwrap();
+    let got = gpu.download(&out).unwrap();
+    let err = got.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(err < 1e-5, "attention: absolute error {err} (tolerance 1e-5 on outputs of magnitude ~1)");
+    let bad = AttentionShape { n_head_kv: 2, ..a };
+    assert!(gpu.attend(&mut out, &dq, &dk, &dv, &mut scores, bad).is_err());
+}

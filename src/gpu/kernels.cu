@@ -82,6 +82,55 @@ __global__ void add_in_place(float* a, const float* b, long n) {
     if (i < n) a[i] += b[i];
 }
 
+// Causal grouped-query attention over a KV cache (positions 0..=pos, row r
+// of the batch at pos = pos0 + r): query head h reads KV head h / group.
+// One block per (head, row): scores q.k * scale into `scores` (n_ctx per
+// head and row), the softmax (max subtracted, sum in double), then each
+// output dimension as the probability-weighted sum of V, t in order.
+__global__ void attend(float* out, const float* q, const float* kc, const float* vc, float* scores,
+                       int pos0, int n_head, int group, int head_dim, int kv_dim, float scale, int n_ctx) {
+    __shared__ double red[256];
+    int h = blockIdx.x, r = blockIdx.y, pos = pos0 + r, hk = h / group;
+    const float* qh = q + ((long)r * n_head + h) * head_dim;
+    float* s = scores + ((long)r * n_head + h) * n_ctx;
+    for (int t = threadIdx.x; t <= pos; t += blockDim.x) {
+        const float* kt = kc + (long)t * kv_dim + hk * head_dim;
+        float dot = 0.0f;
+        for (int d = 0; d < head_dim; ++d) dot += qh[d] * kt[d];
+        s[t] = dot * scale;
+    }
+    __syncthreads();
+    double mx = -1.0e300;
+    for (int t = threadIdx.x; t <= pos; t += blockDim.x) mx = fmax(mx, (double)s[t]);
+    red[threadIdx.x] = mx;
+    __syncthreads();
+    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
+        if (threadIdx.x < k) red[threadIdx.x] = fmax(red[threadIdx.x], red[threadIdx.x + k]);
+        __syncthreads();
+    }
+    float m = (float)red[0];
+    __syncthreads();
+    double sum = 0.0;
+    for (int t = threadIdx.x; t <= pos; t += blockDim.x) {
+        float e = expf(s[t] - m);
+        s[t] = e;
+        sum += (double)e;
+    }
+    red[threadIdx.x] = sum;
+    __syncthreads();
+    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
+        if (threadIdx.x < k) red[threadIdx.x] += red[threadIdx.x + k];
+        __syncthreads();
+    }
+    float inv = (float)(1.0 / red[0]);
+    float* oh = out + ((long)r * n_head + h) * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int t = 0; t <= pos; ++t) acc += (s[t] * inv) * vc[(long)t * kv_dim + hk * head_dim + d];
+        oh[d] = acc;
+    }
+}
+
 // The weight at index j of a row in each format.
 __device__ __forceinline__ float q8_0_at(const unsigned char* row, int j) {
     const unsigned char* b = row + (j / 32) * 34;

@@ -7,8 +7,9 @@
 //! compiles and loads the kernels on one device; its methods run them on
 //! device buffers, checking every length first.
 //!
-//! Built so far: discovery, the kernels (RMSNorm, RoPE, SwiGLU, add, GEMV
-//! over Q8_0 / Q4_0 / Q4_1 / BF16 rows in their GGUF layout) and their
+//! Built so far: discovery, the kernels (RMSNorm, RoPE, SwiGLU, add,
+//! attention over a KV cache, GEMV over Q8_0 / Q4_0 / Q4_1 / BF16 rows in
+//! their GGUF layout) and their
 //! tests against the CPU ops (tests/gpu_kernels.rs). The runner does not
 //! place layers on a GPU yet: `-ngl` says why and runs on the CPU.
 
@@ -156,7 +157,21 @@ pub struct Gpu {
     rope: CudaFunction,
     swiglu: CudaFunction,
     add: CudaFunction,
+    attend: CudaFunction,
     gemv: [CudaFunction; 4],
+}
+
+/// The shape of an attention call: `rows` query rows at positions
+/// `pos0..pos0 + rows`, grouped-query heads, a cache of `n_ctx` positions.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionShape {
+    pub rows: usize,
+    pub pos0: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_ctx: usize,
+    pub scale: f32,
 }
 
 const BLOCK: u32 = 256;
@@ -209,6 +224,7 @@ impl Gpu {
             rope: f("rope")?,
             swiglu: f("swiglu")?,
             add: f("add_in_place")?,
+            attend: f("attend")?,
             gemv: [f("gemv_q8_0")?, f("gemv_q4_0")?, f("gemv_q4_1")?, f("gemv_bf16")?],
             info,
         })
@@ -298,6 +314,56 @@ impl Gpu {
         b.arg(a).arg(b_).arg(&n_);
         // SAFETY: n elements of each, checked above.
         Self::launched(unsafe { b.launch(linear(n)) })
+    }
+
+    /// Causal grouped-query attention of `a.rows` query rows (`q`: rows x
+    /// n_head x head_dim) over the cache `kc` / `vc` (n_ctx x n_head_kv x
+    /// head_dim, filled up to the last row's position) into `out`
+    /// (rows x n_head x head_dim); `scores` is scratch of rows x n_head x n_ctx.
+    pub fn attend(
+        &self,
+        out: &mut CudaSlice<f32>,
+        q: &CudaSlice<f32>,
+        kc: &CudaSlice<f32>,
+        vc: &CudaSlice<f32>,
+        scores: &mut CudaSlice<f32>,
+        a: AttentionShape,
+    ) -> Result<(), GpuError> {
+        let AttentionShape { rows, pos0, n_head, n_head_kv, head_dim, n_ctx, scale } = a;
+        if n_head_kv == 0 || n_head % n_head_kv != 0 || pos0 + rows > n_ctx {
+            return Err(GpuError::Shape {
+                op: "attend",
+                what: format!("{a:?}: heads must group evenly, positions fit n_ctx"),
+            });
+        }
+        let kv_dim = n_head_kv * head_dim;
+        need("attend", "q", q.len(), rows * n_head * head_dim)?;
+        need("attend", "out", out.len(), rows * n_head * head_dim)?;
+        need("attend", "k cache", kc.len(), (pos0 + rows) * kv_dim)?;
+        need("attend", "v cache", vc.len(), (pos0 + rows) * kv_dim)?;
+        need("attend", "scores", scores.len(), rows * n_head * n_ctx)?;
+        let cfg =
+            LaunchConfig { grid_dim: (n_head as u32, rows as u32, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+        let (p0, nh, group, hd, kvd, nc) =
+            (pos0 as i32, n_head as i32, (n_head / n_head_kv) as i32, head_dim as i32, kv_dim as i32, n_ctx as i32);
+        let mut b = self.stream.launch_builder(&self.attend);
+        b.arg(out)
+            .arg(q)
+            .arg(kc)
+            .arg(vc)
+            .arg(scores)
+            .arg(&p0)
+            .arg(&nh)
+            .arg(&group)
+            .arg(&hd)
+            .arg(&kvd)
+            .arg(&scale)
+            .arg(&nc);
+        // SAFETY: block (h, r) reads q's row r head h, the cache rows
+        // 0..=pos0 + r of KV head h / group, writes its scores slice and its
+        // output head (all lengths checked above; BLOCK matches the
+        // kernel's 256-entry reduction array).
+        Self::launched(unsafe { b.launch(cfg) })
     }
 
     /// `y[r][i] = sum_j W[i][j] * x[r][j]` for `rows` rows of `x` (`k`
