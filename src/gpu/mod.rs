@@ -296,24 +296,31 @@ impl Gpu {
 
     /// `gate = silu(gate) * up` over `n` elements.
     pub fn swiglu(&self, gate: &mut CudaSlice<f32>, up: &CudaSlice<f32>, n: usize) -> Result<(), GpuError> {
-        need("swiglu", "gate", gate.len(), n)?;
-        need("swiglu", "up", up.len(), n)?;
-        let n_ = n as i64;
-        let mut b = self.stream.launch_builder(&self.swiglu);
-        b.arg(gate).arg(up).arg(&n_);
-        // SAFETY: n elements of each, checked above.
-        Self::launched(unsafe { b.launch(linear(n)) })
+        self.elementwise("swiglu", &self.swiglu, gate, up, n)
     }
 
     /// `a += b` over `n` elements.
-    pub fn add(&self, a: &mut CudaSlice<f32>, b_: &CudaSlice<f32>, n: usize) -> Result<(), GpuError> {
-        need("add", "a", a.len(), n)?;
-        need("add", "b", b_.len(), n)?;
+    pub fn add(&self, a: &mut CudaSlice<f32>, b: &CudaSlice<f32>, n: usize) -> Result<(), GpuError> {
+        self.elementwise("add", &self.add, a, b, n)
+    }
+
+    /// `a = f(a, b)` element by element over `n` elements (`f(float* a,
+    /// const float* b, long n)`).
+    fn elementwise(
+        &self,
+        op: &'static str,
+        f: &CudaFunction,
+        a: &mut CudaSlice<f32>,
+        b: &CudaSlice<f32>,
+        n: usize,
+    ) -> Result<(), GpuError> {
+        need(op, "the first operand", a.len(), n)?;
+        need(op, "the second operand", b.len(), n)?;
         let n_ = n as i64;
-        let mut b = self.stream.launch_builder(&self.add);
-        b.arg(a).arg(b_).arg(&n_);
-        // SAFETY: n elements of each, checked above.
-        Self::launched(unsafe { b.launch(linear(n)) })
+        let mut launch = self.stream.launch_builder(f);
+        launch.arg(a).arg(b).arg(&n_);
+        // SAFETY: the kernel touches n elements of each, checked above.
+        Self::launched(unsafe { launch.launch(linear(n)) })
     }
 
     /// Causal grouped-query attention of `a.rows` query rows (`q`: rows x
