@@ -107,7 +107,21 @@ impl Executor {
             unsafe { code.call(args) };
             return Ok(());
         }
-        let mut emu = Emulator::new();
+        // One emulator per thread, so its decoded instructions serve every
+        // kernel call of the thread (the regions are this call's).
+        thread_local! {
+            static EMULATOR: std::cell::RefCell<Emulator> = std::cell::RefCell::new(Emulator::new());
+        }
+        // SAFETY: the caller's contract, passed on.
+        EMULATOR.with_borrow_mut(|emu| unsafe { self.emulate(emu, code, args, own) })
+    }
+
+    /// [`Self::run`] on `emu` (its regions replaced by this call's).
+    ///
+    /// # Safety
+    /// As [`Self::run`].
+    unsafe fn emulate<A>(&self, emu: &mut Emulator, code: &JitCode, args: &A, own: &[Region]) -> Result<(), EmuError> {
+        emu.clear_regions();
         for r in self.regions.iter().chain(own) {
             emu.allow(r.clone());
         }

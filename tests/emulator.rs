@@ -159,3 +159,27 @@ fn a_clean_call_reports_what_it_executed_and_touched() {
     assert_eq!(report.touched["C"], (0, 16));
     assert_eq!(report.touched["stack"], (16, 8), "the pop of rbx and ret read, the push wrote");
 }
+
+/// One emulator serves many kernels: a decoded instruction is reused only
+/// while the bytes at its address are the same, so other code placed at
+/// the same address (a freed buffer reused) is decoded afresh.
+#[test]
+fn new_code_at_an_old_address_is_decoded_afresh() {
+    let assemble = |value: i32| {
+        let mut cb = CodeBuilder::new().unwrap();
+        dynasm!(cb.ops ; .arch x64 ; mov DWORD [rdi], value ; ret);
+        cb.finish_bytes().unwrap()
+    };
+    let (one, two) = (assemble(1), assemble(2));
+    assert_eq!(one.len(), two.len());
+    let mut out = [0i32; 1];
+    let mut emu = Emulator::new();
+    emu.allow(Region::write("out", &mut out));
+    for (bytes, want) in [(&one, 1), (&two, 2), (&one, 1)] {
+        let code = Code { bytes, base: 0x40_0000, entry: 0x40_0000 };
+        // SAFETY: the only region is `out`, live for the call.
+        unsafe { emu.call(code, out.as_mut_ptr() as u64) }.unwrap();
+        // SAFETY: reading back the value the emulated call wrote.
+        assert_eq!(unsafe { std::ptr::read_volatile(out.as_ptr()) }, want);
+    }
+}

@@ -139,6 +139,9 @@ impl RowFormat {
         }
     }
 
+    /// Every format, in the order of [`Gpu`]'s GEMV kernels.
+    const ALL: [RowFormat; 4] = [RowFormat::Q8_0, RowFormat::Q4_0, RowFormat::Q4_1, RowFormat::Bf16];
+
     fn kernel(self) -> &'static str {
         match self {
             RowFormat::Q8_0 => "gemv_q8_0",
@@ -225,7 +228,12 @@ impl Gpu {
             swiglu: f("swiglu")?,
             add: f("add_in_place")?,
             attend: f("attend")?,
-            gemv: [f("gemv_q8_0")?, f("gemv_q4_0")?, f("gemv_q4_1")?, f("gemv_bf16")?],
+            gemv: [
+                f(RowFormat::ALL[0].kernel())?,
+                f(RowFormat::ALL[1].kernel())?,
+                f(RowFormat::ALL[2].kernel())?,
+                f(RowFormat::ALL[3].kernel())?,
+            ],
             info,
         })
     }
@@ -400,7 +408,6 @@ impl Gpu {
         let (n_, k_, rb, r_) = (n as i32, k as i32, row_bytes as i64, rows as i32);
         let mut b = self.stream.launch_builder(f);
         b.arg(y).arg(w).arg(x).arg(&n_).arg(&k_).arg(&rb).arg(&r_);
-        debug_assert_eq!(format.kernel(), ["gemv_q8_0", "gemv_q4_0", "gemv_q4_1", "gemv_bf16"][format as usize]);
         // SAFETY: one warp per (output, row): reads n rows of row_bytes of w
         // and rows * k of x, writes rows * n of y, all checked above.
         Self::launched(unsafe { b.launch(linear(32 * n * rows)) })

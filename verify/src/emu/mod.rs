@@ -164,9 +164,11 @@ impl From<Refused> for Trap {
 #[derive(Default)]
 pub struct Emulator {
     regions: Vec<Region>,
-    /// Decoded instructions by address (valid for one code buffer).
-    decoded: HashMap<u64, Instruction>,
-    decoded_for: (u64, usize),
+    /// Decoded instructions by address, with the bytes they were decoded
+    /// from: a hit counts only while the code there is still those bytes,
+    /// so one emulator serves many kernels (and a freed buffer reused for
+    /// other code is decoded afresh).
+    decoded: HashMap<u64, (Instruction, [u8; 15])>,
     /// Instructions one call may execute.
     pub max_steps: u64,
 }
@@ -200,10 +202,6 @@ impl Emulator {
     /// accessed by anything else meanwhile), and `code.bytes` must be the
     /// bytes at `code.base`. The emulator itself touches nothing else.
     pub unsafe fn call(&mut self, code: Code, args: u64) -> Result<Report, EmuError> {
-        if self.decoded_for != (code.base, code.bytes.len()) {
-            self.decoded.clear();
-            self.decoded_for = (code.base, code.bytes.len());
-        }
         let mut stack = vec![0u64; STACK_BYTES / 8];
         let mut memory = Memory { regions: self.regions.clone(), touched: Vec::new() };
         memory.regions.push(Region::read("code", code.bytes));
@@ -285,17 +283,21 @@ impl Emulator {
     }
 
     fn decode(&mut self, code: &Code, rip: u64) -> Option<Instruction> {
-        if let Some(instr) = self.decoded.get(&rip) {
-            return Some(*instr);
-        }
         let at = usize::try_from(rip.checked_sub(code.base)?).ok()?;
         let bytes = code.bytes.get(at..)?;
+        if let Some((instr, seen)) = self.decoded.get(&rip) {
+            if bytes.get(..instr.len()) == Some(&seen[..instr.len()]) {
+                return Some(*instr);
+            }
+        }
         let mut decoder = Decoder::with_ip(64, bytes, rip, DecoderOptions::NONE);
         let instr = decoder.decode();
         if instr.is_invalid() {
             return None;
         }
-        self.decoded.insert(rip, instr);
+        let mut seen = [0u8; 15];
+        seen[..instr.len()].copy_from_slice(&bytes[..instr.len()]);
+        self.decoded.insert(rip, (instr, seen));
         Some(instr)
     }
 }
