@@ -69,19 +69,21 @@ impl Executor {
     }
 
     /// Lets every emulated call read `bytes` (an input of the GEMM).
-    pub fn input(mut self, name: &str, start: *const u8, len: usize) -> Executor {
-        self.regions.push(Region { name: name.into(), start: start as u64, len: len as u64, access: Access::Read });
-        self
+    pub fn input(self, name: &str, start: *const u8, len: usize) -> Executor {
+        self.region(name, start, len, Access::Read)
     }
 
     /// Lets every emulated call write `bytes` (the output of the GEMM).
-    pub fn output(mut self, name: &str, start: *const u8, len: usize) -> Executor {
-        self.regions.push(Region {
-            name: name.into(),
-            start: start as u64,
-            len: len as u64,
-            access: Access::ReadWrite,
-        });
+    pub fn output(self, name: &str, start: *const u8, len: usize) -> Executor {
+        self.region(name, start, len, Access::ReadWrite)
+    }
+
+    /// Records a region for emulated calls; native calls need none, so a
+    /// native GEMM pays nothing for it.
+    fn region(mut self, name: &str, start: *const u8, len: usize, access: Access) -> Executor {
+        if self.emulated() {
+            self.regions.push(Region { name: name.into(), start: start as u64, len: len as u64, access });
+        }
         self
     }
 
@@ -89,8 +91,9 @@ impl Executor {
         self.execution == Execution::Emulated
     }
 
-    /// One call of `code` with `args`; `own` are regions of this call only
-    /// (a thread's scratch, a per-call table).
+    /// One call of `code` with `args`; `own` gives the regions of this
+    /// call only (a thread's scratch, a per-call table), asked for only
+    /// when the call is emulated.
     ///
     /// # Errors
     /// Emulated: what the emulator refused (the kernel is broken or the
@@ -101,7 +104,7 @@ impl Executor {
     /// describes memory the code may touch, and natively the CPU has the
     /// extensions the code executes. Emulated, the regions must be valid
     /// host memory for their access during the call.
-    pub unsafe fn run<A>(&self, code: &JitCode, args: &A, own: &[Region]) -> Result<(), EmuError> {
+    pub unsafe fn run<A>(&self, code: &JitCode, args: &A, own: impl FnOnce() -> Vec<Region>) -> Result<(), EmuError> {
         if self.execution == Execution::Native {
             // SAFETY: the caller's contract.
             unsafe { code.call(args) };
@@ -113,7 +116,7 @@ impl Executor {
             static EMULATOR: std::cell::RefCell<Emulator> = std::cell::RefCell::new(Emulator::new());
         }
         // SAFETY: the caller's contract, passed on.
-        EMULATOR.with_borrow_mut(|emu| unsafe { self.emulate(emu, code, args, own) })
+        EMULATOR.with_borrow_mut(|emu| unsafe { self.emulate(emu, code, args, &own()) })
     }
 
     /// [`Self::run`] on `emu` (its regions replaced by this call's).

@@ -338,7 +338,7 @@ fn run_avx512<E: Element>(a: &PreparedA, w: &SparseMatrix<E>, col_bias: &[i32], 
                 // C holds rows row0.. (checked) and this unit's panels are written
                 // by this thread only; col_bias has panels * 16 entries
                 // (int8_col_bias) or is null for bf16.
-                unsafe { exec.run(kernel.jit_code(), &args, &[])? };
+                unsafe { exec.run(kernel.jit_code(), &args, Vec::new)? };
             }
             Ok::<(), GemmError>(())
         },
@@ -401,8 +401,8 @@ fn run_amx<E: Element>(kind: SparseKind, a: &[u8], lda: usize, w: &SparseMatrix<
                 // has its 64 bytes of slack), writes rows row0..row0+rows of
                 // C in the columns of those panels (the last one only to N,
                 // through its column count); no other thread writes them.
-                let own = [Region::read("A (packed)", packed), Region::write("scratch", scratch.as_mut_slice())];
-                unsafe { exec.run(kernel.jit_code(), &args, &own)? };
+                let own = || vec![Region::read("A (packed)", packed), Region::write("scratch", scratch.as_mut_slice())];
+                unsafe { exec.run(kernel.jit_code(), &args, own)? };
             }
         }
         Ok(())

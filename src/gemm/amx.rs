@@ -254,8 +254,7 @@ fn run_task(
         // col0/16 .. inside the packed buffer, and writes `rows` rows x
         // `count * block_cols` (or `cols`) columns of C inside the
         // checked C; this thread is the only writer of these blocks.
-        let slice = [Region::read("A slice", a_slice.as_slice())];
-        unsafe { exec.run(kernel.jit_code(), &args, &slice)? };
+        unsafe { exec.run(kernel.jit_code(), &args, || vec![Region::read("A slice", a_slice.as_slice())])? };
     }
     Ok(())
 }

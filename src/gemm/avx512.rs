@@ -231,11 +231,12 @@ impl Inputs<'_> {
         // inside this K block, the bias columns of those panels, and
         // reads/writes spec.m_rows rows of the blocks' columns of C (masked at
         // the N tail) inside the checked C. Only this thread writes these panels.
-        let mut own = vec![Region::read("A (prepared)", self.a_prep.as_slice())];
-        if let Some(bias) = self.bias {
-            own.push(Region::read("column bias", bias));
-        }
-        unsafe { self.exec.run(kernel.jit_code(), &args, &own)? };
+        let own = || {
+            let mut own = vec![Region::read("A (prepared)", self.a_prep.as_slice())];
+            own.extend(self.bias.map(|bias| Region::read("column bias", bias)));
+            own
+        };
+        unsafe { self.exec.run(kernel.jit_code(), &args, own)? };
         Ok(())
     }
 }

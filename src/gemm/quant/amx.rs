@@ -137,8 +137,8 @@ pub(super) fn run(
             // blocks, the panels p0..p1 of the packed weights, writes this
             // unit's columns of rows row0.. of C (masked at the N tail; no
             // other thread writes them) and this thread's scratch.
-            let own = [Region::write("scratch", scratch.as_mut_slice())];
-            unsafe { exec.run(kernel.jit_code(), &args, &own)? };
+            let own = || vec![Region::write("scratch", scratch.as_mut_slice())];
+            unsafe { exec.run(kernel.jit_code(), &args, own)? };
         }
         Ok(())
     })

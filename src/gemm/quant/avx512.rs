@@ -109,7 +109,7 @@ pub(super) fn run(
                 // p0..p1 of the packed weights (64-byte aligned, as every panel
                 // stride is), and writes rows row0.. of this thread's columns of C
                 // (masked at the N tail); no other thread writes them.
-                unsafe { exec.run(kernel.jit_code(), &args, &[])? };
+                unsafe { exec.run(kernel.jit_code(), &args, Vec::new)? };
             }
             Ok(())
         },
