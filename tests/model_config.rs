@@ -96,7 +96,7 @@ fn hostile_and_wrong_metadata_are_typed_errors() {
 
 #[test]
 fn a_model_without_tensors_names_the_first_missing_one() {
-    let opts = LoadOptions { placement: PlacementFlags::default(), gpus: 0, sparsity: None };
+    let opts = LoadOptions { placement: PlacementFlags::default(), sparsity: None, ..LoadOptions::default() };
     let e = Model::from_gguf(smollm2_with("", None), opts, |_, _| {}).err().expect("no tensors");
     assert!(matches!(&e, ModelError::MissingTensor(n) if n == "blk.0.attn_norm.weight"), "{e}");
 }
@@ -111,9 +111,12 @@ fn context_sizes_are_checked_before_allocating() {
         );
         return;
     };
-    let model =
-        Model::load(&path, LoadOptions { placement: PlacementFlags::default(), gpus: 0, sparsity: None }, |_, _| {})
-            .unwrap();
+    let model = Model::load(
+        &path,
+        LoadOptions { placement: PlacementFlags::default(), sparsity: None, ..LoadOptions::default() },
+        |_, _| {},
+    )
+    .unwrap();
     for n_ctx in [0, 8193, usize::MAX] {
         let e = Session::new(&model, n_ctx, 1).err().expect("refused");
         assert!(e.to_string().contains("the context must be 1..=8192"), "{e}");

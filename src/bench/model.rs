@@ -28,7 +28,8 @@
 //! ```json
 //! {"machine": {"cpu": str, "threads": int, "amx": bool, "avx512": bool},
 //!  "tilejit_version": str,
-//!  "results": [{"model": str, "type": str, "size_bytes": int, "params": int, "path": str, "amx": bool,
+//!  "results": [{"model": str, "type": str, "size_bytes": int, "params": int, "path": str, "n_gpu_layers": int,
+//!               "amx": bool,
 //!               "sparsity": num, "threads": int, "test": str, "n_prompt": int, "n_gen": int,
 //!               "tokens_per_s_mean": num, "tokens_per_s_sd": num, "samples_tokens_per_s": [num],
 //!               "bound": {"kind": "linear" | "stream", "tokens_per_s": num, "detail": str} | null,
@@ -60,6 +61,8 @@ pub struct BenchModelOptions {
     pub gens: Vec<usize>,
     pub threads: Vec<usize>,
     pub amx: Vec<bool>,
+    /// `-ngl` values: repeating layers on the GPU (0: CPU only).
+    pub n_gpu_layers: Vec<usize>,
     /// 0 is the model as it is; above 0 prunes as `run --sparse`.
     pub sparsities: Vec<f64>,
     /// Add one profiled run per row.
@@ -85,8 +88,13 @@ pub struct ModelResult {
     pub ggml_type: String,
     pub size_bytes: u64,
     pub params: u64,
-    /// The path the repeating layers ran on: "amx", "avx512" or "scalar".
+    /// The path the repeating layers ran on: "amx", "avx512" or "scalar";
+    /// "gpu" with every layer on the GPU, "gpuN+rows" with N there and the
+    /// rest on the CPU reading GGUF rows in place.
     pub path: String,
+    /// Repeating layers on the GPU (`-ngl`, after clamping).
+    #[serde(default)]
+    pub n_gpu_layers: usize,
     pub amx: bool,
     pub sparsity: f64,
     pub threads: usize,
@@ -158,6 +166,9 @@ fn bound(
     reps: usize,
     bandwidth: &Result<f64, String>,
 ) -> Result<Result<Bound, String>, ModelError> {
+    if model.plan.gpu_layers > 0 {
+        return Ok(Err("no bound for GPU layers (the CPU bounds do not apply)".into()));
+    }
     if n_prompt > 0 {
         let s = Session::new(model, 1, threads)?;
         s.time_linear_layers(n_prompt)?; // warm-up
@@ -198,7 +209,13 @@ fn bound(
 /// on a model that is not BF16, a run error.
 pub fn bench_model(o: &BenchModelOptions, mut row: impl FnMut(&ModelResult)) -> Result<ModelReport, ModelError> {
     let bad = |what: &str| ModelError::Context(format!("bench-model: {what}"));
-    if o.reps == 0 || o.threads.is_empty() || o.threads.contains(&0) || o.amx.is_empty() || o.sparsities.is_empty() {
+    if o.reps == 0
+        || o.threads.is_empty()
+        || o.threads.contains(&0)
+        || o.amx.is_empty()
+        || o.n_gpu_layers.is_empty()
+        || o.sparsities.is_empty()
+    {
         return Err(bad("-r, -t, --amx and --sparse need at least one value, and threads at least 1"));
     }
     if o.prompts.iter().chain(&o.gens).any(|&n| n == 0) || o.prompts.len() + o.gens.len() == 0 {
@@ -221,17 +238,29 @@ pub fn bench_model(o: &BenchModelOptions, mut row: impl FnMut(&ModelResult)) -> 
         }
     }
     let mut results = Vec::new();
-    for &amx in &o.amx {
+    for (&amx, &ngl) in o.amx.iter().flat_map(|a| o.n_gpu_layers.iter().map(move |n| (a, n))) {
         for &sparsity in &o.sparsities {
-            let placement = PlacementFlags { amx, n_gpu_layers: 0 };
-            let opts = LoadOptions { placement, gpus: 0, sparsity: (sparsity > 0.0).then_some(sparsity) };
+            let placement = PlacementFlags { amx, n_gpu_layers: ngl };
+            let opts =
+                LoadOptions { placement, sparsity: (sparsity > 0.0).then_some(sparsity), ..LoadOptions::default() };
             let model = Model::load(&o.model, opts, |_, _| {})?;
-            let path = if model.plan.amx {
+            for w in &model.plan.warnings {
+                eprintln!("warning: {w}");
+            }
+            let gpu_layers = model.plan.gpu_layers;
+            let cpu_path = if model.plan.amx {
                 Isa::Amx
             } else if availability_for(Isa::Avx512, Op::Quant).is_ok() {
                 Isa::Avx512
             } else {
                 Isa::Scalar
+            };
+            // The CPU layers of a run with GPU layers read GGUF rows in place
+            // (docs/PLACEMENT.md rule 3): "rows" then, not a kernel ISA.
+            let path = match gpu_layers {
+                0 => cpu_path.name().to_string(),
+                g if g == model.config.n_layers => "gpu".to_string(),
+                g => format!("gpu{g}+rows"),
             };
             let size_bytes = model.gguf().tensors().iter().map(|t| t.byte_size()).sum();
             let params = model.gguf().tensors().iter().map(|t| t.n_elements()).sum();
@@ -259,7 +288,8 @@ pub fn bench_model(o: &BenchModelOptions, mut row: impl FnMut(&ModelResult)) -> 
                         ggml_type: model_type(&model),
                         size_bytes,
                         params,
-                        path: path.name().to_string(),
+                        path: path.clone(),
+                        n_gpu_layers: gpu_layers,
                         amx: model.plan.amx,
                         sparsity,
                         threads,

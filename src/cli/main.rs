@@ -85,6 +85,9 @@ enum Command {
         /// --amx settings to compare: 0, 1 or 0,1.
         #[arg(long = "amx", value_delimiter = ',', default_values_t = [0u8])]
         amx: Vec<u8>,
+        /// GPU layer counts to compare (comma separated, `-ngl 0,15,30`).
+        #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_delimiter = ',', default_values_t = [0usize])]
+        n_gpu_layers: Vec<usize>,
         /// Sparsities to compare (comma separated, e.g. 0,0.5): each above 0
         /// prunes the repeating layers as `run --sparse` (BF16 models).
         #[arg(long = "sparse", value_delimiter = ',', default_values_t = [0f64])]
@@ -190,9 +193,15 @@ struct RunArgs {
     /// on a GPU and AMX can run; otherwise one warning and the run goes on).
     #[arg(long)]
     amx: bool,
-    /// Repeating layers to put on GPUs (from the last).
+    /// Repeating layers to put on GPUs (from the last); every layer also
+    /// takes the output norm and LM head along. More than the model has
+    /// clamps with a message.
     #[arg(long = "n-gpu-layers", visible_alias = "ngl", short_alias = 'g', default_value_t = 0)]
     n_gpu_layers: usize,
+    /// When the GPU layers cannot be set up (out of GPU memory, a driver or
+    /// NVRTC error), warn and run every layer on the CPU instead of stopping.
+    #[arg(long = "gpu-fallback")]
+    gpu_fallback: bool,
     /// Sampling temperature; 0 is greedy.
     #[arg(long, default_value_t = 0.8)]
     temp: f32,
@@ -245,9 +254,18 @@ fn main() -> std::process::ExitCode {
     let result = match command {
         Command::Inspect { path } => inspect::run(&path),
         Command::Run(a) => run_command(a),
-        Command::BenchModel { model, prompts, gens, threads, amx, sparse, profile, reps, json } => {
-            let opts =
-                BenchModelOptions { model, prompts, gens, threads, amx: vec![], sparsities: sparse, profile, reps };
+        Command::BenchModel { model, prompts, gens, threads, amx, n_gpu_layers, sparse, profile, reps, json } => {
+            let opts = BenchModelOptions {
+                model,
+                prompts,
+                gens,
+                threads,
+                amx: vec![],
+                n_gpu_layers,
+                sparsities: sparse,
+                profile,
+                reps,
+            };
             bench_model_command(opts, amx, json)
         }
         Command::Perplexity { model, file, ctx_size, threads, amx, sparse } => {
@@ -330,6 +348,7 @@ fn run_command(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         threads,
         amx: a.amx,
         n_gpu_layers: a.n_gpu_layers,
+        gpu_fallback: a.gpu_fallback,
         sampler,
         chat: a.chat,
         system: a.system,
@@ -397,7 +416,7 @@ fn perplexity_command(
     if !model.is_file() {
         return Err(format!("-m {}: no such file", model.display()).into());
     }
-    let opts = LoadOptions { placement: PlacementFlags { amx, n_gpu_layers: 0 }, gpus: 0, sparsity };
+    let opts = LoadOptions { placement: PlacementFlags { amx, n_gpu_layers: 0 }, sparsity, ..LoadOptions::default() };
     let m = Model::load(model, opts, |_, _| {})?;
     for w in &m.plan.warnings {
         eprintln!("warning: {w}");

@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub threads: usize,
     pub amx: bool,
     pub n_gpu_layers: usize,
+    /// `--gpu-fallback`.
+    pub gpu_fallback: bool,
     pub sampler: SamplerOptions,
     pub chat: bool,
     pub system: Option<String>,
@@ -59,7 +61,7 @@ pub fn run(o: &RunOptions) -> Result<(), Error> {
     bar.set_message(o.model.display().to_string());
     let t0 = Instant::now();
     let placement = PlacementFlags { amx: o.amx, n_gpu_layers: o.n_gpu_layers };
-    let opts = LoadOptions { placement, gpus: 0, sparsity: o.sparsity };
+    let opts = LoadOptions { placement, gpus: 0, sparsity: o.sparsity, gpu_fallback: o.gpu_fallback };
     let model = Model::load(&o.model, opts, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);

@@ -11,6 +11,7 @@ mod avx512;
 pub mod dispatch;
 mod error;
 pub mod quant;
+pub mod rows;
 mod scalar;
 
 use tilejit_kernels::dense_amx::{BLoad, Blocking, Schedule};

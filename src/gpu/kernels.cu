@@ -1,78 +1,202 @@
-// The GPU layers' kernels, compiled at run time by NVRTC (src/gpu/mod.rs).
-// Each follows the CPU op of the same name (src/model/ops.rs) step for
-// step; floating-point results agree within the tolerances stated in
-// tests/gpu_kernels.rs (the GPU's expf/sincosf and summation order differ).
-// Weights stay in their GGUF block layout (docs/FORMATS.md): a row of K
-// weights is K / 32 blocks of
-//   Q8_0: f16 d, 32 x int8            (34 bytes)
-//   Q4_0: f16 d, 16 bytes of nibbles  (18 bytes; low nibbles are 0..15, high 16..31; value = (q - 8) * d)
-//   Q4_1: f16 d, f16 m, 16 bytes      (20 bytes; value = q * d + m)
-// and BF16 rows are K x u16.
+// The GPU layers' kernels, compiled at run time by NVRTC (src/gpu/mod.rs)
+// with IEEE arithmetic: no fast math, no FTZ, exact division and square
+// root, and no contraction of a * b + c into an FMA (--fmad=false), so each
+// expression rounds where the CPU's Rust rounds.
+//
+// The matmuls give the CPU's bits exactly (docs/NUMERICS.md):
+// - quantized weights (Q8_0, Q4_0, Q4_1, in their GGUF block layout,
+//   docs/FORMATS.md) multiply activations quantized here exactly as the
+//   CPU quantizes them (Q8_0, or Q8_1 for Q4_1), and every output follows
+//   the reference order: per 32-weight block in increasing k, an exact
+//   integer block sum, then acc = fma(isum, dw * da, acc) (and the Q4_1 min
+//   term fma(mw, sa, acc) right after);
+// - BF16 weights multiply activations rounded to bf16 as VCVTNEPS2BF16 does,
+//   in TDPBF16PS's order with 16 pairs per instruction: two FMA chains
+//   (even and odd lanes) from +0 per 32 elements, their sum, then that sum
+//   added to the output. DAZ on the inputs and FTZ after each step as the
+//   hardware; one corner is not modelled: a result within 2^-150 of
+//   2^-126 is flushed after IEEE rounding here and after rounding with an
+//   unbounded exponent there. NaN comes out as NaN, not with AMX's payload.
+// The other steps follow src/model/ops.rs operation for operation. Where
+// the CPU calls the C library's expf / sinf / cosf / powf, these compute
+// the double function and round it once to f32: the correctly rounded
+// value, which glibc returns too except in rare hard cases, so the GPU's
+// logits equal the CPU's in almost every bit (tests/gpu_model.rs measures
+// it). RMSNorm sums its squares in f64 in the CPU's order; the softmax sums
+// in f64 as a tree (its order differs from the CPU's, which can move the
+// f64 sum's last bit).
 
 // No headers: NVRTC compiles this without a CUDA toolkit's include files.
 
-extern "C" {
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
 
 // An IEEE half (the GGUF block scales) widened to f32, exactly.
-__device__ __forceinline__ float f16_at(const unsigned char* p) {
-    unsigned int h = (unsigned int)p[0] | ((unsigned int)p[1] << 8);
-    unsigned int sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, frac = h & 0x3FFu;
+__device__ __forceinline__ float f16_to_f32(u32 h) {
+    u32 sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, frac = h & 0x3FFu;
     if (exp == 0x1Fu) return __uint_as_float(sign | 0x7F800000u | (frac << 13));
-    if (exp == 0u) return (sign ? -1.0f : 1.0f) * (float)frac * 5.9604644775390625e-8f; // frac * 2^-24
+    if (exp == 0u) return (sign ? -1.0f : 1.0f) * (float)frac * 5.9604644775390625e-8f; // frac * 2^-24, exact
     return __uint_as_float(sign | ((exp + 112u) << 23) | (frac << 13));
 }
 
-// out[row] = x[row] / sqrt(mean(x[row]^2) + eps) * w; one block per row.
+__device__ __forceinline__ float f16_at(const u8* p) { return f16_to_f32((u32)p[0] | ((u32)p[1] << 8)); }
+
+// f32 -> IEEE half bits, round to nearest even (the `half` crate's
+// f16::from_f32, which the CPU quantizer stores).
+__device__ u32 f32_to_f16(float f) {
+    u32 x = __float_as_uint(f);
+    u32 sign = (x >> 16) & 0x8000u, ax = x & 0x7FFFFFFFu;
+    if (ax > 0x7F800000u) return sign | 0x7E00u | ((ax >> 13) & 0x3FFu);
+    if (ax >= 0x477FF000u) return sign | 0x7C00u; // >= 65520 rounds to inf
+    if (ax >= 0x38800000u) {                      // a normal half
+        u32 h = ((ax >> 23) - 112u) << 10 | ((ax & 0x7FFFFFu) >> 13);
+        u32 rem = ax & 0x1FFFu;
+        if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h += 1u;
+        return sign | h;
+    }
+    if (ax <= 0x33000000u) return sign; // <= 2^-25: rounds to zero (2^-25 is a tie, to even)
+    u32 shift = 126u - (ax >> 23), mant = (ax & 0x7FFFFFu) | 0x800000u;
+    u32 h = mant >> shift, rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (h & 1u))) h += 1u;
+    return sign | h;
+}
+
+__device__ __forceinline__ void store_f16(u8* p, float v) {
+    u32 h = f32_to_f16(v);
+    p[0] = (u8)h;
+    p[1] = (u8)(h >> 8);
+}
+
+__device__ __forceinline__ bool is_finite(float v) { return (__float_as_uint(v) & 0x7F800000u) != 0x7F800000u; }
+
+// The C library's functions, correctly rounded through double.
+__device__ __forceinline__ float exp_f32(float x) { return (float)exp((double)x); }
+
+// Exact integer dot product of four signed bytes, plus c.
+__device__ __forceinline__ int dp4a(int a, int b, int c) {
+    int d;
+    asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+extern "C" {
+
+// out[row] = x[row] * (1 / sqrt(mean(x[row]^2) + eps)) * w; one block per
+// row. The squares are summed in f64 by one thread in index order (the
+// CPU's order); the scaling is spread over the block.
 __global__ void rms_norm(float* out, const float* x, const float* w, float eps, int width) {
-    extern __shared__ double partial[];
+    __shared__ float scale;
     const float* xr = x + (size_t)blockIdx.x * width;
     float* yr = out + (size_t)blockIdx.x * width;
-    double sum = 0.0;
-    for (int i = threadIdx.x; i < width; i += blockDim.x) {
-        float v = xr[i];
-        sum += (double)(v * v);
+    if (threadIdx.x == 0) {
+        double sum = 0.0;
+        for (int i = 0; i < width; ++i) {
+            float v = xr[i];
+            sum += (double)(v * v);
+        }
+        float mean = (float)(sum / (double)width);
+        scale = 1.0f / sqrtf(mean + eps);
     }
-    partial[threadIdx.x] = sum;
     __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
-        __syncthreads();
-    }
-    float mean = (float)(partial[0] / width);
-    float scale = 1.0f / sqrtf(mean + eps);
     for (int i = threadIdx.x; i < width; i += blockDim.x) yr[i] = (xr[i] * scale) * w[i];
 }
 
-// Normal RoPE on every head of `rows` rows of `heads * head_dim` values:
-// pairs (2i, 2i+1) of the first rope_dim dimensions rotated by
-// (pos0 + row) * base^(-2i/rope_dim). One thread per pair.
-__global__ void rope(float* x, int rows, int heads, int head_dim, int rope_dim, float base, int pos0) {
-    int pairs = rope_dim / 2;
-    long total = (long)rows * heads * pairs;
-    long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= total) return;
-    int i = (int)(t % pairs);
-    long rh = t / pairs;
-    int row = (int)(rh / heads);
-    // As the CPU op: theta_scale = base^(-2/rope_dim), advanced by repeated
-    // multiplication from theta = pos (i steps for pair i).
-    float theta_scale = powf(base, -2.0f / (float)rope_dim);
-    float theta = (float)(pos0 + row);
-    for (int step = 0; step < i; ++step) theta *= theta_scale;
-    float s, c;
-    sincosf(theta, &s, &c);
-    float* p = x + rh * head_dim + 2 * i;
-    float x0 = p[0], x1 = p[1];
-    p[0] = x0 * c - x1 * s;
-    p[1] = x0 * s + x1 * c;
+// Activation rows to Q8_0 (34-byte blocks) or Q8_1 (36 bytes, with_s),
+// exactly as the CPU's quantizer (verify/src/quant.rs): one warp per block
+// of 32. amax = max |x| (exact in any order), d = amax / 127,
+// id = 1 / d (0 when d is 0), q = round-half-away(x * id) saturated to i8,
+// d stored as f16; Q8_1's s = f16(f32(sum q) * d) with the f32 d. A block
+// with a NaN or inf is poisoned: d (and s) = 0x7E00, every q = 0.
+__global__ void quantize_q8(u8* out, const float* x, long blocks, int with_s) {
+    long b = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (b >= blocks) return; // whole warps leave together
+    int quants = with_s ? 4 : 2;
+    u8* o = out + b * (quants + 32);
+    float v = x[b * 32 + lane];
+    if (!__all_sync(0xffffffffu, is_finite(v))) {
+        o[quants + lane] = 0;
+        if (lane < quants) o[lane] = (lane % 2 == 0) ? 0x00 : 0x7E;
+        return;
+    }
+    float amax = fabsf(v);
+    for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    float d = amax / 127.0f;
+    float id = d == 0.0f ? 0.0f : 1.0f / d;
+    float r = roundf(v * id);
+    int q = r != r ? 0 : (r >= 127.0f ? 127 : (r <= -128.0f ? -128 : (int)r));
+    o[quants + lane] = (u8)(signed char)q;
+    int sum = q;
+    for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    if (lane == 0) {
+        store_f16(o, d);
+        if (with_s) store_f16(o + 2, (float)sum * d);
+    }
 }
 
-// gate = silu(gate) * up.
+// f32 -> bf16 as VCVTNEPS2BF16: zero and denormals to a signed zero, NaN
+// truncated with the quiet bit set, the rest rounded to nearest even.
+__global__ void to_bf16(u16* out, const float* x, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    u32 bits = __float_as_uint(x[i]);
+    u32 exp = bits & 0x7F800000u, frac = bits & 0x7FFFFFu;
+    if (exp == 0u) out[i] = (u16)((bits >> 16) & 0x8000u);
+    else if (exp == 0x7F800000u && frac != 0u) out[i] = (u16)((bits >> 16) | 0x40u);
+    else out[i] = (u16)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+// Normal RoPE on the query and key heads of `rows` rows (row r at position
+// pos0 + r), then the keys and values of those rows into the KV cache at
+// their positions. Pairs (2i, 2i+1) of the first rope_dim dimensions turn
+// by pos * theta_scale^i, theta_scale = base^(-2 / rope_dim), the angle
+// advanced by repeated f32 multiplication as the CPU does. One thread per
+// pair of a query or key head, then one per value element.
+__global__ void rope_into_cache(float* q, const float* k, const float* v, float* kc, float* vc, int rows,
+                                int n_head, int n_head_kv, int head_dim, int rope_dim, float base, int pos0) {
+    int pairs = head_dim / 2, kv_dim = n_head_kv * head_dim;
+    long rotations = (long)rows * (n_head + n_head_kv) * pairs;
+    long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= rotations) {
+        long e = t - rotations;
+        if (e >= (long)rows * kv_dim) return;
+        int r = (int)(e / kv_dim), j = (int)(e % kv_dim);
+        vc[(long)(pos0 + r) * kv_dim + j] = v[e];
+        return;
+    }
+    int i = (int)(t % pairs);
+    long rh = t / pairs;
+    int heads = n_head + n_head_kv, r = (int)(rh / heads), h = (int)(rh % heads);
+    const float* src;
+    float* dst;
+    if (h < n_head) {
+        src = q + ((long)r * n_head + h) * head_dim + 2 * i;
+        dst = (float*)src;
+    } else {
+        src = k + (long)r * kv_dim + (h - n_head) * head_dim + 2 * i;
+        dst = kc + (long)(pos0 + r) * kv_dim + (h - n_head) * head_dim + 2 * i;
+    }
+    float x0 = src[0], x1 = src[1];
+    if (2 * i < rope_dim) {
+        float theta_scale = (float)pow((double)base, (double)(-2.0f / (float)rope_dim));
+        float theta = (float)(pos0 + r);
+        for (int step = 0; step < i; ++step) theta *= theta_scale;
+        float s = (float)sin((double)theta), c = (float)cos((double)theta);
+        dst[0] = x0 * c - x1 * s;
+        dst[1] = x0 * s + x1 * c;
+    } else {
+        dst[0] = x0;
+        dst[1] = x1;
+    }
+}
+
+// gate = silu(gate) * up, silu(g) = g / (1 + e^-g).
 __global__ void swiglu(float* gate, const float* up, long n) {
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
         float g = gate[i];
-        gate[i] = g / (1.0f + expf(-g)) * up[i];
+        gate[i] = g / (1.0f + exp_f32(-g)) * up[i];
     }
 }
 
@@ -82,27 +206,35 @@ __global__ void add_in_place(float* a, const float* b, long n) {
     if (i < n) a[i] += b[i];
 }
 
-// Causal grouped-query attention over a KV cache (positions 0..=pos, row r
-// of the batch at pos = pos0 + r): query head h reads KV head h / group.
-// One block per (head, row): scores q.k * scale into `scores` (n_ctx per
-// head and row), the softmax (max subtracted, sum in double), then each
-// output dimension as the probability-weighted sum of V, t in order.
+// The CPU's attention dot product (src/model/ops.rs `dot`): 16 running
+// sums, element i into sum i % 16, then a fixed pairwise tree.
+__device__ float dot16(const float* a, const float* b, int n) {
+    float acc[16];
+    for (int i = 0; i < 16; ++i) acc[i] = 0.0f;
+    for (int i = 0; i < n; ++i) acc[i % 16] += a[i] * b[i];
+    for (int width = 8; width >= 1; width /= 2)
+        for (int i = 0; i < width; ++i) acc[i] += acc[i + width];
+    return acc[0];
+}
+
+// Causal grouped-query attention over the KV cache (positions 0..=pos, row
+// r of the batch at pos = pos0 + r); query head h reads KV head h / group.
+// One block of 256 threads per (head, row): scores dot(q, k_t) * scale into
+// `scores` (n_ctx per head and row), the softmax (max subtracted, e^x, the
+// sum in f64, then one f32 scale), then each output dimension as the sum
+// over t in order of p_t * v_t, as the CPU computes them.
 __global__ void attend(float* out, const float* q, const float* kc, const float* vc, float* scores,
                        int pos0, int n_head, int group, int head_dim, int kv_dim, float scale, int n_ctx) {
     __shared__ double red[256];
     int h = blockIdx.x, r = blockIdx.y, pos = pos0 + r, hk = h / group;
     const float* qh = q + ((long)r * n_head + h) * head_dim;
     float* s = scores + ((long)r * n_head + h) * n_ctx;
-    for (int t = threadIdx.x; t <= pos; t += blockDim.x) {
-        const float* kt = kc + (long)t * kv_dim + hk * head_dim;
-        float dot = 0.0f;
-        for (int d = 0; d < head_dim; ++d) dot += qh[d] * kt[d];
-        s[t] = dot * scale;
-    }
+    for (int t = threadIdx.x; t <= pos; t += blockDim.x)
+        s[t] = dot16(qh, kc + (long)t * kv_dim + hk * head_dim, head_dim) * scale;
     __syncthreads();
-    double mx = -1.0e300;
-    for (int t = threadIdx.x; t <= pos; t += blockDim.x) mx = fmax(mx, (double)s[t]);
-    red[threadIdx.x] = mx;
+    float mx = -__int_as_float(0x7f800000);
+    for (int t = threadIdx.x; t <= pos; t += blockDim.x) mx = fmaxf(mx, s[t]);
+    red[threadIdx.x] = (double)mx;
     __syncthreads();
     for (int k = blockDim.x / 2; k > 0; k >>= 1) {
         if (threadIdx.x < k) red[threadIdx.x] = fmax(red[threadIdx.x], red[threadIdx.x + k]);
@@ -112,7 +244,7 @@ __global__ void attend(float* out, const float* q, const float* kc, const float*
     __syncthreads();
     double sum = 0.0;
     for (int t = threadIdx.x; t <= pos; t += blockDim.x) {
-        float e = expf(s[t] - m);
+        float e = exp_f32(s[t] - m);
         s[t] = e;
         sum += (double)e;
     }
@@ -123,60 +255,271 @@ __global__ void attend(float* out, const float* q, const float* kc, const float*
         __syncthreads();
     }
     float inv = (float)(1.0 / red[0]);
+    for (int t = threadIdx.x; t <= pos; t += blockDim.x) s[t] *= inv;
+    __syncthreads();
     float* oh = out + ((long)r * n_head + h) * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float acc = 0.0f;
-        for (int t = 0; t <= pos; ++t) acc += (s[t] * inv) * vc[(long)t * kv_dim + hk * head_dim + d];
+        for (int t = 0; t <= pos; ++t) acc += s[t] * vc[(long)t * kv_dim + hk * head_dim + d];
         oh[d] = acc;
     }
 }
 
-// The weight at index j of a row in each format.
-__device__ __forceinline__ float q8_0_at(const unsigned char* row, int j) {
-    const unsigned char* b = row + (j / 32) * 34;
-    float d = f16_at(b);
-    return d * (float)(signed char)b[2 + j % 32];
+} // extern "C"
+
+// ---- Matmuls ----------------------------------------------------------
+//
+// y[r][o] (+)= dot(activation row r, weight row o) for `rows` activation
+// rows and n weight rows of k. Two shapes of the same arithmetic:
+// - gemv_*: one warp per (output, row), lane j taking blocks j, j + 32, ...
+//   (exact integer or two-chain partial results), then every lane runs the
+//   block-order chain over the lanes' results by shuffles. For generation
+//   (few rows).
+// - gemm_*: a 32-row x 64-output tile per block of 256 threads, the blocks
+//   of k loaded (decoded to int8) into shared memory in turn, each thread
+//   advancing 2 x 4 outputs one block at a time. For prompts.
+// `accumulate` adds the result to y (a residual connection: x + proj in one
+// rounding, as the CPU's add after its matmul).
+
+// One 32-weight block of a quantized weight row, decoded: quants (Q4_0
+// nibble - 8, Q4_1 nibble, Q8_0 the i8), d, and Q4_1's m.
+struct QuantBlock {
+    int q[8]; // 32 signed bytes, four per int
+    float d, m;
+};
+
+template <int FORMAT> struct WeightFormat;
+// FORMAT 0: Q8_0 (34 bytes), 1: Q4_0 (18), 2: Q4_1 (20).
+template <> struct WeightFormat<0> {
+    static const int bytes = 34;
+    static const bool has_min = false;
+    __device__ static void decode(const u8* b, QuantBlock& out) {
+        out.d = f16_at(b);
+        out.m = 0.0f;
+        for (int w = 0; w < 8; ++w)
+            out.q[w] = (int)((u32)b[2 + 4 * w] | ((u32)b[3 + 4 * w] << 8) | ((u32)b[4 + 4 * w] << 16) |
+                             ((u32)b[5 + 4 * w] << 24));
+    }
+};
+template <int BIAS> __device__ void decode_nibbles(const u8* qs, QuantBlock& out) {
+    // Element e < 16 is the low nibble of byte e, element 16 + e its high nibble.
+    for (int w = 0; w < 4; ++w) {
+        u32 lo = 0, hi = 0;
+        for (int j = 0; j < 4; ++j) {
+            u32 byte = qs[4 * w + j];
+            lo |= ((u32)(u8)((int)(byte & 15u) - BIAS)) << (8 * j);
+            hi |= ((u32)(u8)((int)(byte >> 4) - BIAS)) << (8 * j);
+        }
+        out.q[w] = (int)lo;
+        out.q[4 + w] = (int)hi;
+    }
 }
-__device__ __forceinline__ float q4_0_at(const unsigned char* row, int j) {
-    const unsigned char* b = row + (j / 32) * 18;
-    float d = f16_at(b);
-    int i = j % 32;
-    int q = i < 16 ? (b[2 + i] & 0x0F) : (b[2 + i - 16] >> 4);
-    return (float)(q - 8) * d;
-}
-__device__ __forceinline__ float q4_1_at(const unsigned char* row, int j) {
-    const unsigned char* b = row + (j / 32) * 20;
-    float d = f16_at(b);
-    float m = f16_at(b + 2);
-    int i = j % 32;
-    int q = i < 16 ? (b[4 + i] & 0x0F) : (b[4 + i - 16] >> 4);
-    return (float)q * d + m;
-}
-__device__ __forceinline__ float bf16_at(const unsigned char* row, int j) {
-    unsigned int bits = ((unsigned int)reinterpret_cast<const unsigned short*>(row)[j]) << 16;
-    return __uint_as_float(bits);
+template <> struct WeightFormat<1> {
+    static const int bytes = 18;
+    static const bool has_min = false;
+    __device__ static void decode(const u8* b, QuantBlock& out) {
+        out.d = f16_at(b);
+        out.m = 0.0f;
+        decode_nibbles<8>(b + 2, out);
+    }
+};
+template <> struct WeightFormat<2> {
+    static const int bytes = 20;
+    static const bool has_min = true;
+    __device__ static void decode(const u8* b, QuantBlock& out) {
+        out.d = f16_at(b);
+        out.m = f16_at(b + 2);
+        decode_nibbles<0>(b + 4, out);
+    }
+};
+
+// An activation block: Q8_0 (34 bytes: d, q) or Q8_1 (36: d, s, q). `m`
+// holds Q8_1's s.
+template <bool WITH_S> __device__ void decode_activations(const u8* b, QuantBlock& out) {
+    const int at = WITH_S ? 4 : 2;
+    out.d = f16_at(b);
+    out.m = WITH_S ? f16_at(b + 2) : 0.0f;
+    for (int w = 0; w < 8; ++w)
+        out.q[w] = (int)((u32)b[at + 4 * w] | ((u32)b[at + 1 + 4 * w] << 8) | ((u32)b[at + 2 + 4 * w] << 16) |
+                         ((u32)b[at + 3 + 4 * w] << 24));
 }
 
-// y[r][n] = sum_j W[n][j] * x[r][j] for `rows` activation rows: one warp
-// per (output n, activation row r), lanes striding over K, a warp-shuffle
-// reduction. W is N rows of `row_bytes` in its GGUF format.
-#define GEMV(NAME, AT)                                                                           \
-__global__ void NAME(float* y, const unsigned char* w, const float* x, int n, int k,            \
-                     long row_bytes, int rows) {                                                \
-    long warp = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;                             \
-    int lane = threadIdx.x % 32;                                                                \
-    if (warp >= (long)n * rows) return;                                                         \
-    int out = (int)(warp % n), r = (int)(warp / n);                                             \
-    const unsigned char* wr = w + (long)out * row_bytes;                                        \
-    const float* xr = x + (long)r * k;                                                          \
-    float sum = 0.0f;                                                                           \
-    for (int j = lane; j < k; j += 32) sum += AT(wr, j) * xr[j];                                \
-    for (int off = 16; off > 0; off >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, off);      \
-    if (lane == 0) y[(long)r * n + out] = sum;                                                  \
+// One block's step of the reference order.
+template <bool HAS_MIN> __device__ __forceinline__ float quant_step(float acc, const QuantBlock& w, const QuantBlock& a) {
+    int isum = 0;
+    for (int i = 0; i < 8; ++i) isum = dp4a(w.q[i], a.q[i], isum);
+    acc = fmaf((float)isum, w.d * a.d, acc);
+    if (HAS_MIN) acc = fmaf(w.m, a.m, acc);
+    return acc;
 }
-GEMV(gemv_q8_0, q8_0_at)
-GEMV(gemv_q4_0, q4_0_at)
-GEMV(gemv_q4_1, q4_1_at)
-GEMV(gemv_bf16, bf16_at)
 
+template <int FORMAT>
+__device__ void gemv_quant(float* y, const u8* w, const u8* a, int n, int k, int rows, int accumulate) {
+    typedef WeightFormat<FORMAT> F;
+    const bool with_s = F::has_min;
+    const int a_bytes = with_s ? 36 : 34;
+    long warp = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (warp >= (long)n * rows) return;
+    int o = (int)(warp % n), r = (int)(warp / n), nb = k / 32;
+    const u8* wr = w + (long)o * nb * F::bytes;
+    const u8* ar = a + (long)r * nb * a_bytes;
+    float acc = 0.0f;
+    for (int b0 = 0; b0 < nb; b0 += 32) {
+        int b = b0 + lane;
+        int isum = 0;
+        float scale = 0.0f, mw = 0.0f, sa = 0.0f;
+        if (b < nb) {
+            QuantBlock wb, ab;
+            F::decode(wr + (long)b * F::bytes, wb);
+            decode_activations<with_s>(ar + (long)b * a_bytes, ab);
+            for (int i = 0; i < 8; ++i) isum = dp4a(wb.q[i], ab.q[i], isum);
+            scale = wb.d * ab.d;
+            mw = wb.m;
+            sa = ab.m;
+        }
+        int count = min(32, nb - b0);
+        for (int j = 0; j < count; ++j) {
+            acc = fmaf((float)__shfl_sync(0xffffffffu, isum, j), __shfl_sync(0xffffffffu, scale, j), acc);
+            if (with_s) acc = fmaf(__shfl_sync(0xffffffffu, mw, j), __shfl_sync(0xffffffffu, sa, j), acc);
+        }
+    }
+    if (lane == 0) {
+        float* out = y + (long)r * n + o;
+        *out = accumulate ? *out + acc : acc;
+    }
 }
+
+#define TILE_ROWS 32
+#define TILE_OUTS 64
+
+template <int FORMAT>
+__device__ void gemm_quant(float* y, const u8* w, const u8* a, int n, int k, int rows, int accumulate) {
+    typedef WeightFormat<FORMAT> F;
+    const bool with_s = F::has_min;
+    const int a_bytes = with_s ? 36 : 34;
+    __shared__ QuantBlock ws[TILE_OUTS], as[TILE_ROWS];
+    int o0 = blockIdx.x * TILE_OUTS, r0 = blockIdx.y * TILE_ROWS, nb = k / 32;
+    int to = (threadIdx.x % 16) * 4, tr = (threadIdx.x / 16) * 2;
+    float acc[2][4];
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+    for (int b = 0; b < nb; ++b) {
+        if (threadIdx.x < TILE_OUTS) {
+            int o = o0 + threadIdx.x;
+            if (o < n) F::decode(w + ((long)o * nb + b) * F::bytes, ws[threadIdx.x]);
+        } else if (threadIdx.x < TILE_OUTS + TILE_ROWS) {
+            int r = r0 + threadIdx.x - TILE_OUTS;
+            if (r < rows) decode_activations<with_s>(a + ((long)r * nb + b) * a_bytes, as[threadIdx.x - TILE_OUTS]);
+        }
+        __syncthreads();
+        for (int i = 0; i < 2; ++i)
+            for (int j = 0; j < 4; ++j) acc[i][j] = quant_step<with_s>(acc[i][j], ws[to + j], as[tr + i]);
+        __syncthreads();
+    }
+    for (int i = 0; i < 2; ++i) {
+        int r = r0 + tr + i;
+        if (r >= rows) continue;
+        for (int j = 0; j < 4; ++j) {
+            int o = o0 + to + j;
+            if (o >= n) continue;
+            float* out = y + (long)r * n + o;
+            *out = accumulate ? *out + acc[i][j] : acc[i][j];
+        }
+    }
+}
+
+// ---- BF16: TDPBF16PS's order, 16 pairs per step -------------------------
+
+__device__ __forceinline__ float daz(float x) {
+    return fabsf(x) < 1.17549435e-38f ? __uint_as_float(__float_as_uint(x) & 0x80000000u) : x;
+}
+__device__ __forceinline__ float ftz(float x) { return daz(x); }
+__device__ __forceinline__ float bf16_value(u16 b) { return daz(__uint_as_float((u32)b << 16)); }
+
+// The sum of one 32-element chunk: even and odd lanes in two FMA chains
+// from +0, then even + odd.
+__device__ __forceinline__ float bf16_chunk(const u16* w, const u16* a) {
+    float even = 0.0f, odd = 0.0f;
+    for (int p = 0; p < 16; ++p) {
+        even = ftz(fmaf(bf16_value(a[2 * p]), bf16_value(w[2 * p]), even));
+        odd = ftz(fmaf(bf16_value(a[2 * p + 1]), bf16_value(w[2 * p + 1]), odd));
+    }
+    return ftz(even + odd);
+}
+
+__device__ void gemv_bf16_rows(float* y, const u16* w, const u16* a, int n, int k, int rows, int accumulate) {
+    long warp = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (warp >= (long)n * rows) return;
+    int o = (int)(warp % n), r = (int)(warp / n), nb = k / 32;
+    const u16* wr = w + (long)o * k;
+    const u16* ar = a + (long)r * k;
+    float acc = 0.0f;
+    for (int b0 = 0; b0 < nb; b0 += 32) {
+        int b = b0 + lane;
+        float t = b < nb ? bf16_chunk(wr + 32 * b, ar + 32 * b) : 0.0f;
+        int count = min(32, nb - b0);
+        for (int j = 0; j < count; ++j) acc = ftz(acc + __shfl_sync(0xffffffffu, t, j));
+    }
+    if (lane == 0) {
+        float* out = y + (long)r * n + o;
+        *out = accumulate ? *out + acc : acc;
+    }
+}
+
+__device__ void gemm_bf16_rows(float* y, const u16* w, const u16* a, int n, int k, int rows, int accumulate) {
+    __shared__ u16 ws[TILE_OUTS][32], as[TILE_ROWS][32];
+    int o0 = blockIdx.x * TILE_OUTS, r0 = blockIdx.y * TILE_ROWS, nb = k / 32;
+    int to = (threadIdx.x % 16) * 4, tr = (threadIdx.x / 16) * 2;
+    float acc[2][4];
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+    for (int b = 0; b < nb; ++b) {
+        // 64 x 32 weights and 32 x 32 activations: 8 + 4 elements a thread.
+        for (int e = threadIdx.x; e < TILE_OUTS * 32; e += blockDim.x) {
+            int o = o0 + e / 32;
+            ws[e / 32][e % 32] = o < n ? w[(long)o * k + 32 * b + e % 32] : (u16)0;
+        }
+        for (int e = threadIdx.x; e < TILE_ROWS * 32; e += blockDim.x) {
+            int r = r0 + e / 32;
+            as[e / 32][e % 32] = r < rows ? a[(long)r * k + 32 * b + e % 32] : (u16)0;
+        }
+        __syncthreads();
+        for (int i = 0; i < 2; ++i)
+            for (int j = 0; j < 4; ++j) acc[i][j] = ftz(acc[i][j] + bf16_chunk(ws[to + j], as[tr + i]));
+        __syncthreads();
+    }
+    for (int i = 0; i < 2; ++i) {
+        int r = r0 + tr + i;
+        if (r >= rows) continue;
+        for (int j = 0; j < 4; ++j) {
+            int o = o0 + to + j;
+            if (o >= n) continue;
+            float* out = y + (long)r * n + o;
+            *out = accumulate ? *out + acc[i][j] : acc[i][j];
+        }
+    }
+}
+
+extern "C" {
+
+#define QUANT_ENTRIES(NAME, FORMAT)                                                                    \
+    __global__ void gemv_##NAME(float* y, const u8* w, const u8* a, int n, int k, int rows, int acc) { \
+        gemv_quant<FORMAT>(y, w, a, n, k, rows, acc);                                                  \
+    }                                                                                                  \
+    __global__ void gemm_##NAME(float* y, const u8* w, const u8* a, int n, int k, int rows, int acc) { \
+        gemm_quant<FORMAT>(y, w, a, n, k, rows, acc);                                                  \
+    }
+QUANT_ENTRIES(q8_0, 0)
+QUANT_ENTRIES(q4_0, 1)
+QUANT_ENTRIES(q4_1, 2)
+
+__global__ void gemv_bf16(float* y, const u8* w, const u8* a, int n, int k, int rows, int acc) {
+    gemv_bf16_rows(y, (const u16*)w, (const u16*)a, n, k, rows, acc);
+}
+__global__ void gemm_bf16(float* y, const u8* w, const u8* a, int n, int k, int rows, int acc) {
+    gemm_bf16_rows(y, (const u16*)w, (const u16*)a, n, k, rows, acc);
+}
+
+} // extern "C"

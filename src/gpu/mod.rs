@@ -15,7 +15,10 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PinnedHostSlice, PushKernelArg,
+    ValidAsZeroBits,
+};
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 
 /// The kernels' CUDA source (compiled at run time by NVRTC).
@@ -119,7 +122,8 @@ pub fn probe() -> Result<Vec<GpuInfo>, NoGpu> {
         .collect()
 }
 
-/// A GGUF row format the GEMV reads in place.
+/// A GGUF row format the GPU matmuls read in place, each with the
+/// activation format the CPU pairs it with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RowFormat {
     Q8_0,
@@ -129,7 +133,7 @@ pub enum RowFormat {
 }
 
 impl RowFormat {
-    /// Bytes of one row of `k` weights (`k` a multiple of 32 for the block formats).
+    /// Bytes of one row of `k` weights (`k` a multiple of 32).
     pub fn row_bytes(self, k: usize) -> usize {
         match self {
             RowFormat::Q8_0 => k / 32 * 34,
@@ -139,29 +143,62 @@ impl RowFormat {
         }
     }
 
-    /// Every format, in the order of [`Gpu`]'s GEMV kernels.
+    /// Bytes of one activation row of `k` in the format these weights
+    /// multiply: Q8_0 blocks (34 bytes), Q8_1 for Q4_1 (36), bf16.
+    pub fn activation_bytes(self, k: usize) -> usize {
+        match self {
+            RowFormat::Q8_0 | RowFormat::Q4_0 => k / 32 * 34,
+            RowFormat::Q4_1 => k / 32 * 36,
+            RowFormat::Bf16 => 2 * k,
+        }
+    }
+
+    /// The format of a GGUF tensor type, if the GPU reads it.
+    pub fn of(ty: crate::gguf::GgmlType) -> Option<RowFormat> {
+        use crate::gguf::GgmlType;
+        match ty {
+            GgmlType::Q8_0 => Some(RowFormat::Q8_0),
+            GgmlType::Q4_0 => Some(RowFormat::Q4_0),
+            GgmlType::Q4_1 => Some(RowFormat::Q4_1),
+            GgmlType::BF16 => Some(RowFormat::Bf16),
+            _ => None,
+        }
+    }
+
+    /// Every format, in the order of [`Gpu`]'s matmul kernels.
     const ALL: [RowFormat; 4] = [RowFormat::Q8_0, RowFormat::Q4_0, RowFormat::Q4_1, RowFormat::Bf16];
 
-    fn kernel(self) -> &'static str {
+    fn suffix(self) -> &'static str {
         match self {
-            RowFormat::Q8_0 => "gemv_q8_0",
-            RowFormat::Q4_0 => "gemv_q4_0",
-            RowFormat::Q4_1 => "gemv_q4_1",
-            RowFormat::Bf16 => "gemv_bf16",
+            RowFormat::Q8_0 => "q8_0",
+            RowFormat::Q4_0 => "q4_0",
+            RowFormat::Q4_1 => "q4_1",
+            RowFormat::Bf16 => "bf16",
         }
     }
 }
 
+/// Activation rows up to this many go through the warp-per-output GEMV,
+/// more through the tiled GEMM (same bits either way).
+const GEMV_ROWS: usize = 4;
+/// The tiled GEMM's tile (kernels.cu TILE_OUTS x TILE_ROWS).
+const TILE_OUTS: usize = 64;
+const TILE_ROWS: usize = 32;
+
 /// One device with the kernels loaded and a stream to run them on.
 pub struct Gpu {
     pub info: GpuInfo,
+    ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     rms_norm: CudaFunction,
-    rope: CudaFunction,
+    quantize_q8: CudaFunction,
+    to_bf16: CudaFunction,
+    rope_into_cache: CudaFunction,
     swiglu: CudaFunction,
     add: CudaFunction,
     attend: CudaFunction,
-    gemv: [CudaFunction; 4],
+    /// Per [`RowFormat`]: the GEMV and the tiled GEMM.
+    matmul: [(CudaFunction, CudaFunction); 4],
 }
 
 /// The shape of an attention call: `rows` query rows at positions
@@ -175,6 +212,18 @@ pub struct AttentionShape {
     pub head_dim: usize,
     pub n_ctx: usize,
     pub scale: f32,
+}
+
+/// The shape of a RoPE-and-cache call (see [`Gpu::rope_into_cache`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RopeShape {
+    pub rows: usize,
+    pub pos0: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub rope_dim: usize,
+    pub base: f32,
 }
 
 const BLOCK: u32 = 256;
@@ -194,6 +243,14 @@ fn need(op: &'static str, what: &str, len: usize, want: usize) -> Result<(), Gpu
     Ok(())
 }
 
+/// Grid sizes are u32 and kernel indices i32/i64: refuse what would not fit.
+fn fits_i32(op: &'static str, values: &[usize]) -> Result<(), GpuError> {
+    if values.iter().any(|&v| v > i32::MAX as usize) {
+        return Err(GpuError::Shape { op, what: format!("a size in {values:?} exceeds 2^31 - 1") });
+    }
+    Ok(())
+}
+
 impl Gpu {
     /// Opens device `ordinal` (as [`probe`] lists it) and compiles the
     /// kernels for its architecture.
@@ -208,8 +265,8 @@ impl Gpu {
         let (major, minor) = info.compute_capability;
         let arch = format!("compute_{major}{minor}");
         // The PTX targets the device's own virtual architecture; the driver
-        // JIT-compiles it when the module loads. No fast-math: the kernels
-        // follow the CPU ops' IEEE arithmetic (no FTZ, exact division).
+        // JIT-compiles it when the module loads. IEEE arithmetic throughout
+        // (kernels.cu's header says why each option matters).
         let opts = CompileOptions {
             options: vec![format!("--gpu-architecture={arch}")],
             ftz: Some(false),
@@ -220,30 +277,123 @@ impl Gpu {
         };
         let ptx = compile_ptx_with_opts(KERNELS_CU, opts).map_err(|source| GpuError::Compile { arch, source })?;
         let module = ctx.load_module(ptx).map_err(d("loading the kernels"))?;
-        let f = |name| module.load_function(name).map_err(d("finding a kernel"));
+        let f = |name: &str| module.load_function(name).map_err(d("finding a kernel"));
+        let pair = |format: RowFormat| -> Result<(CudaFunction, CudaFunction), GpuError> {
+            Ok((f(&format!("gemv_{}", format.suffix()))?, f(&format!("gemm_{}", format.suffix()))?))
+        };
+        let [a, b, c, e] = RowFormat::ALL;
         Ok(Gpu {
             stream: ctx.default_stream(),
             rms_norm: f("rms_norm")?,
-            rope: f("rope")?,
+            quantize_q8: f("quantize_q8")?,
+            to_bf16: f("to_bf16")?,
+            rope_into_cache: f("rope_into_cache")?,
             swiglu: f("swiglu")?,
             add: f("add_in_place")?,
             attend: f("attend")?,
-            gemv: [
-                f(RowFormat::ALL[0].kernel())?,
-                f(RowFormat::ALL[1].kernel())?,
-                f(RowFormat::ALL[2].kernel())?,
-                f(RowFormat::ALL[3].kernel())?,
-            ],
+            matmul: [pair(a)?, pair(b)?, pair(c)?, pair(e)?],
+            ctx,
             info,
         })
     }
 
     /// Copies `host` to a new device buffer.
+    ///
+    /// # Errors
+    /// Out of memory or another driver error, naming the step.
     pub fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>, GpuError> {
         self.stream.clone_htod(host).map_err(|source| GpuError::Driver { step: "copying to the device", source })
     }
 
+    /// A zeroed device buffer of `len` elements.
+    ///
+    /// # Errors
+    /// Out of memory or another driver error, naming `step`.
+    pub fn zeros<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        len: usize,
+        step: &'static str,
+    ) -> Result<CudaSlice<T>, GpuError> {
+        self.stream.alloc_zeros(len.max(1)).map_err(|source| GpuError::Driver { step, source })
+    }
+
+    /// Page-locked host memory of `len` f32 (zeroed), for copies that
+    /// cross between the CPU's and the GPU's layers: the DMA engine reads
+    /// and writes it directly. Plain page-locked (not write-combined): the
+    /// CPU reads it back too.
+    ///
+    /// # Errors
+    /// A driver error (page-locked memory is limited), naming the step.
+    pub fn pinned(&self, len: usize) -> Result<PinnedHostSlice<f32>, GpuError> {
+        let step = "allocating page-locked host memory";
+        // SAFETY: the buffer is zeroed below before anything reads it.
+        let mut p = unsafe { self.ctx.alloc_pinned_with_flags::<f32>(len.max(1), 0) }
+            .map_err(|source| GpuError::Driver { step, source })?;
+        p.as_mut_slice().map_err(|source| GpuError::Driver { step, source })?.fill(0.0);
+        Ok(p)
+    }
+
+    /// Copies the first `len` of `host` into the start of `dev`.
+    ///
+    /// # Errors
+    /// Lengths out of range, a driver error.
+    pub fn copy_to_device(
+        &self,
+        host: &PinnedHostSlice<f32>,
+        dev: &mut CudaSlice<f32>,
+        len: usize,
+    ) -> Result<(), GpuError> {
+        need("copy to the device", "the host buffer", host.len(), len)?;
+        need("copy to the device", "the device buffer", dev.len(), len)?;
+        let step = "copying the hidden state to the device";
+        let src = host.as_slice().map_err(|source| GpuError::Driver { step, source })?;
+        self.stream
+            .memcpy_htod(&src[..len], &mut dev.slice_mut(..len))
+            .map_err(|source| GpuError::Driver { step, source })
+    }
+
+    /// Copies `len` elements of `dev` from element `at` into the start of
+    /// `host`, and waits for them.
+    ///
+    /// # Errors
+    /// Lengths out of range, a driver error.
+    pub fn copy_to_host(
+        &self,
+        dev: &CudaSlice<f32>,
+        at: usize,
+        host: &mut PinnedHostSlice<f32>,
+        len: usize,
+    ) -> Result<(), GpuError> {
+        need("copy to the host", "the host buffer", host.len(), len)?;
+        need("copy to the host", "the device buffer", dev.len(), at + len)?;
+        let step = "copying from the device";
+        self.stream.memcpy_dtoh(&dev.slice(at..at + len), host).map_err(|source| GpuError::Driver { step, source })?;
+        self.stream.synchronize().map_err(|source| GpuError::Driver { step, source })
+    }
+
+    /// Copies `len` elements of `src` from element `at` on into the start
+    /// of `dst` (device to device).
+    ///
+    /// # Errors
+    /// Lengths out of range, a driver error.
+    pub fn copy_within(
+        &self,
+        src: &CudaSlice<f32>,
+        at: usize,
+        len: usize,
+        dst: &mut CudaSlice<f32>,
+    ) -> Result<(), GpuError> {
+        need("copy on the device", "the source", src.len(), at + len)?;
+        need("copy on the device", "the destination", dst.len(), len)?;
+        self.stream
+            .memcpy_dtod(&src.slice(at..at + len), &mut dst.slice_mut(..len))
+            .map_err(|source| GpuError::Driver { step: "copying on the device", source })
+    }
+
     /// Copies `dev` back (waits for the work queued before).
+    ///
+    /// # Errors
+    /// A driver error (a kernel's fault surfaces here), naming the step.
     pub fn download<T: DeviceRepr + Default + Clone>(&self, dev: &CudaSlice<T>) -> Result<Vec<T>, GpuError> {
         self.stream.clone_dtoh(dev).map_err(|source| GpuError::Driver { step: "copying from the device", source })
     }
@@ -254,7 +404,11 @@ impl Gpu {
         r.map(|_| ()).map_err(|source| GpuError::Driver { step: "launching a kernel", source })
     }
 
-    /// `out` = RMSNorm of each of `rows` rows of `x` (`width` wide) times `w`.
+    /// `out` = RMSNorm of each of `rows` rows of `x` (`width` wide) times
+    /// `w`: the CPU's bits.
+    ///
+    /// # Errors
+    /// A buffer too short, a launch error.
     pub fn rms_norm(
         &self,
         out: &mut CudaSlice<f32>,
@@ -264,10 +418,11 @@ impl Gpu {
         rows: usize,
         width: usize,
     ) -> Result<(), GpuError> {
+        fits_i32("rms_norm", &[rows, width])?;
         need("rms_norm", "x", x.len(), rows * width)?;
         need("rms_norm", "out", out.len(), rows * width)?;
         need("rms_norm", "w", w.len(), width)?;
-        let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: BLOCK * 8 };
+        let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
         let width = width as i32;
         let mut b = self.stream.launch_builder(&self.rms_norm);
         b.arg(out).arg(x).arg(w).arg(&eps).arg(&width);
@@ -276,38 +431,95 @@ impl Gpu {
         Self::launched(unsafe { b.launch(cfg) })
     }
 
-    /// Normal RoPE in place on `rows` rows of `heads` heads of `head_dim`,
-    /// row `r` at position `pos0 + r`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn rope(
+    /// Quantizes `rows` rows of `x` (`k` wide) into `out` in the
+    /// activation format `format`'s weights multiply
+    /// ([`RowFormat::activation_bytes`]): the CPU quantizer's bytes.
+    ///
+    /// # Errors
+    /// `k` not a multiple of 32, a buffer too short, a launch error.
+    pub fn quantize_activations(
         &self,
-        x: &mut CudaSlice<f32>,
+        format: RowFormat,
+        out: &mut CudaSlice<u8>,
+        x: &CudaSlice<f32>,
         rows: usize,
-        heads: usize,
-        head_dim: usize,
-        rope_dim: usize,
-        base: f32,
-        pos0: usize,
+        k: usize,
     ) -> Result<(), GpuError> {
-        need("rope", "x", x.len(), rows * heads * head_dim)?;
-        if rope_dim > head_dim || !rope_dim.is_multiple_of(2) {
+        check_k("quantize_activations", k)?;
+        let n = rows * k;
+        fits_i32("quantize_activations", &[n])?;
+        need("quantize_activations", "x", x.len(), n)?;
+        need("quantize_activations", "out (bytes)", out.len(), rows * format.activation_bytes(k))?;
+        if format == RowFormat::Bf16 {
+            let n_ = n as i64;
+            let mut b = self.stream.launch_builder(&self.to_bf16);
+            b.arg(out).arg(x).arg(&n_);
+            // SAFETY: one thread per element, n of x read, 2n bytes of out written (checked).
+            return Self::launched(unsafe { b.launch(linear(n)) });
+        }
+        let blocks_ = (n / 32) as i64;
+        let with_s = i32::from(format == RowFormat::Q4_1);
+        let mut b = self.stream.launch_builder(&self.quantize_q8);
+        b.arg(out).arg(x).arg(&blocks_).arg(&with_s);
+        // SAFETY: one warp per 32-element block: n of x read, n / 32 blocks
+        // of 34 or 36 bytes written (checked).
+        Self::launched(unsafe { b.launch(linear(n)) })
+    }
+
+    /// RoPE on the query heads (in place) and the key heads of `s.rows`
+    /// rows, the rotated keys and `v` written into the caches at positions
+    /// `s.pos0..`: `q` is rows x n_head x head_dim, `k` and `v` rows x
+    /// kv_dim, the caches n_ctx x kv_dim.
+    ///
+    /// # Errors
+    /// A bad shape, a buffer too short, a launch error.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_into_cache(
+        &self,
+        q: &mut CudaSlice<f32>,
+        k: &CudaSlice<f32>,
+        v: &CudaSlice<f32>,
+        k_cache: &mut CudaSlice<f32>,
+        v_cache: &mut CudaSlice<f32>,
+        s: RopeShape,
+    ) -> Result<(), GpuError> {
+        let RopeShape { rows, pos0, n_head, n_head_kv, head_dim, rope_dim, base } = s;
+        if rope_dim > head_dim || !rope_dim.is_multiple_of(2) || !head_dim.is_multiple_of(2) {
             return Err(GpuError::Shape { op: "rope", what: format!("rope_dim {rope_dim} for head_dim {head_dim}") });
         }
-        let pairs = rows * heads * rope_dim / 2;
-        let (rows_, heads_, hd, rd, p0) = (rows as i32, heads as i32, head_dim as i32, rope_dim as i32, pos0 as i32);
-        let mut b = self.stream.launch_builder(&self.rope);
-        b.arg(x).arg(&rows_).arg(&heads_).arg(&hd).arg(&rd).arg(&base).arg(&p0);
-        // SAFETY: one thread per pair of the first rope_dim of each head,
-        // inside the rows * heads * head_dim checked above.
-        Self::launched(unsafe { b.launch(linear(pairs)) })
+        let kv = n_head_kv * head_dim;
+        let threads = rows * (n_head + n_head_kv) * head_dim / 2 + rows * kv;
+        fits_i32("rope", &[threads, (pos0 + rows) * kv])?;
+        need("rope", "q", q.len(), rows * n_head * head_dim)?;
+        need("rope", "k", k.len(), rows * kv)?;
+        need("rope", "v", v.len(), rows * kv)?;
+        need("rope", "the k cache", k_cache.len(), (pos0 + rows) * kv)?;
+        need("rope", "the v cache", v_cache.len(), (pos0 + rows) * kv)?;
+        let ints = [rows, n_head, n_head_kv, head_dim, rope_dim].map(|v| v as i32);
+        let p0 = pos0 as i32;
+        let mut b = self.stream.launch_builder(&self.rope_into_cache);
+        b.arg(q).arg(k).arg(v).arg(k_cache).arg(v_cache);
+        for i in &ints {
+            b.arg(i);
+        }
+        b.arg(&base).arg(&p0);
+        // SAFETY: one thread per (row, head, pair) and per value element,
+        // inside the lengths checked above.
+        Self::launched(unsafe { b.launch(linear(threads)) })
     }
 
     /// `gate = silu(gate) * up` over `n` elements.
+    ///
+    /// # Errors
+    /// A buffer too short, a launch error.
     pub fn swiglu(&self, gate: &mut CudaSlice<f32>, up: &CudaSlice<f32>, n: usize) -> Result<(), GpuError> {
         self.elementwise("swiglu", &self.swiglu, gate, up, n)
     }
 
     /// `a += b` over `n` elements.
+    ///
+    /// # Errors
+    /// A buffer too short, a launch error.
     pub fn add(&self, a: &mut CudaSlice<f32>, b: &CudaSlice<f32>, n: usize) -> Result<(), GpuError> {
         self.elementwise("add", &self.add, a, b, n)
     }
@@ -322,6 +534,7 @@ impl Gpu {
         b: &CudaSlice<f32>,
         n: usize,
     ) -> Result<(), GpuError> {
+        fits_i32(op, &[n])?;
         need(op, "the first operand", a.len(), n)?;
         need(op, "the second operand", b.len(), n)?;
         let n_ = n as i64;
@@ -335,6 +548,9 @@ impl Gpu {
     /// n_head x head_dim) over the cache `kc` / `vc` (n_ctx x n_head_kv x
     /// head_dim, filled up to the last row's position) into `out`
     /// (rows x n_head x head_dim); `scores` is scratch of rows x n_head x n_ctx.
+    ///
+    /// # Errors
+    /// A bad shape, a buffer too short, a launch error.
     pub fn attend(
         &self,
         out: &mut CudaSlice<f32>,
@@ -345,13 +561,14 @@ impl Gpu {
         a: AttentionShape,
     ) -> Result<(), GpuError> {
         let AttentionShape { rows, pos0, n_head, n_head_kv, head_dim, n_ctx, scale } = a;
-        if n_head_kv == 0 || n_head % n_head_kv != 0 || pos0 + rows > n_ctx {
+        if n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) || pos0 + rows > n_ctx {
             return Err(GpuError::Shape {
                 op: "attend",
                 what: format!("{a:?}: heads must group evenly, positions fit n_ctx"),
             });
         }
         let kv_dim = n_head_kv * head_dim;
+        fits_i32("attend", &[rows * n_head * n_ctx, n_ctx * kv_dim])?;
         need("attend", "q", q.len(), rows * n_head * head_dim)?;
         need("attend", "out", out.len(), rows * n_head * head_dim)?;
         need("attend", "k cache", kc.len(), (pos0 + rows) * kv_dim)?;
@@ -362,18 +579,11 @@ impl Gpu {
         let (p0, nh, group, hd, kvd, nc) =
             (pos0 as i32, n_head as i32, (n_head / n_head_kv) as i32, head_dim as i32, kv_dim as i32, n_ctx as i32);
         let mut b = self.stream.launch_builder(&self.attend);
-        b.arg(out)
-            .arg(q)
-            .arg(kc)
-            .arg(vc)
-            .arg(scores)
-            .arg(&p0)
-            .arg(&nh)
-            .arg(&group)
-            .arg(&hd)
-            .arg(&kvd)
-            .arg(&scale)
-            .arg(&nc);
+        b.arg(out).arg(q).arg(kc).arg(vc).arg(scores);
+        for v in [&p0, &nh, &group, &hd, &kvd] {
+            b.arg(v);
+        }
+        b.arg(&scale).arg(&nc);
         // SAFETY: block (h, r) reads q's row r head h, the cache rows
         // 0..=pos0 + r of KV head h / group, writes its scores slice and its
         // output head (all lengths checked above; BLOCK matches the
@@ -381,35 +591,51 @@ impl Gpu {
         Self::launched(unsafe { b.launch(cfg) })
     }
 
-    /// `y[r][i] = sum_j W[i][j] * x[r][j]` for `rows` rows of `x` (`k`
-    /// wide) and the `n` rows of `w` in `format` (its GGUF bytes).
+    /// `y[r][i] (+)= dot(a row r, w row i)` for `rows` activation rows
+    /// (`a`, quantized by [`Gpu::quantize_activations`] for `format`) and
+    /// the `n` rows of `w` (`k` weights each, the GGUF bytes in `format`):
+    /// the CPU's bits. `accumulate` adds to `y` instead of overwriting it.
+    ///
+    /// # Errors
+    /// `k` not a multiple of 32, a buffer too short, a launch error.
     #[allow(clippy::too_many_arguments)]
-    pub fn gemv(
+    pub fn matmul(
         &self,
         format: RowFormat,
         y: &mut CudaSlice<f32>,
         w: &CudaSlice<u8>,
-        x: &CudaSlice<f32>,
+        a: &CudaSlice<u8>,
         n: usize,
         k: usize,
         rows: usize,
+        accumulate: bool,
     ) -> Result<(), GpuError> {
-        if format != RowFormat::Bf16 && !k.is_multiple_of(32) {
-            return Err(GpuError::Shape {
-                op: "gemv",
-                what: format!("k = {k} is not a whole number of 32-weight blocks"),
-            });
-        }
-        let row_bytes = format.row_bytes(k);
-        need("gemv", "w (bytes)", w.len(), n * row_bytes)?;
-        need("gemv", "x", x.len(), rows * k)?;
-        need("gemv", "y", y.len(), rows * n)?;
-        let f = &self.gemv[format as usize];
-        let (n_, k_, rb, r_) = (n as i32, k as i32, row_bytes as i64, rows as i32);
+        check_k("matmul", k)?;
+        fits_i32("matmul", &[n, k, rows, 32 * n * rows])?;
+        need("matmul", "w (bytes)", w.len(), n * format.row_bytes(k))?;
+        need("matmul", "a (bytes)", a.len(), rows * format.activation_bytes(k))?;
+        need("matmul", "y", y.len(), rows * n)?;
+        let (gemv, gemm) = &self.matmul[format as usize];
+        let (f, cfg) = if rows <= GEMV_ROWS {
+            (gemv, linear(32 * n * rows))
+        } else {
+            let grid = (n.div_ceil(TILE_OUTS) as u32, rows.div_ceil(TILE_ROWS) as u32, 1);
+            (gemm, LaunchConfig { grid_dim: grid, block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 })
+        };
+        let (n_, k_, r_, acc) = (n as i32, k as i32, rows as i32, i32::from(accumulate));
         let mut b = self.stream.launch_builder(f);
-        b.arg(y).arg(w).arg(x).arg(&n_).arg(&k_).arg(&rb).arg(&r_);
-        // SAFETY: one warp per (output, row): reads n rows of row_bytes of w
-        // and rows * k of x, writes rows * n of y, all checked above.
-        Self::launched(unsafe { b.launch(linear(32 * n * rows)) })
+        b.arg(y).arg(w).arg(a).arg(&n_).arg(&k_).arg(&r_).arg(&acc);
+        // SAFETY: the GEMV runs one warp per (output, row), the GEMM one
+        // 64 x 32 tile per block (256 threads, bounds checked per element);
+        // both read n rows of w and `rows` rows of a and write rows x n of
+        // y, all checked above.
+        Self::launched(unsafe { b.launch(cfg) })
     }
+}
+
+fn check_k(op: &'static str, k: usize) -> Result<(), GpuError> {
+    if k == 0 || !k.is_multiple_of(32) {
+        return Err(GpuError::Shape { op, what: format!("k = {k} is not a whole number of 32-element blocks") });
+    }
+    Ok(())
 }

@@ -9,26 +9,34 @@
 use std::path::Path;
 
 use crate::gemm::quant::activations::quantize_rows_threaded;
+use crate::gemm::rows::{gemm_rows, GgufRows, RowsFormat};
 use crate::gemm::{bf16_from_f32, gemm_bf16, gemm_quant, GemmError, GemmOptions};
 use crate::gguf::Gguf;
+use crate::gpu::Gpu;
 use crate::isa::{self, availability_for, Isa, Op};
 use crate::kernels::quant_avx512::{ActivationFormat, QuantActivations};
 use crate::sparse::gemm_sparse_bf16;
 
 use super::config::{LlamaConfig, MAX_CONTEXT};
+use super::offload::{GpuSession, GpuWeights};
 use super::ops::{add_in_place, dot, rms_norm, rope, softmax, swiglu};
-use super::placement::Buffer;
-use super::placement::{place, Machine, Placement, PlacementFlags};
+use super::placement::{place, Buffer, Machine, Placement, PlacementFlags, Role, Slot};
 use super::profile::{start, stop, Profile};
 use super::weights::{dequantize_row, Linear, LinearWeights, Tensors, Weights};
+
 use super::ModelError;
 
 /// How to load a model.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LoadOptions {
     pub placement: PlacementFlags,
-    /// GPUs the driver reports (0 until the GPU backend exists).
+    /// GPUs to plan with; 0 asks the CUDA driver (the placement tests
+    /// pass a count).
     pub gpus: usize,
+    /// `--gpu-fallback`: when the GPU layers cannot be set up (out of GPU
+    /// memory, a driver or NVRTC error), warn and run every layer on the
+    /// CPU instead of stopping.
+    pub gpu_fallback: bool,
     /// `--sparse S`: prune every repeating-layer linear weight to this
     /// sparsity (magnitude, per output row) and run it through the sparse
     /// dispatch ([`crate::sparse`]). BF16 models only.
@@ -41,6 +49,8 @@ pub struct Model {
     pub config: LlamaConfig,
     pub plan: Placement,
     weights: Weights,
+    /// The layers the plan put on a GPU, uploaded.
+    gpu: Option<GpuWeights>,
 }
 
 impl Model {
@@ -68,9 +78,21 @@ impl Model {
         let tensors = Tensors::find(&gguf, &config)?;
         let gpus = if opts.placement.n_gpu_layers == 0 { Ok(0) } else { gpus_for_placement(opts.gpus) };
         let machine = Machine { amx: amx_for_placement(), gpus };
-        let plan = place(opts.placement, &machine, config.n_layers, &tensors.descs());
+        let mut plan = place(opts.placement, &machine, config.n_layers, &tensors.descs());
+        let gpu = match upload_gpu_layers(&gguf, &tensors, &plan) {
+            Ok(gpu) => gpu,
+            Err(e) if opts.gpu_fallback => {
+                // Nothing of the failed attempt stays on the GPU (its
+                // buffers were dropped with the error); plan again without GPUs.
+                let flags = PlacementFlags { n_gpu_layers: 0, ..opts.placement };
+                plan = place(flags, &Machine { gpus: Ok(0), ..machine }, config.n_layers, &tensors.descs());
+                plan.warnings.push(format!("--gpu-fallback: {e}: running every layer on the CPU"));
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let weights = Weights::load(&gguf, &tensors, &plan, opts.sparsity, progress)?;
-        Ok(Model { gguf, config, plan, weights })
+        Ok(Model { gguf, config, plan, weights, gpu })
     }
 
     pub fn gguf(&self) -> &Gguf {
@@ -80,6 +102,11 @@ impl Model {
     /// Bytes of packed weights in memory (the rest is read from the map).
     pub fn packed_bytes(&self) -> usize {
         self.weights.packed_bytes()
+    }
+
+    /// The GPU the plan put layers on, if any.
+    pub fn gpu(&self) -> Option<&crate::gpu::GpuInfo> {
+        self.gpu.as_ref().map(|g| &g.gpu().info)
     }
 }
 
@@ -93,17 +120,23 @@ fn amx_for_placement() -> Result<(), String> {
 }
 
 /// GPUs that can take layers: `given` if the caller says so (placement
-/// tests), else the answer of the CUDA probe, which today can only be a
-/// reason: the GPU forward pass is not built yet (issue 16), so layers
-/// stay on the CPU even where a device is found.
+/// tests), else the devices the CUDA driver reports, or why there are none.
 fn gpus_for_placement(given: usize) -> Result<usize, String> {
     if given > 0 {
         return Ok(given);
     }
-    match crate::gpu::probe() {
-        Err(why) => Err(format!("no CUDA device ({why})")),
-        Ok(found) => Err(format!("{} CUDA device(s) found, but the GPU forward pass is not built yet", found.len())),
+    crate::gpu::probe().map(|found| found.len()).map_err(|why| format!("no CUDA device ({why})"))
+}
+
+/// The layers `plan` puts on GPU 0, uploaded (None when it puts none there).
+fn upload_gpu_layers(g: &Gguf, t: &Tensors, plan: &Placement) -> Result<Option<GpuWeights>, ModelError> {
+    if plan.gpu_layers == 0 {
+        return Ok(None);
     }
+    let gpu = Gpu::open(0).map_err(|e| ModelError::Gpu(Box::new(e)))?;
+    let n_layers = t.layers.len();
+    let with_head = plan.buffer(Slot { role: Role::Output, layer: None }) == Buffer::Gpu(0);
+    GpuWeights::load(gpu, g, t, n_layers - plan.gpu_layers, with_head).map(Some)
 }
 
 /// The KV cache: per layer, `n_ctx` positions of K and of V, f32.
@@ -133,17 +166,21 @@ struct Scratch {
 /// (`TILEJIT_ISA` or the session's ISA): forcing AMX means AMX wherever the
 /// plan allows it. The bits are the same either way. Resolved once per
 /// forward pass, not per matmul.
-struct Paths {
+struct Paths<'g> {
     amx: GemmOptions,
     quant: GemmOptions,
     bf16: GemmOptions,
     sparse_bf16: GemmOptions,
+    /// The file, for weights read in place ([`LinearWeights::Rows`]).
+    gguf: &'g Gguf,
 }
 
 /// One conversation with the model: its KV cache and position.
 pub struct Session<'m> {
     model: &'m Model,
     cache: KvCache,
+    /// The GPU layers' cache and buffers, when the model has GPU layers.
+    gpu: Option<GpuSession>,
     scratch: Scratch,
     profile: Option<Profile>,
     n_ctx: usize,
@@ -179,14 +216,25 @@ impl<'m> Session<'m> {
             v.resize(per_layer, 0.0);
             Ok(v)
         };
-        let mut k = Vec::with_capacity(cfg.n_layers);
-        let mut v = Vec::with_capacity(cfg.n_layers);
-        for _ in 0..cfg.n_layers {
+        let cpu_layers = model.weights.layers.len();
+        let mut k = Vec::with_capacity(cpu_layers);
+        let mut v = Vec::with_capacity(cpu_layers);
+        for _ in 0..cpu_layers {
             k.push(layer()?);
             v.push(layer()?);
         }
+        let gpu = model.gpu.as_ref().map(|w| GpuSession::new(w, cfg, n_ctx)).transpose()?;
         let opts = GemmOptions { threads, ..GemmOptions::default() };
-        Ok(Session { model, cache: KvCache { k, v }, scratch: Scratch::default(), profile: None, n_ctx, pos: 0, opts })
+        Ok(Session {
+            model,
+            cache: KvCache { k, v },
+            gpu,
+            scratch: Scratch::default(),
+            profile: None,
+            n_ctx,
+            pos: 0,
+            opts,
+        })
     }
 
     /// Runs the matmuls on `isa` (None: the dispatcher's choice, or
@@ -248,7 +296,7 @@ impl<'m> Session<'m> {
         self.run(tokens, first)
     }
 
-    fn paths(&self) -> Result<Paths, ModelError> {
+    fn paths(&self) -> Result<Paths<'m>, ModelError> {
         let asked = match self.opts.isa {
             Some(isa) => Some(isa),
             None => isa::forced().map_err(GemmError::from)?,
@@ -265,6 +313,7 @@ impl<'m> Session<'m> {
             quant: off_amx(Op::Quant),
             bf16: off_amx(Op::Bf16),
             sparse_bf16: off_amx(Op::SparseBf16),
+            gguf: &self.model.gguf,
         })
     }
 
@@ -300,7 +349,9 @@ impl<'m> Session<'m> {
             a.matmul(&layer.w_up, &mut out_ff, &paths, "ffn_up")?;
             Activations::new(&g, m, ff, None, None).matmul(&layer.w_down, &mut out_e, &paths, "ffn_down")?;
         }
-        Activations::new(&h[..e], 1, e, None, None).matmul(&weights.output, &mut logits, &paths, "output")?;
+        if let Some(output) = &weights.output {
+            Activations::new(&h[..e], 1, e, None, None).matmul(output, &mut logits, &paths, "output")?;
+        }
         Ok(t.elapsed())
     }
 
@@ -387,6 +438,15 @@ impl<'m> Session<'m> {
             add_in_place(x, proj);
             stop(prof, "norms", at, t);
         }
+        if let (Some(gpu), Some(weights)) = (self.gpu.as_mut(), model.gpu.as_ref()) {
+            let t = start(prof);
+            let logits = gpu.run(weights, cfg, x, self.pos, first_logits)?;
+            stop(prof, "GPU layers", None, t);
+            if let Some(logits) = logits {
+                self.pos += m;
+                return Ok(logits);
+            }
+        }
         self.pos += m;
         // The LM head on the rows asked for.
         let rows = m - first_logits;
@@ -395,7 +455,8 @@ impl<'m> Session<'m> {
         norm_rows(&x[(m - rows) * e..], &model.weights.output_norm, cfg.rms_eps, e, &mut normed);
         stop(prof, "norms", None, t);
         let mut logits = vec![0f32; rows * cfg.n_vocab];
-        Activations::new(&normed, rows, e, prof, None).matmul(&model.weights.output, &mut logits, &paths, "output")?;
+        let output = model.weights.output.as_ref().expect("the plan keeps the head on the CPU without GPU logits");
+        Activations::new(&normed, rows, e, prof, None).matmul(output, &mut logits, &paths, "output")?;
         Ok(logits)
     }
 }
@@ -488,6 +549,7 @@ impl<'a> Activations<'a> {
             (_, LinearWeights::Quant(_)) => &paths.quant,
             (_, LinearWeights::Bf16(_)) => &paths.bf16,
             (_, LinearWeights::SparseBf16(_)) => &paths.sparse_bf16,
+            (_, LinearWeights::Rows { .. }) => &paths.quant,
         };
         let bf16_activations = || {
             let t = start(self.prof);
@@ -503,6 +565,20 @@ impl<'a> Activations<'a> {
         };
         let q = match &w.weights {
             LinearWeights::Quant(q) => q,
+            LinearWeights::Rows { format: RowsFormat::Bf16, tensor } => {
+                let a: Vec<u8> = bf16_activations().iter().flat_map(|v| v.to_le_bytes()).collect();
+                let (k, n) = (tensor.dims()[0] as usize, tensor.dims()[1] as usize);
+                let rows = GgufRows { format: RowsFormat::Bf16, bytes: paths.gguf.tensor_data(tensor), n, k };
+                return timed(&mut || gemm_rows(rows, &a, self.m, out, n, opts.threads));
+            }
+            LinearWeights::Rows { format: RowsFormat::Quant(f), tensor } => {
+                let (k, n) = (tensor.dims()[0] as usize, tensor.dims()[1] as usize);
+                let t = start(self.prof);
+                let a = quantize_rows_threaded(f.activations(), self.x, self.k, opts.threads);
+                stop(self.prof, "activation quantisation", self.layer, t);
+                let rows = GgufRows { format: RowsFormat::Quant(*f), bytes: paths.gguf.tensor_data(tensor), n, k };
+                return timed(&mut || gemm_rows(rows, &a, self.m, out, n, opts.threads));
+            }
             LinearWeights::Bf16(b) => {
                 let a = bf16_activations();
                 return timed(&mut || gemm_bf16(self.m, &a, self.k, b, out, b.n(), false, opts));

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod llama;
+pub mod offload;
 pub mod ops;
 pub mod perplexity;
 pub mod placement;
@@ -59,4 +60,8 @@ pub enum ModelError {
     Context(String),
     #[error(transparent)]
     Gemm(#[from] GemmError),
+    /// A GPU layer failed (out of memory, a driver or compile error): the
+    /// error names the step.
+    #[error("GPU layers: {0}")]
+    Gpu(Box<crate::gpu::GpuError>),
 }

@@ -5,6 +5,7 @@
 
 use half::{bf16, f16};
 
+use crate::gemm::rows::RowsFormat;
 use crate::gemm::QuantWeights;
 use crate::gguf::{shown_name, GgmlType, Gguf, TensorInfo};
 use crate::kernels::pack::{BLayout, PackedB};
@@ -140,6 +141,10 @@ pub enum LinearWeights {
     /// format from 30 % sparsity, else the dense layout): the bits of the
     /// dense GEMM on the pruned weights.
     SparseBf16(SparseWeights<Bf16>),
+    /// The file's own rows, read in place from the mapping by
+    /// [`crate::gemm::rows`]: a CPU layer of a run with GPU layers
+    /// (docs/PLACEMENT.md rule 3, host buffers in the original layout).
+    Rows { format: RowsFormat, tensor: TensorInfo },
 }
 
 /// A linear layer's weights, `n` rows of `k`, packed as the plan says.
@@ -152,6 +157,13 @@ impl Linear {
     /// Packs `t` for `buffer`; `prune` (BF16 only, checked by the caller)
     /// prunes it to that sparsity first.
     fn pack(g: &Gguf, t: &TensorInfo, buffer: Buffer, prune: Option<f64>) -> Result<Linear, ModelError> {
+        if buffer == Buffer::Host {
+            let format = match WeightFormat::try_from(t.ggml_type()) {
+                Ok(f) => RowsFormat::Quant(f),
+                Err(_) => RowsFormat::Bf16,
+            };
+            return Ok(Linear { weights: LinearWeights::Rows { format, tensor: t.clone() }, buffer });
+        }
         if !matches!(buffer, Buffer::Amx | Buffer::CpuPacked) {
             return Err(ModelError::NoBackend { name: t.name().to_string(), buffer: buffer.to_string() });
         }
@@ -205,6 +217,7 @@ impl Linear {
             LinearWeights::Quant(q) => q.packed_bytes(),
             LinearWeights::Bf16(b) => b.as_bytes().len(),
             LinearWeights::SparseBf16(s) => s.stream_bytes(),
+            LinearWeights::Rows { .. } => 0,
         }
     }
 }
@@ -226,9 +239,11 @@ pub struct Layer {
 pub struct Weights {
     /// The embedding, read row by row from the mapping.
     pub token_embd: TensorInfo,
+    /// The repeating layers the CPU runs (the first ones; the GPU has the rest).
     pub layers: Vec<Layer>,
     pub output_norm: Vec<f32>,
-    pub output: Linear,
+    /// The LM head, unless the plan put it on a GPU.
+    pub output: Option<Linear>,
 }
 
 impl Weights {
@@ -250,15 +265,17 @@ impl Weights {
         if let Some(s) = sparsity {
             t.check_sparsity(s)?;
         }
-        let total = t.layers.len() * 9 + 2;
+        // The GPU's layers are uploaded by the GPU backend, not here.
+        let cpu_layers = t.layers.len() - plan.gpu_layers.min(t.layers.len());
+        let total = cpu_layers * 9 + 2;
         let mut done = 0;
         let mut step = || {
             done += 1;
             progress(done, total);
         };
         let norm = |t: &TensorInfo| f32_vector(g.tensor_data(t));
-        let mut layers = Vec::with_capacity(t.layers.len());
-        for (l, ts) in t.layers.iter().enumerate() {
+        let mut layers = Vec::with_capacity(cpu_layers);
+        for (l, ts) in t.layers.iter().enumerate().take(cpu_layers) {
             let lin = |i: usize| {
                 let slot = Slot { role: Role::LAYER[i], layer: Some(l) };
                 Linear::pack(g, &ts[i], plan.buffer(slot), sparsity)
@@ -282,7 +299,10 @@ impl Weights {
         // A tied projection is packed from the embedding's bytes; the
         // embedding itself stays mapped for row lookup.
         let out_tensor = t.output.as_ref().unwrap_or(&t.token_embd);
-        let output = Linear::pack(g, out_tensor, plan.buffer(Slot { role: Role::Output, layer: None }), None)?;
+        let output = match plan.buffer(Slot { role: Role::Output, layer: None }) {
+            Buffer::Gpu(_) => None,
+            buffer => Some(Linear::pack(g, out_tensor, buffer, None)?),
+        };
         step();
         let output_norm = norm(&t.output_norm);
         step();
@@ -294,7 +314,7 @@ impl Weights {
         let layer = |l: &Layer| {
             [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|x| x.bytes()).sum::<usize>()
         };
-        self.layers.iter().map(layer).sum::<usize>() + self.output.bytes()
+        self.layers.iter().map(layer).sum::<usize>() + self.output.as_ref().map_or(0, Linear::bytes)
     }
 }
 

@@ -1,0 +1,329 @@
+//! The layers `-ngl N` puts on a GPU: the last N repeating layers (and the
+//! output norm and LM head when N covers every layer), their weights
+//! uploaded as the file's tensor bytes in their GGUF block format
+//! (docs/PLACEMENT.md), a KV cache on the GPU, and the forward pass of
+//! those layers built from the kernels of src/gpu/kernels.cu in the order
+//! of the CPU's ([`super::llama`]), so that the GPU's logits carry the
+//! CPU's bits wherever the C library's and CUDA's double functions round
+//! alike (tests/gpu_model.rs measures it).
+//!
+//! The hidden state crosses between the CPU's layers and the GPU's through
+//! one page-locked host buffer, once per boundary: up before the first GPU
+//! layer, back after the last when the CPU runs the LM head.
+
+use cudarc::driver::{CudaSlice, PinnedHostSlice};
+
+use crate::gguf::{Gguf, TensorInfo};
+use crate::gpu::{AttentionShape, Gpu, GpuError, RopeShape, RowFormat};
+
+use super::config::LlamaConfig;
+use super::weights::Tensors;
+use super::ModelError;
+
+/// A linear weight on the GPU: `n` rows of `k` in `format`, the file's bytes.
+struct GpuLinear {
+    bytes: CudaSlice<u8>,
+    format: RowFormat,
+    n: usize,
+    k: usize,
+}
+
+struct GpuLayer {
+    attn_norm: CudaSlice<f32>,
+    ffn_norm: CudaSlice<f32>,
+    wq: GpuLinear,
+    wk: GpuLinear,
+    wv: GpuLinear,
+    wo: GpuLinear,
+    w_gate: GpuLinear,
+    w_up: GpuLinear,
+    w_down: GpuLinear,
+}
+
+/// The output norm and the LM head, when every layer is on the GPU.
+struct GpuHead {
+    norm: CudaSlice<f32>,
+    output: GpuLinear,
+}
+
+/// The GPU's share of a model: layers `first_layer..` and maybe the head.
+pub struct GpuWeights {
+    gpu: Gpu,
+    first_layer: usize,
+    layers: Vec<GpuLayer>,
+    head: Option<GpuHead>,
+    bytes: u64,
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+impl GpuWeights {
+    /// Uploads layers `first_layer..` of `t` (and the head with `with_head`)
+    /// to `gpu`.
+    ///
+    /// # Errors
+    /// A tensor type without a GPU kernel, out of GPU memory or another
+    /// driver error (naming the step); nothing stays allocated on error.
+    pub fn load(
+        gpu: Gpu,
+        g: &Gguf,
+        t: &Tensors,
+        first_layer: usize,
+        with_head: bool,
+    ) -> Result<GpuWeights, ModelError> {
+        let mut bytes = 0u64;
+        let mut upload_norm = |t: &TensorInfo| -> Result<CudaSlice<f32>, ModelError> {
+            bytes += t.byte_size();
+            Ok(gpu.upload(&f32s(g.tensor_data(t))).map_err(gpu_error)?)
+        };
+        let mut layers = Vec::with_capacity(t.layers.len().saturating_sub(first_layer));
+        let mut linear_bytes = 0u64;
+        let mut linear = |t: &TensorInfo| -> Result<GpuLinear, ModelError> {
+            let format = RowFormat::of(t.ggml_type()).ok_or_else(|| ModelError::TensorType {
+                name: t.name().to_string(),
+                found: t.ggml_type().name(),
+                supported: "Q8_0, Q4_0, Q4_1 or BF16 on a GPU (run this layer on the CPU: lower -ngl)".into(),
+            })?;
+            linear_bytes += t.byte_size();
+            let (k, n) = (t.dims()[0] as usize, t.dims()[1] as usize);
+            Ok(GpuLinear { bytes: gpu.upload(g.tensor_data(t)).map_err(gpu_error)?, format, n, k })
+        };
+        for ts in &t.layers[first_layer..] {
+            // Role::LAYER order: attn_norm, q, k, v, o, ffn_norm, gate, up, down.
+            let (wq, wk, wv, wo) = (linear(&ts[1])?, linear(&ts[2])?, linear(&ts[3])?, linear(&ts[4])?);
+            let (w_gate, w_up, w_down) = (linear(&ts[6])?, linear(&ts[7])?, linear(&ts[8])?);
+            layers.push(GpuLayer {
+                attn_norm: upload_norm(&ts[0])?,
+                ffn_norm: upload_norm(&ts[5])?,
+                wq,
+                wk,
+                wv,
+                wo,
+                w_gate,
+                w_up,
+                w_down,
+            });
+        }
+        let head = if with_head {
+            let output = linear(t.output.as_ref().unwrap_or(&t.token_embd))?;
+            Some(GpuHead { norm: upload_norm(&t.output_norm)?, output })
+        } else {
+            None
+        };
+        Ok(GpuWeights { first_layer, layers, head, bytes: bytes + linear_bytes, gpu })
+    }
+
+    /// The first repeating layer on the GPU.
+    pub fn first_layer(&self) -> usize {
+        self.first_layer
+    }
+
+    /// Whether the output norm and LM head run on the GPU.
+    pub fn has_head(&self) -> bool {
+        self.head.is_some()
+    }
+
+    /// Bytes of weights on the GPU (the file's tensor bytes).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The device.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+}
+
+fn gpu_error(e: GpuError) -> ModelError {
+    ModelError::Gpu(Box::new(e))
+}
+
+/// A session's state on the GPU: the KV cache of the GPU's layers, the
+/// working buffers (sized for the largest batch so far) and the
+/// page-locked boundary buffer.
+pub struct GpuSession {
+    k_cache: Vec<CudaSlice<f32>>,
+    v_cache: Vec<CudaSlice<f32>>,
+    n_ctx: usize,
+    rows: usize,
+    scratch: Option<Scratch>,
+    boundary: Option<PinnedHostSlice<f32>>,
+}
+
+struct Scratch {
+    x: CudaSlice<f32>,
+    h: CudaSlice<f32>,
+    q: CudaSlice<f32>,
+    k: CudaSlice<f32>,
+    v: CudaSlice<f32>,
+    attn: CudaSlice<f32>,
+    gate: CudaSlice<f32>,
+    up: CudaSlice<f32>,
+    /// Quantized (or bf16) activations of the widest input.
+    act: CudaSlice<u8>,
+    scores: CudaSlice<f32>,
+    logits: CudaSlice<f32>,
+}
+
+impl GpuSession {
+    /// A KV cache of `n_ctx` positions for every GPU layer of `w`.
+    ///
+    /// # Errors
+    /// Out of GPU memory (lower -c or -ngl), another driver error.
+    pub fn new(w: &GpuWeights, cfg: &LlamaConfig, n_ctx: usize) -> Result<GpuSession, ModelError> {
+        let per_layer = n_ctx * cfg.kv_dim();
+        let mut k_cache = Vec::with_capacity(w.layers.len());
+        let mut v_cache = Vec::with_capacity(w.layers.len());
+        for _ in &w.layers {
+            k_cache.push(w.gpu.zeros(per_layer, "allocating the GPU KV cache").map_err(gpu_error)?);
+            v_cache.push(w.gpu.zeros(per_layer, "allocating the GPU KV cache").map_err(gpu_error)?);
+        }
+        Ok(GpuSession { k_cache, v_cache, n_ctx, rows: 0, scratch: None, boundary: None })
+    }
+
+    /// Buffers for `m` rows (kept when large enough).
+    fn ensure(&mut self, w: &GpuWeights, cfg: &LlamaConfig, m: usize) -> Result<(), ModelError> {
+        if self.rows >= m && self.scratch.is_some() {
+            return Ok(());
+        }
+        let gpu = &w.gpu;
+        let (e, kv, ff) = (cfg.n_embd, cfg.kv_dim(), cfg.n_ff);
+        let step = "allocating GPU working buffers";
+        let z = |len: usize| gpu.zeros::<f32>(len, step).map_err(gpu_error);
+        // The widest activation row in its widest format (bf16: 2 bytes per value).
+        let act = m * 2 * e.max(ff);
+        let vocab = w.head.as_ref().map_or(1, |h| h.output.n);
+        self.scratch = Some(Scratch {
+            x: z(m * e)?,
+            h: z(m * e)?,
+            q: z(m * e)?,
+            k: z(m * kv)?,
+            v: z(m * kv)?,
+            attn: z(m * e)?,
+            gate: z(m * ff)?,
+            up: z(m * ff)?,
+            act: gpu.zeros::<u8>(act, step).map_err(gpu_error)?,
+            scores: z(m * cfg.n_head * self.n_ctx)?,
+            logits: z(m * vocab)?,
+        });
+        self.boundary = Some(gpu.pinned(m * e).map_err(gpu_error)?);
+        self.rows = m;
+        Ok(())
+    }
+
+    /// Runs the GPU's layers on the `m` rows of hidden state in `x` (row
+    /// `i` at position `pos0 + i`). With the head on the GPU, returns the
+    /// logits of rows `first_logits..m`; otherwise writes the hidden state
+    /// after the last layer back into `x` and returns None.
+    ///
+    /// # Errors
+    /// A GPU error naming the step (a kernel's fault surfaces at the copy
+    /// back).
+    pub fn run(
+        &mut self,
+        w: &GpuWeights,
+        cfg: &LlamaConfig,
+        x: &mut [f32],
+        pos0: usize,
+        first_logits: usize,
+    ) -> Result<Option<Vec<f32>>, ModelError> {
+        let (e, kv, ff) = (cfg.n_embd, cfg.kv_dim(), cfg.n_ff);
+        let m = x.len() / e;
+        if pos0 + m > self.n_ctx {
+            return Err(ModelError::Context(format!(
+                "context full: {pos0} + {m} exceed the GPU cache of {}",
+                self.n_ctx
+            )));
+        }
+        self.ensure(w, cfg, m)?;
+        let gpu = &w.gpu;
+        let (Some(s), Some(boundary)) = (self.scratch.as_mut(), self.boundary.as_mut()) else {
+            unreachable!("ensure allocated them")
+        };
+        boundary
+            .as_mut_slice()
+            .map_err(|source| gpu_error(GpuError::Driver { step: "writing the boundary buffer", source }))?[..m * e]
+            .copy_from_slice(x);
+        gpu.copy_to_device(boundary, &mut s.x, m * e).map_err(gpu_error)?;
+        let Scratch { x: dx, h, q, k, v, attn, gate, up, act, scores, logits } = s;
+        // x W^T for the activation rows in `input` (`k` wide) into `out`.
+        let matmul = |lin: &GpuLinear,
+                      input: &CudaSlice<f32>,
+                      act: &mut CudaSlice<u8>,
+                      out: &mut CudaSlice<f32>,
+                      rows: usize,
+                      accumulate: bool|
+         -> Result<(), GpuError> {
+            gpu.quantize_activations(lin.format, act, input, rows, lin.k)?;
+            gpu.matmul(lin.format, out, &lin.bytes, act, lin.n, lin.k, rows, accumulate)
+        };
+        let rope = RopeShape {
+            rows: m,
+            pos0,
+            n_head: cfg.n_head,
+            n_head_kv: cfg.n_head_kv,
+            head_dim: cfg.head_dim,
+            rope_dim: cfg.rope_dim,
+            base: cfg.rope_base,
+        };
+        let attention = AttentionShape {
+            rows: m,
+            pos0,
+            n_head: cfg.n_head,
+            n_head_kv: cfg.n_head_kv,
+            head_dim: cfg.head_dim,
+            n_ctx: self.n_ctx,
+            scale: 1.0 / (cfg.head_dim as f32).sqrt(),
+        };
+        let mut run_layers = || -> Result<(), GpuError> {
+            for (l, layer) in w.layers.iter().enumerate() {
+                gpu.rms_norm(h, dx, &layer.attn_norm, cfg.rms_eps, m, e)?;
+                // Q, K and V read the same normed rows: one quantization
+                // when their formats agree (as the CPU shares it).
+                matmul(&layer.wq, h, act, q, m, false)?;
+                if layer.wk.format != layer.wq.format {
+                    gpu.quantize_activations(layer.wk.format, act, h, m, e)?;
+                }
+                gpu.matmul(layer.wk.format, k, &layer.wk.bytes, act, kv, e, m, false)?;
+                if layer.wv.format != layer.wk.format {
+                    gpu.quantize_activations(layer.wv.format, act, h, m, e)?;
+                }
+                gpu.matmul(layer.wv.format, v, &layer.wv.bytes, act, kv, e, m, false)?;
+                gpu.rope_into_cache(q, k, v, &mut self.k_cache[l], &mut self.v_cache[l], rope)?;
+                gpu.attend(attn, q, &self.k_cache[l], &self.v_cache[l], scores, attention)?;
+                matmul(&layer.wo, attn, act, dx, m, true)?;
+                gpu.rms_norm(h, dx, &layer.ffn_norm, cfg.rms_eps, m, e)?;
+                matmul(&layer.w_gate, h, act, gate, m, false)?;
+                if layer.w_up.format != layer.w_gate.format {
+                    gpu.quantize_activations(layer.w_up.format, act, h, m, e)?;
+                }
+                gpu.matmul(layer.w_up.format, up, &layer.w_up.bytes, act, ff, e, m, false)?;
+                gpu.swiglu(gate, up, m * ff)?;
+                matmul(&layer.w_down, gate, act, dx, m, true)?;
+            }
+            Ok(())
+        };
+        run_layers().map_err(gpu_error)?;
+        let Some(head) = &w.head else {
+            gpu.copy_to_host(dx, 0, boundary, m * e).map_err(gpu_error)?;
+            let host = boundary
+                .as_slice()
+                .map_err(|source| gpu_error(GpuError::Driver { step: "reading the boundary buffer", source }))?;
+            x.copy_from_slice(&host[..m * e]);
+            return Ok(None);
+        };
+        // The head on rows first_logits..m: those rows of x, normed, in h.
+        let rows = m - first_logits;
+        let mut head_run = || -> Result<Vec<f32>, GpuError> {
+            gpu.copy_within(dx, first_logits * e, rows * e, q)?;
+            gpu.rms_norm(h, q, &head.norm, cfg.rms_eps, rows, e)?;
+            matmul(&head.output, h, act, logits, rows, false)?;
+            let mut all = gpu.download(logits)?;
+            all.truncate(rows * head.output.n);
+            Ok(all)
+        };
+        head_run().map(Some).map_err(gpu_error)
+    }
+}
