@@ -80,41 +80,47 @@ __device__ __forceinline__ int dp4a(int a, int b, int c) {
     return d;
 }
 
-extern "C" {
-
-// out[row] = x[row] * (1 / sqrt(mean(x[row]^2) + eps)) * w; one block per
-// row. The squares are summed in f64 by one thread in index order (the
-// CPU's order); the scaling is spread over the block.
-__global__ void rms_norm(float* out, const float* x, const float* w, float eps, int width) {
+// out = x * (1 / sqrt(mean(x^2) + eps)) * w for one row, by the calling
+// block. The squares are summed in f64 in index order (the CPU's order) by
+// one thread from a copy of the row in shared memory (width <= 8192); the
+// scaling is spread over the block.
+#define MAX_NORM_WIDTH 8192
+__device__ void rms_norm_row(float* out, const float* x, const float* w, float eps, int width) {
+    __shared__ float row[MAX_NORM_WIDTH];
     __shared__ float scale;
-    const float* xr = x + (size_t)blockIdx.x * width;
-    float* yr = out + (size_t)blockIdx.x * width;
+    for (int i = threadIdx.x; i < width; i += blockDim.x) row[i] = x[i];
+    __syncthreads();
     if (threadIdx.x == 0) {
         double sum = 0.0;
-        for (int i = 0; i < width; ++i) {
-            float v = xr[i];
-            sum += (double)(v * v);
-        }
+        for (int i = 0; i < width; ++i) sum += (double)(row[i] * row[i]);
         float mean = (float)(sum / (double)width);
         scale = 1.0f / sqrtf(mean + eps);
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < width; i += blockDim.x) yr[i] = (xr[i] * scale) * w[i];
+    for (int i = threadIdx.x; i < width; i += blockDim.x) out[i] = (row[i] * scale) * w[i];
 }
 
-// Activation rows to Q8_0 (34-byte blocks) or Q8_1 (36 bytes, with_s),
-// exactly as the CPU's quantizer (verify/src/quant.rs): one warp per block
-// of 32. amax = max |x| (exact in any order), d = amax / 127,
-// id = 1 / d (0 when d is 0), q = round-half-away(x * id) saturated to i8,
-// d stored as f16; Q8_1's s = f16(f32(sum q) * d) with the f32 d. A block
-// with a NaN or inf is poisoned: d (and s) = 0x7E00, every q = 0.
-__global__ void quantize_q8(u8* out, const float* x, long blocks, int with_s) {
-    long b = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
-    int lane = threadIdx.x % 32;
-    if (b >= blocks) return; // whole warps leave together
+// silu(g) * u, silu(g) = g / (1 + e^-g).
+__device__ __forceinline__ float swiglu_one(float g, float u) { return g / (1.0f + exp_f32(-g)) * u; }
+
+extern "C" {
+
+// One block per row.
+__global__ void rms_norm(float* out, const float* x, const float* w, float eps, int width) {
+    rms_norm_row(out + (long)blockIdx.x * width, x + (long)blockIdx.x * width, w, eps, width);
+}
+
+} // extern "C"
+
+// One block of 32 activations to Q8_0 (34 bytes) or Q8_1 (36, with_s)
+// by one warp (lane j holds x_j), exactly as the CPU's quantizer
+// (verify/src/quant.rs): amax = max |x| (exact in any order),
+// d = amax / 127, id = 1 / d (0 when d is 0), q = round-half-away(x * id)
+// saturated to i8, d stored as f16; Q8_1's s = f16(f32(sum q) * d) with
+// the f32 d. A block with a NaN or inf is poisoned: d (and s) = 0x7E00,
+// every q = 0.
+__device__ void quantize_block(u8* o, float v, int lane, int with_s) {
     int quants = with_s ? 4 : 2;
-    u8* o = out + b * (quants + 32);
-    float v = x[b * 32 + lane];
     if (!__all_sync(0xffffffffu, is_finite(v))) {
         o[quants + lane] = 0;
         if (lane < quants) o[lane] = (lane % 2 == 0) ? 0x00 : 0x7E;
@@ -135,17 +141,61 @@ __global__ void quantize_q8(u8* out, const float* x, long blocks, int with_s) {
     }
 }
 
-// f32 -> bf16 as VCVTNEPS2BF16: zero and denormals to a signed zero, NaN
-// truncated with the quiet bit set, the rest rounded to nearest even.
-__global__ void to_bf16(u16* out, const float* x, long n) {
-    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    u32 bits = __float_as_uint(x[i]);
+// f32 -> bf16 bits as VCVTNEPS2BF16: zero and denormals to a signed zero,
+// NaN truncated with the quiet bit set, the rest rounded to nearest even.
+__device__ __forceinline__ u16 bf16_bits(float x) {
+    u32 bits = __float_as_uint(x);
     u32 exp = bits & 0x7F800000u, frac = bits & 0x7FFFFFu;
-    if (exp == 0u) out[i] = (u16)((bits >> 16) & 0x8000u);
-    else if (exp == 0x7F800000u && frac != 0u) out[i] = (u16)((bits >> 16) | 0x40u);
-    else out[i] = (u16)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+    if (exp == 0u) return (u16)((bits >> 16) & 0x8000u);
+    if (exp == 0x7F800000u && frac != 0u) return (u16)((bits >> 16) | 0x40u);
+    return (u16)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
 }
+
+// The activation formats: 0 = Q8_0, 1 = Q8_1, 2 = bf16.
+// One row of `width` values (a multiple of 32) quantized by the calling
+// block's warps, block b by warp b % warps.
+__device__ void quantize_row(u8* out, const float* x, int width, int kind) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    if (kind == 2) {
+        u16* o = (u16*)out;
+        for (int i = threadIdx.x; i < width; i += blockDim.x) o[i] = bf16_bits(x[i]);
+        return;
+    }
+    int bytes = kind == 1 ? 36 : 34;
+    for (int b = warp; b < width / 32; b += warps) quantize_block(out + (long)b * bytes, x[32 * b + lane], lane, kind);
+}
+
+__device__ __forceinline__ long activation_row_bytes(int width, int kind) {
+    return kind == 2 ? 2L * width : (long)(width / 32) * (kind == 1 ? 36 : 34);
+}
+
+extern "C" {
+
+// Activation rows to their format (one block per row).
+__global__ void quantize_rows(u8* out, const float* x, int width, int kind) {
+    quantize_row(out + blockIdx.x * activation_row_bytes(width, kind), x + (long)blockIdx.x * width, width, kind);
+}
+
+// RMSNorm into h (as rms_norm) and h quantized for the next matmul.
+__global__ void rms_norm_quantize(float* h, u8* act, const float* x, const float* w, float eps, int width, int kind) {
+    rms_norm_row(h + (long)blockIdx.x * width, x + (long)blockIdx.x * width, w, eps, width);
+    __syncthreads();
+    quantize_row(act + blockIdx.x * activation_row_bytes(width, kind), h + (long)blockIdx.x * width, width, kind);
+}
+
+// SwiGLU on one row (as swiglu) and the result quantized for the down
+// projection.
+__global__ void swiglu_quantize(float* gate, const float* up, u8* act, int width, int kind) {
+    float* g = gate + (long)blockIdx.x * width;
+    const float* u = up + (long)blockIdx.x * width;
+    for (int i = threadIdx.x; i < width; i += blockDim.x) g[i] = swiglu_one(g[i], u[i]);
+    __syncthreads();
+    quantize_row(act + blockIdx.x * activation_row_bytes(width, kind), g, width, kind);
+}
+
+} // extern "C"
+
+extern "C" {
 
 // Normal RoPE on the query and key heads of `rows` rows (row r at position
 // pos0 + r), then the keys and values of those rows into the KV cache at
@@ -195,8 +245,7 @@ __global__ void rope_into_cache(float* q, const float* k, const float* v, float*
 __global__ void swiglu(float* gate, const float* up, long n) {
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
-        float g = gate[i];
-        gate[i] = g / (1.0f + exp_f32(-g)) * up[i];
+        gate[i] = swiglu_one(gate[i], up[i]);
     }
 }
 
@@ -353,15 +402,13 @@ template <bool HAS_MIN> __device__ __forceinline__ float quant_step(float acc, c
     return acc;
 }
 
+// Output o of activation row r, by one warp.
 template <int FORMAT>
-__device__ void gemv_quant(float* y, const u8* w, const u8* a, int n, int k, int rows, int accumulate) {
+__device__ void gemv_quant(float* y, const u8* w, const u8* a, int n, int k, int o, int r, int accumulate) {
     typedef WeightFormat<FORMAT> F;
     const bool with_s = F::has_min;
     const int a_bytes = with_s ? 36 : 34;
-    long warp = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
-    int lane = threadIdx.x % 32;
-    if (warp >= (long)n * rows) return;
-    int o = (int)(warp % n), r = (int)(warp / n), nb = k / 32;
+    int lane = threadIdx.x % 32, nb = k / 32;
     const u8* wr = w + (long)o * nb * F::bytes;
     const u8* ar = a + (long)r * nb * a_bytes;
     float acc = 0.0f;
@@ -388,6 +435,25 @@ __device__ void gemv_quant(float* y, const u8* w, const u8* a, int n, int k, int
         float* out = y + (long)r * n + o;
         *out = accumulate ? *out + acc : acc;
     }
+}
+
+// The GEMV entries take up to three weight matrices of the same k that
+// read the same activations (Q, K and V; gate and up), one launch for all:
+// warp w of a launch is output w % (n0 + n1 + n2) of row w / (n0 + n1 + n2).
+struct Targets {
+    float* y[3];
+    const u8* w[3];
+    int n[3];
+};
+
+__device__ __forceinline__ bool target_of(long warp, int rows, const Targets& t, int& which, int& o, int& r) {
+    int total = t.n[0] + t.n[1] + t.n[2];
+    if (warp >= (long)total * rows) return false;
+    r = (int)(warp / total);
+    o = (int)(warp % total);
+    which = o < t.n[0] ? 0 : (o < t.n[0] + t.n[1] ? 1 : 2);
+    for (int i = 0; i < which; ++i) o -= t.n[i];
+    return true;
 }
 
 #define TILE_ROWS 32
@@ -448,11 +514,8 @@ __device__ __forceinline__ float bf16_chunk(const u16* w, const u16* a) {
     return ftz(even + odd);
 }
 
-__device__ void gemv_bf16_rows(float* y, const u16* w, const u16* a, int n, int k, int rows, int accumulate) {
-    long warp = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
-    int lane = threadIdx.x % 32;
-    if (warp >= (long)n * rows) return;
-    int o = (int)(warp % n), r = (int)(warp / n), nb = k / 32;
+__device__ void gemv_bf16_rows(float* y, const u16* w, const u16* a, int n, int k, int o, int r, int accumulate) {
+    int lane = threadIdx.x % 32, nb = k / 32;
     const u16* wr = w + (long)o * k;
     const u16* ar = a + (long)r * k;
     float acc = 0.0f;
@@ -504,19 +567,28 @@ __device__ void gemm_bf16_rows(float* y, const u16* w, const u16* a, int n, int 
 
 extern "C" {
 
-#define QUANT_ENTRIES(NAME, FORMAT)                                                                    \
-    __global__ void gemv_##NAME(float* y, const u8* w, const u8* a, int n, int k, int rows, int acc) { \
-        gemv_quant<FORMAT>(y, w, a, n, k, rows, acc);                                                  \
-    }                                                                                                  \
-    __global__ void gemm_##NAME(float* y, const u8* w, const u8* a, int n, int k, int rows, int acc) { \
-        gemm_quant<FORMAT>(y, w, a, n, k, rows, acc);                                                  \
+#define GEMV_ENTRY(NAME, CALL)                                                                         \
+    __global__ void gemv_##NAME(float* y0, const u8* w0, int n0, float* y1, const u8* w1, int n1, float* y2,  \
+                                const u8* w2, int n2, const u8* a, int k, int rows, int acc) {               \
+        Targets t = {{y0, y1, y2}, {w0, w1, w2}, {n0, n1, n2}};                                              \
+        int which, o, r;                                                                                     \
+        long warp = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;                                      \
+        if (!target_of(warp, rows, t, which, o, r)) return;                                                  \
+        CALL;                                                                                                \
     }
-QUANT_ENTRIES(q8_0, 0)
-QUANT_ENTRIES(q4_0, 1)
-QUANT_ENTRIES(q4_1, 2)
+GEMV_ENTRY(q8_0, (gemv_quant<0>(t.y[which], t.w[which], a, t.n[which], k, o, r, acc)))
+GEMV_ENTRY(q4_0, (gemv_quant<1>(t.y[which], t.w[which], a, t.n[which], k, o, r, acc)))
+GEMV_ENTRY(q4_1, (gemv_quant<2>(t.y[which], t.w[which], a, t.n[which], k, o, r, acc)))
+GEMV_ENTRY(bf16, (gemv_bf16_rows(t.y[which], (const u16*)t.w[which], (const u16*)a, t.n[which], k, o, r, acc)))
 
-__global__ void gemv_bf16(float* y, const u8* w, const u8* a, int n, int k, int rows, int acc) {
-    gemv_bf16_rows(y, (const u16*)w, (const u16*)a, n, k, rows, acc);
+__global__ void gemm_q8_0(float* y, const u8* w, const u8* a, int n, int k, int rows, int acc) {
+    gemm_quant<0>(y, w, a, n, k, rows, acc);
+}
+__global__ void gemm_q4_0(float* y, const u8* w, const u8* a, int n, int k, int rows, int acc) {
+    gemm_quant<1>(y, w, a, n, k, rows, acc);
+}
+__global__ void gemm_q4_1(float* y, const u8* w, const u8* a, int n, int k, int rows, int acc) {
+    gemm_quant<2>(y, w, a, n, k, rows, acc);
 }
 __global__ void gemm_bf16(float* y, const u8* w, const u8* a, int n, int k, int rows, int acc) {
     gemm_bf16_rows(y, (const u16*)w, (const u16*)a, n, k, rows, acc);

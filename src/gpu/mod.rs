@@ -153,6 +153,16 @@ impl RowFormat {
         }
     }
 
+    /// The kernels' code for the activation format (kernels.cu
+    /// `quantize_row`): 0 Q8_0, 1 Q8_1, 2 bf16.
+    fn activation_kind(self) -> i32 {
+        match self {
+            RowFormat::Q8_0 | RowFormat::Q4_0 => 0,
+            RowFormat::Q4_1 => 1,
+            RowFormat::Bf16 => 2,
+        }
+    }
+
     /// The format of a GGUF tensor type, if the GPU reads it.
     pub fn of(ty: crate::gguf::GgmlType) -> Option<RowFormat> {
         use crate::gguf::GgmlType;
@@ -191,8 +201,9 @@ pub struct Gpu {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     rms_norm: CudaFunction,
-    quantize_q8: CudaFunction,
-    to_bf16: CudaFunction,
+    quantize_rows: CudaFunction,
+    rms_norm_quantize: CudaFunction,
+    swiglu_quantize: CudaFunction,
     rope_into_cache: CudaFunction,
     swiglu: CudaFunction,
     add: CudaFunction,
@@ -285,8 +296,9 @@ impl Gpu {
         Ok(Gpu {
             stream: ctx.default_stream(),
             rms_norm: f("rms_norm")?,
-            quantize_q8: f("quantize_q8")?,
-            to_bf16: f("to_bf16")?,
+            quantize_rows: f("quantize_rows")?,
+            rms_norm_quantize: f("rms_norm_quantize")?,
+            swiglu_quantize: f("swiglu_quantize")?,
             rope_into_cache: f("rope_into_cache")?,
             swiglu: f("swiglu")?,
             add: f("add_in_place")?,
@@ -418,6 +430,7 @@ impl Gpu {
         rows: usize,
         width: usize,
     ) -> Result<(), GpuError> {
+        check_norm_width(width)?;
         fits_i32("rms_norm", &[rows, width])?;
         need("rms_norm", "x", x.len(), rows * width)?;
         need("rms_norm", "out", out.len(), rows * width)?;
@@ -446,24 +459,71 @@ impl Gpu {
         k: usize,
     ) -> Result<(), GpuError> {
         check_k("quantize_activations", k)?;
-        let n = rows * k;
-        fits_i32("quantize_activations", &[n])?;
-        need("quantize_activations", "x", x.len(), n)?;
+        fits_i32("quantize_activations", &[rows * k])?;
+        need("quantize_activations", "x", x.len(), rows * k)?;
         need("quantize_activations", "out (bytes)", out.len(), rows * format.activation_bytes(k))?;
-        if format == RowFormat::Bf16 {
-            let n_ = n as i64;
-            let mut b = self.stream.launch_builder(&self.to_bf16);
-            b.arg(out).arg(x).arg(&n_);
-            // SAFETY: one thread per element, n of x read, 2n bytes of out written (checked).
-            return Self::launched(unsafe { b.launch(linear(n)) });
-        }
-        let blocks_ = (n / 32) as i64;
-        let with_s = i32::from(format == RowFormat::Q4_1);
-        let mut b = self.stream.launch_builder(&self.quantize_q8);
-        b.arg(out).arg(x).arg(&blocks_).arg(&with_s);
-        // SAFETY: one warp per 32-element block: n of x read, n / 32 blocks
-        // of 34 or 36 bytes written (checked).
-        Self::launched(unsafe { b.launch(linear(n)) })
+        let (k_, kind) = (k as i32, format.activation_kind());
+        let mut b = self.stream.launch_builder(&self.quantize_rows);
+        b.arg(out).arg(x).arg(&k_).arg(&kind);
+        // SAFETY: one block per row: reads k of x, writes one activation
+        // row of out (lengths checked above).
+        Self::launched(unsafe { b.launch(per_row(rows)) })
+    }
+
+    /// [`Gpu::rms_norm`] into `h`, then `h` quantized into `act` as
+    /// [`Gpu::quantize_activations`] does for `format`: one launch.
+    ///
+    /// # Errors
+    /// A buffer too short, a bad width, a launch error.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rms_norm_quantize(
+        &self,
+        h: &mut CudaSlice<f32>,
+        act: &mut CudaSlice<u8>,
+        x: &CudaSlice<f32>,
+        w: &CudaSlice<f32>,
+        eps: f32,
+        rows: usize,
+        format: RowFormat,
+    ) -> Result<(), GpuError> {
+        let width = w.len();
+        check_norm_width(width)?;
+        check_k("rms_norm_quantize", width)?;
+        fits_i32("rms_norm_quantize", &[rows * width])?;
+        need("rms_norm_quantize", "x", x.len(), rows * width)?;
+        need("rms_norm_quantize", "h", h.len(), rows * width)?;
+        need("rms_norm_quantize", "act (bytes)", act.len(), rows * format.activation_bytes(width))?;
+        let (width_, kind) = (width as i32, format.activation_kind());
+        let mut b = self.stream.launch_builder(&self.rms_norm_quantize);
+        b.arg(h).arg(act).arg(x).arg(w).arg(&eps).arg(&width_).arg(&kind);
+        // SAFETY: one block per row, lengths checked above.
+        Self::launched(unsafe { b.launch(per_row(rows)) })
+    }
+
+    /// [`Gpu::swiglu`] on `rows` rows of `width`, then the result quantized
+    /// into `act` for `format`: one launch.
+    ///
+    /// # Errors
+    /// A buffer too short, a launch error.
+    pub fn swiglu_quantize(
+        &self,
+        gate: &mut CudaSlice<f32>,
+        up: &CudaSlice<f32>,
+        act: &mut CudaSlice<u8>,
+        rows: usize,
+        width: usize,
+        format: RowFormat,
+    ) -> Result<(), GpuError> {
+        check_k("swiglu_quantize", width)?;
+        fits_i32("swiglu_quantize", &[rows * width])?;
+        need("swiglu_quantize", "gate", gate.len(), rows * width)?;
+        need("swiglu_quantize", "up", up.len(), rows * width)?;
+        need("swiglu_quantize", "act (bytes)", act.len(), rows * format.activation_bytes(width))?;
+        let (width_, kind) = (width as i32, format.activation_kind());
+        let mut b = self.stream.launch_builder(&self.swiglu_quantize);
+        b.arg(gate).arg(up).arg(act).arg(&width_).arg(&kind);
+        // SAFETY: one block per row, lengths checked above.
+        Self::launched(unsafe { b.launch(per_row(rows)) })
     }
 
     /// RoPE on the query heads (in place) and the key heads of `s.rows`
@@ -574,8 +634,10 @@ impl Gpu {
         need("attend", "k cache", kc.len(), (pos0 + rows) * kv_dim)?;
         need("attend", "v cache", vc.len(), (pos0 + rows) * kv_dim)?;
         need("attend", "scores", scores.len(), rows * n_head * n_ctx)?;
+        // 128 threads: the output sums run one thread per dimension (64),
+        // and smaller blocks keep more of them in flight per SM.
         let cfg =
-            LaunchConfig { grid_dim: (n_head as u32, rows as u32, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+            LaunchConfig { grid_dim: (n_head as u32, rows as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
         let (p0, nh, group, hd, kvd, nc) =
             (pos0 as i32, n_head as i32, (n_head / n_head_kv) as i32, head_dim as i32, kv_dim as i32, n_ctx as i32);
         let mut b = self.stream.launch_builder(&self.attend);
@@ -610,27 +672,81 @@ impl Gpu {
         rows: usize,
         accumulate: bool,
     ) -> Result<(), GpuError> {
-        check_k("matmul", k)?;
-        fits_i32("matmul", &[n, k, rows, 32 * n * rows])?;
-        need("matmul", "w (bytes)", w.len(), n * format.row_bytes(k))?;
-        need("matmul", "a (bytes)", a.len(), rows * format.activation_bytes(k))?;
-        need("matmul", "y", y.len(), rows * n)?;
-        let (gemv, gemm) = &self.matmul[format as usize];
-        let (f, cfg) = if rows <= GEMV_ROWS {
-            (gemv, linear(32 * n * rows))
-        } else {
-            let grid = (n.div_ceil(TILE_OUTS) as u32, rows.div_ceil(TILE_ROWS) as u32, 1);
-            (gemm, LaunchConfig { grid_dim: grid, block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 })
-        };
-        let (n_, k_, r_, acc) = (n as i32, k as i32, rows as i32, i32::from(accumulate));
-        let mut b = self.stream.launch_builder(f);
-        b.arg(y).arg(w).arg(a).arg(&n_).arg(&k_).arg(&r_).arg(&acc);
-        // SAFETY: the GEMV runs one warp per (output, row), the GEMM one
-        // 64 x 32 tile per block (256 threads, bounds checked per element);
-        // both read n rows of w and `rows` rows of a and write rows x n of
-        // y, all checked above.
-        Self::launched(unsafe { b.launch(cfg) })
+        self.matmuls(format, [Some((y, w, n)), None, None], a, k, rows, accumulate)
     }
+
+    /// Up to three matmuls of the same `format` and `k` on the same
+    /// activations (Q, K and V; gate and up): `(y, w, n)` each, as
+    /// [`Gpu::matmul`]. Few rows take one launch for all of them.
+    ///
+    /// # Errors
+    /// As [`Gpu::matmul`].
+    pub fn matmuls(
+        &self,
+        format: RowFormat,
+        mut targets: [Option<(&mut CudaSlice<f32>, &CudaSlice<u8>, usize)>; 3],
+        a: &CudaSlice<u8>,
+        k: usize,
+        rows: usize,
+        accumulate: bool,
+    ) -> Result<(), GpuError> {
+        check_k("matmul", k)?;
+        need("matmul", "a (bytes)", a.len(), rows * format.activation_bytes(k))?;
+        let mut total = 0;
+        for (y, w, n) in targets.iter().flatten() {
+            fits_i32("matmul", &[*n, k, rows, 32 * (total + n) * rows])?;
+            need("matmul", "w (bytes)", w.len(), n * format.row_bytes(k))?;
+            need("matmul", "y", y.len(), rows * n)?;
+            total += n;
+        }
+        let (gemv, gemm) = &self.matmul[format as usize];
+        let (k_, r_, acc) = (k as i32, rows as i32, i32::from(accumulate));
+        if rows > GEMV_ROWS {
+            for (y, w, n) in targets.iter_mut().flatten() {
+                let grid = (n.div_ceil(TILE_OUTS) as u32, rows.div_ceil(TILE_ROWS) as u32, 1);
+                let cfg = LaunchConfig { grid_dim: grid, block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+                let n_ = *n as i32;
+                let mut b = self.stream.launch_builder(gemm);
+                b.arg(&mut **y).arg(*w).arg(a).arg(&n_).arg(&k_).arg(&r_).arg(&acc);
+                // SAFETY: one 64 x 32 tile per block of 256 threads, each
+                // element bounds-checked against n and rows; reads n rows of
+                // w and `rows` rows of a, writes rows x n of y (checked above).
+                Self::launched(unsafe { b.launch(cfg) })?;
+            }
+            return Ok(());
+        }
+        let ns = targets.each_ref().map(|t| t.as_ref().map_or(0, |(_, _, n)| *n as i32));
+        let mut b = self.stream.launch_builder(gemv);
+        for (i, t) in targets.iter_mut().enumerate() {
+            match t {
+                Some((y, w, _)) => {
+                    b.arg(&mut **y).arg(*w);
+                }
+                // An empty target: n = 0, so the kernel never touches its
+                // pointers (any device pointer fills the slots).
+                None => {
+                    b.arg(a).arg(a);
+                }
+            }
+            b.arg(&ns[i]);
+        }
+        b.arg(a).arg(&k_).arg(&r_).arg(&acc);
+        // SAFETY: one warp per (output, row) of the targets together; each
+        // reads its weight row and activation row and writes one element of
+        // its y (lengths checked above); empty targets have n = 0.
+        Self::launched(unsafe { b.launch(linear(32 * total * rows)) })
+    }
+}
+
+fn check_norm_width(width: usize) -> Result<(), GpuError> {
+    if width == 0 || width > 8192 {
+        return Err(GpuError::Shape { op: "rms_norm", what: format!("width {width} is outside 1..=8192") });
+    }
+    Ok(())
+}
+
+fn per_row(rows: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
 }
 
 fn check_k(op: &'static str, k: usize) -> Result<(), GpuError> {

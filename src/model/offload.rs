@@ -277,31 +277,42 @@ impl GpuSession {
             n_ctx: self.n_ctx,
             scale: 1.0 / (cfg.head_dim as f32).sqrt(),
         };
+        // Three launches of matmul work per layer for a token: Q, K and V in
+        // one, gate and up in one (when their formats agree, as in every
+        // llama.cpp quantization), the norms and SwiGLU fused with the
+        // quantization their matmul needs. Generation is bound by launches.
+        let eps = cfg.rms_eps;
         let mut run_layers = || -> Result<(), GpuError> {
             for (l, layer) in w.layers.iter().enumerate() {
-                gpu.rms_norm(h, dx, &layer.attn_norm, cfg.rms_eps, m, e)?;
-                // Q, K and V read the same normed rows: one quantization
-                // when their formats agree (as the CPU shares it).
-                matmul(&layer.wq, h, act, q, m, false)?;
-                if layer.wk.format != layer.wq.format {
-                    gpu.quantize_activations(layer.wk.format, act, h, m, e)?;
+                let fq = layer.wq.format;
+                gpu.rms_norm_quantize(h, act, dx, &layer.attn_norm, eps, m, fq)?;
+                if layer.wk.format == fq && layer.wv.format == fq {
+                    let targets = [
+                        Some((&mut *q, &layer.wq.bytes, e)),
+                        Some((&mut *k, &layer.wk.bytes, kv)),
+                        Some((&mut *v, &layer.wv.bytes, kv)),
+                    ];
+                    gpu.matmuls(fq, targets, act, e, m, false)?;
+                } else {
+                    gpu.matmul(fq, q, &layer.wq.bytes, act, e, e, m, false)?;
+                    matmul(&layer.wk, h, act, k, m, false)?;
+                    matmul(&layer.wv, h, act, v, m, false)?;
                 }
-                gpu.matmul(layer.wk.format, k, &layer.wk.bytes, act, kv, e, m, false)?;
-                if layer.wv.format != layer.wk.format {
-                    gpu.quantize_activations(layer.wv.format, act, h, m, e)?;
-                }
-                gpu.matmul(layer.wv.format, v, &layer.wv.bytes, act, kv, e, m, false)?;
                 gpu.rope_into_cache(q, k, v, &mut self.k_cache[l], &mut self.v_cache[l], rope)?;
                 gpu.attend(attn, q, &self.k_cache[l], &self.v_cache[l], scores, attention)?;
                 matmul(&layer.wo, attn, act, dx, m, true)?;
-                gpu.rms_norm(h, dx, &layer.ffn_norm, cfg.rms_eps, m, e)?;
-                matmul(&layer.w_gate, h, act, gate, m, false)?;
-                if layer.w_up.format != layer.w_gate.format {
-                    gpu.quantize_activations(layer.w_up.format, act, h, m, e)?;
+                let fg = layer.w_gate.format;
+                gpu.rms_norm_quantize(h, act, dx, &layer.ffn_norm, eps, m, fg)?;
+                if layer.w_up.format == fg {
+                    let targets =
+                        [Some((&mut *gate, &layer.w_gate.bytes, ff)), Some((&mut *up, &layer.w_up.bytes, ff)), None];
+                    gpu.matmuls(fg, targets, act, e, m, false)?;
+                } else {
+                    gpu.matmul(fg, gate, &layer.w_gate.bytes, act, ff, e, m, false)?;
+                    matmul(&layer.w_up, h, act, up, m, false)?;
                 }
-                gpu.matmul(layer.w_up.format, up, &layer.w_up.bytes, act, ff, e, m, false)?;
-                gpu.swiglu(gate, up, m * ff)?;
-                matmul(&layer.w_down, gate, act, dx, m, true)?;
+                gpu.swiglu_quantize(gate, up, act, m, ff, layer.w_down.format)?;
+                gpu.matmul(layer.w_down.format, dx, &layer.w_down.bytes, act, e, ff, m, true)?;
             }
             Ok(())
         };
@@ -318,8 +329,9 @@ impl GpuSession {
         let rows = m - first_logits;
         let mut head_run = || -> Result<Vec<f32>, GpuError> {
             gpu.copy_within(dx, first_logits * e, rows * e, q)?;
-            gpu.rms_norm(h, q, &head.norm, cfg.rms_eps, rows, e)?;
-            matmul(&head.output, h, act, logits, rows, false)?;
+            let out = &head.output;
+            gpu.rms_norm_quantize(h, act, q, &head.norm, cfg.rms_eps, rows, out.format)?;
+            gpu.matmul(out.format, logits, &out.bytes, act, out.n, out.k, rows, false)?;
             let mut all = gpu.download(logits)?;
             all.truncate(rows * head.output.n);
             Ok(all)
