@@ -532,7 +532,9 @@ __device__ void gemv_bf16_rows(float* y, const u16* w, const u16* a, int n, int 
 }
 
 __device__ void gemm_bf16_rows(float* y, const u16* w, const u16* a, int n, int k, int rows, int accumulate) {
-    __shared__ u16 ws[TILE_OUTS][32], as[TILE_ROWS][32];
+    // Rows padded to 34 values (17 words) so the threads of a warp, which
+    // read rows 4 apart, hit different banks.
+    __shared__ u16 ws[TILE_OUTS][34], as[TILE_ROWS][34];
     int o0 = blockIdx.x * TILE_OUTS, r0 = blockIdx.y * TILE_ROWS, nb = k / 32;
     int to = (threadIdx.x % 16) * 4, tr = (threadIdx.x / 16) * 2;
     float acc[2][4];

@@ -53,6 +53,18 @@ pub struct GpuWeights {
     layers: Vec<GpuLayer>,
     head: Option<GpuHead>,
     bytes: u64,
+    /// Working buffers and the page-locked boundary buffer, kept from call
+    /// to call and session to session (allocating page-locked memory takes
+    /// milliseconds); one forward pass holds them at a time.
+    workspace: std::sync::Mutex<Option<Workspace>>,
+}
+
+/// [`GpuWeights::workspace`]: buffers for `rows` rows and a context of `n_ctx`.
+struct Workspace {
+    scratch: Scratch,
+    boundary: PinnedHostSlice<f32>,
+    rows: usize,
+    n_ctx: usize,
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
@@ -112,7 +124,14 @@ impl GpuWeights {
         } else {
             None
         };
-        Ok(GpuWeights { first_layer, layers, head, bytes: bytes + linear_bytes, gpu })
+        Ok(GpuWeights {
+            first_layer,
+            layers,
+            head,
+            bytes: bytes + linear_bytes,
+            gpu,
+            workspace: std::sync::Mutex::new(None),
+        })
     }
 
     /// The first repeating layer on the GPU.
@@ -140,16 +159,11 @@ fn gpu_error(e: GpuError) -> ModelError {
     ModelError::Gpu(Box::new(e))
 }
 
-/// A session's state on the GPU: the KV cache of the GPU's layers, the
-/// working buffers (sized for the largest batch so far) and the
-/// page-locked boundary buffer.
+/// A session's state on the GPU: the KV cache of the GPU's layers.
 pub struct GpuSession {
     k_cache: Vec<CudaSlice<f32>>,
     v_cache: Vec<CudaSlice<f32>>,
     n_ctx: usize,
-    rows: usize,
-    scratch: Option<Scratch>,
-    boundary: Option<PinnedHostSlice<f32>>,
 }
 
 struct Scratch {
@@ -180,14 +194,26 @@ impl GpuSession {
             k_cache.push(w.gpu.zeros(per_layer, "allocating the GPU KV cache").map_err(gpu_error)?);
             v_cache.push(w.gpu.zeros(per_layer, "allocating the GPU KV cache").map_err(gpu_error)?);
         }
-        Ok(GpuSession { k_cache, v_cache, n_ctx, rows: 0, scratch: None, boundary: None })
+        Ok(GpuSession { k_cache, v_cache, n_ctx })
     }
+}
 
-    /// Buffers for `m` rows (kept when large enough).
-    fn ensure(&mut self, w: &GpuWeights, cfg: &LlamaConfig, m: usize) -> Result<(), ModelError> {
-        if self.rows >= m && self.scratch.is_some() {
+impl Workspace {
+    /// Buffers for `m` rows and a context of `n_ctx` (`current` kept when
+    /// large enough).
+    fn ensure(
+        current: &mut Option<Workspace>,
+        w: &GpuWeights,
+        cfg: &LlamaConfig,
+        m: usize,
+        n_ctx: usize,
+    ) -> Result<(), ModelError> {
+        if current.as_ref().is_some_and(|ws| ws.rows >= m && ws.n_ctx >= n_ctx) {
             return Ok(());
         }
+        // Grow both dimensions to at least what was there before.
+        let (m, n_ctx) = current.as_ref().map_or((m, n_ctx), |ws| (ws.rows.max(m), ws.n_ctx.max(n_ctx)));
+        *current = None;
         let gpu = &w.gpu;
         let (e, kv, ff) = (cfg.n_embd, cfg.kv_dim(), cfg.n_ff);
         let step = "allocating GPU working buffers";
@@ -195,7 +221,7 @@ impl GpuSession {
         // The widest activation row in its widest format (bf16: 2 bytes per value).
         let act = m * 2 * e.max(ff);
         let vocab = w.head.as_ref().map_or(1, |h| h.output.n);
-        self.scratch = Some(Scratch {
+        let scratch = Scratch {
             x: z(m * e)?,
             h: z(m * e)?,
             q: z(m * e)?,
@@ -205,14 +231,16 @@ impl GpuSession {
             gate: z(m * ff)?,
             up: z(m * ff)?,
             act: gpu.zeros::<u8>(act, step).map_err(gpu_error)?,
-            scores: z(m * cfg.n_head * self.n_ctx)?,
+            scores: z(m * cfg.n_head * n_ctx)?,
             logits: z(m * vocab)?,
-        });
-        self.boundary = Some(gpu.pinned(m * e).map_err(gpu_error)?);
-        self.rows = m;
+        };
+        let boundary = gpu.pinned(m * e).map_err(gpu_error)?;
+        *current = Some(Workspace { scratch, boundary, rows: m, n_ctx });
         Ok(())
     }
+}
 
+impl GpuSession {
     /// Runs the GPU's layers on the `m` rows of hidden state in `x` (row
     /// `i` at position `pos0 + i`). With the head on the GPU, returns the
     /// logits of rows `first_logits..m`; otherwise writes the hidden state
@@ -237,10 +265,11 @@ impl GpuSession {
                 self.n_ctx
             )));
         }
-        self.ensure(w, cfg, m)?;
+        let mut workspace = w.workspace.lock().unwrap_or_else(|p| p.into_inner());
+        Workspace::ensure(&mut workspace, w, cfg, m, self.n_ctx)?;
         let gpu = &w.gpu;
-        let (Some(s), Some(boundary)) = (self.scratch.as_mut(), self.boundary.as_mut()) else {
-            unreachable!("ensure allocated them")
+        let Some(Workspace { scratch: s, boundary, .. }) = workspace.as_mut() else {
+            unreachable!("ensure allocated it")
         };
         boundary
             .as_mut_slice()
