@@ -402,6 +402,18 @@ impl Gpu {
             .map_err(|source| GpuError::Driver { step: "copying on the device", source })
     }
 
+    /// Copies the first `len` elements of `dev` back (waits for the work
+    /// queued before).
+    ///
+    /// # Errors
+    /// `len` beyond the buffer, a driver error (a kernel's fault surfaces here).
+    pub fn download_prefix(&self, dev: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>, GpuError> {
+        need("copy to the host", "the device buffer", dev.len(), len)?;
+        self.stream
+            .clone_dtoh(&dev.slice(..len))
+            .map_err(|source| GpuError::Driver { step: "copying from the device", source })
+    }
+
     /// Copies `dev` back (waits for the work queued before).
     ///
     /// # Errors

@@ -361,9 +361,8 @@ impl GpuSession {
             let out = &head.output;
             gpu.rms_norm_quantize(h, act, q, &head.norm, cfg.rms_eps, rows, out.format)?;
             gpu.matmul(out.format, logits, &out.bytes, act, out.n, out.k, rows, false)?;
-            let mut all = gpu.download(logits)?;
-            all.truncate(rows * head.output.n);
-            Ok(all)
+            // Only the rows asked for: the buffer is sized for the largest batch.
+            gpu.download_prefix(logits, rows * out.n)
         };
         head_run().map(Some).map_err(gpu_error)
     }
