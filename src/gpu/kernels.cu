@@ -456,6 +456,16 @@ __device__ __forceinline__ bool target_of(long warp, int rows, const Targets& t,
     return true;
 }
 
+// A thread's 2 x 4 outputs of a tile, from row r and output o on, inside
+// rows x n (accumulated onto y or overwriting it).
+__device__ void store_tile(float* y, const float (&acc)[2][4], int r, int o, int n, int rows, int accumulate) {
+    for (int i = 0; i < 2 && r + i < rows; ++i)
+        for (int j = 0; j < 4 && o + j < n; ++j) {
+            float* out = y + (long)(r + i) * n + o + j;
+            *out = accumulate ? *out + acc[i][j] : acc[i][j];
+        }
+}
+
 #define TILE_ROWS 32
 #define TILE_OUTS 64
 
@@ -483,16 +493,7 @@ __device__ void gemm_quant(float* y, const u8* w, const u8* a, int n, int k, int
             for (int j = 0; j < 4; ++j) acc[i][j] = quant_step<with_s>(acc[i][j], ws[to + j], as[tr + i]);
         __syncthreads();
     }
-    for (int i = 0; i < 2; ++i) {
-        int r = r0 + tr + i;
-        if (r >= rows) continue;
-        for (int j = 0; j < 4; ++j) {
-            int o = o0 + to + j;
-            if (o >= n) continue;
-            float* out = y + (long)r * n + o;
-            *out = accumulate ? *out + acc[i][j] : acc[i][j];
-        }
-    }
+    store_tile(y, acc, r0 + tr, o0 + to, n, rows, accumulate);
 }
 
 // ---- BF16: TDPBF16PS's order, 16 pairs per step -------------------------
@@ -555,16 +556,7 @@ __device__ void gemm_bf16_rows(float* y, const u16* w, const u16* a, int n, int 
             for (int j = 0; j < 4; ++j) acc[i][j] = ftz(acc[i][j] + bf16_chunk(ws[to + j], as[tr + i]));
         __syncthreads();
     }
-    for (int i = 0; i < 2; ++i) {
-        int r = r0 + tr + i;
-        if (r >= rows) continue;
-        for (int j = 0; j < 4; ++j) {
-            int o = o0 + to + j;
-            if (o >= n) continue;
-            float* out = y + (long)r * n + o;
-            *out = accumulate ? *out + acc[i][j] : acc[i][j];
-        }
-    }
+    store_tile(y, acc, r0 + tr, o0 + to, n, rows, accumulate);
 }
 
 extern "C" {

@@ -188,6 +188,10 @@ impl RowFormat {
     }
 }
 
+/// One matmul of [`Gpu::matmuls`]: its output `y`, its weights `w` (GGUF
+/// bytes) and their row count `n`.
+pub type MatmulTarget<'a> = (&'a mut CudaSlice<f32>, &'a CudaSlice<u8>, usize);
+
 /// Activation rows up to this many go through the warp-per-output GEMV,
 /// more through the tiled GEMM (same bits either way).
 const GEMV_ROWS: usize = 4;
@@ -696,7 +700,7 @@ impl Gpu {
     pub fn matmuls(
         &self,
         format: RowFormat,
-        mut targets: [Option<(&mut CudaSlice<f32>, &CudaSlice<u8>, usize)>; 3],
+        mut targets: [Option<MatmulTarget>; 3],
         a: &CudaSlice<u8>,
         k: usize,
         rows: usize,

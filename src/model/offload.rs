@@ -17,7 +17,7 @@ use crate::gguf::{Gguf, TensorInfo};
 use crate::gpu::{AttentionShape, Gpu, GpuError, RopeShape, RowFormat};
 
 use super::config::LlamaConfig;
-use super::weights::Tensors;
+use super::weights::{f32_vector, Tensors};
 use super::ModelError;
 
 /// A linear weight on the GPU: `n` rows of `k` in `format`, the file's bytes.
@@ -67,10 +67,6 @@ struct Workspace {
     n_ctx: usize,
 }
 
-fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-}
-
 impl GpuWeights {
     /// Uploads layers `first_layer..` of `t` (and the head with `with_head`)
     /// to `gpu`.
@@ -88,7 +84,7 @@ impl GpuWeights {
         let mut bytes = 0u64;
         let mut upload_norm = |t: &TensorInfo| -> Result<CudaSlice<f32>, ModelError> {
             bytes += t.byte_size();
-            Ok(gpu.upload(&f32s(g.tensor_data(t))).map_err(gpu_error)?)
+            gpu.upload(&f32_vector(g.tensor_data(t))).map_err(gpu_error)
         };
         let mut layers = Vec::with_capacity(t.layers.len().saturating_sub(first_layer));
         let mut linear_bytes = 0u64;

@@ -319,7 +319,7 @@ impl Weights {
 }
 
 /// Little-endian f32s.
-fn f32_vector(bytes: &[u8]) -> Vec<f32> {
+pub(crate) fn f32_vector(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
