@@ -101,7 +101,8 @@ fn rms_norm_and_add_give_the_cpus_bits_swiglu_its_rounding() {
 fn rope_into_the_cache_matches_the_cpu() {
     let Some(gpu) = gpu("gpu rope") else { return };
     let mut rng = StdRng::seed_from_u64(2);
-    let s = RopeShape { rows: 5, pos0: 500, n_head: 9, n_head_kv: 3, head_dim: 64, rope_dim: 64, base: 10000.0 };
+    let s = RopeShape { rows: 5, n_head: 9, n_head_kv: 3, head_dim: 64, rope_dim: 64, base: 10000.0 };
+    let pos0 = 500;
     let kv = s.n_head_kv * s.head_dim;
     let (q, k, v) = (
         normals(&mut rng, s.rows * 9 * 64, 2.0),
@@ -110,16 +111,16 @@ fn rope_into_the_cache_matches_the_cpu() {
     );
     let (mut want_q, mut want_k) = (q.clone(), k.clone());
     for (r, row) in want_q.chunks_exact_mut(9 * 64).enumerate() {
-        row.chunks_exact_mut(64).for_each(|h| ops::rope(h, s.pos0 + r, s.rope_dim, s.base));
+        row.chunks_exact_mut(64).for_each(|h| ops::rope(h, pos0 + r, s.rope_dim, s.base));
     }
     for (r, row) in want_k.chunks_exact_mut(kv).enumerate() {
-        row.chunks_exact_mut(64).for_each(|h| ops::rope(h, s.pos0 + r, s.rope_dim, s.base));
+        row.chunks_exact_mut(64).for_each(|h| ops::rope(h, pos0 + r, s.rope_dim, s.base));
     }
-    let n_ctx = s.pos0 + s.rows;
+    let n_ctx = pos0 + s.rows;
     let mut dq = gpu.upload(&q).unwrap();
     let (dk, dv) = (gpu.upload(&k).unwrap(), gpu.upload(&v).unwrap());
     let (mut kc, mut vc) = (gpu.upload(&vec![0f32; n_ctx * kv]).unwrap(), gpu.upload(&vec![0f32; n_ctx * kv]).unwrap());
-    gpu.rope_into_cache(&mut dq, &dk, &dv, &mut kc, &mut vc, s).unwrap();
+    gpu.rope_into_cache(&mut dq, &dk, &dv, &mut kc, &mut vc, s, &gpu.position(pos0).unwrap()).unwrap();
     // sin and cos (through pow's angle step) are correctly rounded here and
     // nearly so in the C library; where they differ by an ulp, x0 c - x1 s
     // can cancel, so the bound is on the pair's magnitude: 2^-22 of |x0| + |x1|.
@@ -133,9 +134,9 @@ fn rope_into_the_cache_matches_the_cpu() {
     };
     rotated("rope q", &gpu.download(&dq).unwrap(), &q, &want_q);
     let (kc, vc) = (gpu.download(&kc).unwrap(), gpu.download(&vc).unwrap());
-    rotated("rope k (in the cache)", &kc[s.pos0 * kv..], &k, &want_k);
-    same_bits("v (in the cache)", &vc[s.pos0 * kv..], &v);
-    assert!(kc[..s.pos0 * kv].iter().chain(&vc[..s.pos0 * kv]).all(|&x| x == 0.0), "rows before pos0 untouched");
+    rotated("rope k (in the cache)", &kc[pos0 * kv..], &k, &want_k);
+    same_bits("v (in the cache)", &vc[pos0 * kv..], &v);
+    assert!(kc[..pos0 * kv].iter().chain(&vc[..pos0 * kv]).all(|&x| x == 0.0), "rows before pos0 untouched");
 }
 
 /// GGUF rows of `w` in `format` and the CPU's reference outputs for the
@@ -249,10 +250,12 @@ fn fused_launches_give_the_bits_of_their_parts() {
 fn matmuls_give_the_cpus_bits_in_every_format_and_shape() {
     let Some(gpu) = gpu("gpu matmul") else { return };
     let mut rng = StdRng::seed_from_u64(3);
-    let (n, k) = (300, 576);
-    let w = normals(&mut rng, n * k, 0.1);
-    // 3 rows run the GEMV, 45 the tiled GEMM (a partial tile in both directions).
-    for rows in [1, 3, 45] {
+    // k = 576 is 18 blocks of 32 (six stages of the BF16 GEMM), k = 160 is
+    // five (a short last stage).
+    for (n, k, rows) in [(300, 576, 1), (300, 576, 3), (300, 576, 45), (70, 160, 37)] {
+        let w = normals(&mut rng, n * k, 0.1);
+        // 1 and 3 rows run the GEMV, more the tiled GEMM (a partial tile in
+        // both directions).
         let x = normals(&mut rng, rows * k, 2.0);
         for format in [RowFormat::Q8_0, RowFormat::Q4_0, RowFormat::Q4_1, RowFormat::Bf16] {
             let (wb, ab, want) = reference(format, &w, &x, n, k);
@@ -276,6 +279,48 @@ fn matmuls_give_the_cpus_bits_in_every_format_and_shape() {
     assert!(err.to_string().contains("w (bytes) has 8 elements, needs 18"), "{err}");
     let err = gpu.matmul(RowFormat::Q4_0, &mut y, &w, &a, 1, 40, 1, false).unwrap_err();
     assert!(err.to_string().contains("k = 40 is not a whole number of 32-element blocks"), "{err}");
+}
+
+/// TDPBF16PS flushes a step's result when, rounded to 24 bits with an
+/// unbounded exponent, it is below 2^-126 (docs/NUMERICS.md): the even
+/// chain's 2^-126 + p lands on each side of that line, in the GEMV and the
+/// GEMM, with random near-underflow products after them.
+#[test]
+fn bf16_matmuls_flush_where_amx_flushes() {
+    let Some(gpu) = gpu("gpu bf16 flush to zero") else { return };
+    let mut rng = StdRng::seed_from_u64(8);
+    let (n, k) = (40, 64);
+    let p2 = |e: i32| 2f32.powi(e);
+    let mut w = vec![0f32; n * k];
+    // Product 2 (lane 2) against 2^-126 from lane 0 (2^-63 * 2^-63):
+    // -1.5 * 2^-151 rounds to 2^-126 - 2^-150 and flushes (IEEE rounding
+    // would keep 2^-126); -2^-151 ties to 2^-126 and stays; -2^-150 is
+    // exactly below the line; +2^-151 rounds back down to 2^-126.
+    for (j, w2) in [-1.5 * p2(-76), -p2(-76), -p2(-75), p2(-76)].into_iter().enumerate() {
+        w[j * k] = p2(-63);
+        w[j * k + 2] = w2;
+    }
+    for j in 4..n {
+        for p in [0, 2, 4, 33] {
+            w[j * k + p] = rng.random_range(-2.0f32..2.0) * p2(-63 - rng.random_range(0..14));
+        }
+    }
+    for rows in [1, 6] {
+        let mut x = vec![0f32; rows * k];
+        for r in 0..rows {
+            x[r * k] = p2(-63);
+            x[r * k + 2] = p2(-75);
+            x[r * k + 4] = rng.random_range(-1.0f32..1.0) * p2(-63);
+            x[r * k + 33] = rng.random_range(-1.0f32..1.0) * p2(-63);
+        }
+        let (wb, ab, want) = reference(RowFormat::Bf16, &w, &x, n, k);
+        assert_eq!(want[0].to_bits(), 0, "the reference flushes 2^-126 - 1.5 * 2^-151");
+        assert_eq!(want[1], p2(-126), "the reference keeps the tie");
+        let (dw, da) = (gpu.upload(&wb).unwrap(), gpu.upload(&ab).unwrap());
+        let mut y = gpu.zeros::<f32>(rows * n, "t").unwrap();
+        gpu.matmul(RowFormat::Bf16, &mut y, &dw, &da, n, k, rows, false).unwrap();
+        same_bits(&format!("bf16 near underflow, {rows} rows"), &gpu.download(&y).unwrap(), &want);
+    }
 }
 
 /// Without a CUDA driver the probe says so (typed), never panics.
@@ -306,7 +351,8 @@ fn attention_over_the_cache_matches_the_cpu() {
     let Some(gpu) = gpu("gpu attention") else { return };
     let mut rng = StdRng::seed_from_u64(4);
     // SmolLM2's heads: 9 query heads on 3 KV heads of 64; 3 new rows after 60 cached positions.
-    let a = AttentionShape { rows: 3, pos0: 60, n_head: 9, n_head_kv: 3, head_dim: 64, n_ctx: 80, scale: 0.125 };
+    let a = AttentionShape { rows: 3, n_head: 9, n_head_kv: 3, head_dim: 64, n_ctx: 80, scale: 0.125 };
+    let pos0 = 60;
     let kv = a.n_head_kv * a.head_dim;
     let q = normals(&mut rng, a.rows * a.n_head * a.head_dim, 2.0);
     let kc = normals(&mut rng, a.n_ctx * kv, 2.0);
@@ -314,7 +360,7 @@ fn attention_over_the_cache_matches_the_cpu() {
     // The CPU's order: scores with ops::dot, ops::softmax, then V summed in t order.
     let mut want = vec![0f32; a.rows * a.n_head * a.head_dim];
     for r in 0..a.rows {
-        let pos = a.pos0 + r;
+        let pos = pos0 + r;
         for h in 0..a.n_head {
             let hk = h / (a.n_head / a.n_head_kv);
             let qh = &q[(r * a.n_head + h) * a.head_dim..][..a.head_dim];
@@ -332,9 +378,41 @@ fn attention_over_the_cache_matches_the_cpu() {
     let mut out = gpu.upload(&vec![0f32; want.len()]).unwrap();
     let mut scores = gpu.upload(&vec![0f32; a.rows * a.n_head * a.n_ctx]).unwrap();
     let (dq, dk, dv) = (gpu.upload(&q).unwrap(), gpu.upload(&kc).unwrap(), gpu.upload(&vc).unwrap());
-    gpu.attend(&mut out, &dq, &dk, &dv, &mut scores, a).unwrap();
+    let at = gpu.position(pos0).unwrap();
+    gpu.attend(&mut out, &dq, &dk, &dv, &mut scores, a, &at).unwrap();
     let got = gpu.download(&out).unwrap();
     ulps_within("attention", &got, &want, 2);
     let bad = AttentionShape { n_head_kv: 2, ..a };
-    assert!(gpu.attend(&mut out, &dq, &dk, &dv, &mut scores, bad).is_err());
+    assert!(gpu.attend(&mut out, &dq, &dk, &dv, &mut scores, bad, &at).is_err());
+}
+
+/// A captured step reads the position staged before each replay, and a
+/// position past the cache writes nothing.
+#[test]
+fn a_captured_step_takes_the_position_of_each_replay() {
+    let Some(gpu) = gpu("gpu captured step") else { return };
+    let mut rng = StdRng::seed_from_u64(9);
+    let s = RopeShape { rows: 1, n_head: 1, n_head_kv: 1, head_dim: 8, rope_dim: 8, base: 10000.0 };
+    let (n_ctx, kv) = (8, 8);
+    let v = normals(&mut rng, kv, 1.0);
+    let (mut dq, dk, dv) =
+        (gpu.zeros::<f32>(8, "t").unwrap(), gpu.zeros::<f32>(kv, "t").unwrap(), gpu.upload(&v).unwrap());
+    let (mut kc, mut vc) = (gpu.zeros::<f32>(n_ctx * kv, "t").unwrap(), gpu.zeros::<f32>(n_ctx * kv, "t").unwrap());
+    let mut at = gpu.position(0).unwrap();
+    let graph = gpu
+        .capture(|| {
+            gpu.upload_position(&mut at)?;
+            gpu.rope_into_cache(&mut dq, &dk, &dv, &mut kc, &mut vc, s, &at)
+        })
+        .unwrap();
+    for pos in [3, 5, n_ctx] {
+        gpu.stage_position(&mut at, pos).unwrap();
+        graph.replay().unwrap();
+    }
+    gpu.synchronize().unwrap();
+    let cache = gpu.download(&vc).unwrap();
+    for (pos, row) in cache.chunks_exact(kv).enumerate() {
+        let want: &[f32] = if pos == 3 || pos == 5 { &v } else { &[0.0; 8] };
+        same_bits(&format!("value cache row {pos}"), row, want);
+    }
 }

@@ -13,10 +13,10 @@
 // - BF16 weights multiply activations rounded to bf16 as VCVTNEPS2BF16 does,
 //   in TDPBF16PS's order with 16 pairs per instruction: two FMA chains
 //   (even and odd lanes) from +0 per 32 elements, their sum, then that sum
-//   added to the output. DAZ on the inputs and FTZ after each step as the
-//   hardware; one corner is not modelled: a result within 2^-150 of
-//   2^-126 is flushed after IEEE rounding here and after rounding with an
-//   unbounded exponent there. NaN comes out as NaN, not with AMX's payload.
+//   added to the output. DAZ on the inputs and FTZ after each step through
+//   the .ftz forms of fma and add (tests/gpu_kernels.rs checks the corner
+//   where AMX decides the flush after rounding with an unbounded exponent).
+//   NaN comes out as NaN, not with AMX's payload.
 // The other steps follow src/model/ops.rs operation for operation. Where
 // the CPU calls the C library's expf / sinf / cosf / powf, these compute
 // the double function and round it once to f32: the correctly rounded
@@ -198,13 +198,17 @@ __global__ void swiglu_quantize(float* gate, const float* up, u8* act, int width
 extern "C" {
 
 // Normal RoPE on the query and key heads of `rows` rows (row r at position
-// pos0 + r), then the keys and values of those rows into the KV cache at
+// pos0 + r, pos0 read from device memory so that a captured decode step
+// takes the current one; nothing happens if the rows would pass n_ctx), then the keys and values of those rows into the KV cache at
 // their positions. Pairs (2i, 2i+1) of the first rope_dim dimensions turn
 // by pos * theta_scale^i, theta_scale = base^(-2 / rope_dim), the angle
 // advanced by repeated f32 multiplication as the CPU does. One thread per
 // pair of a query or key head, then one per value element.
 __global__ void rope_into_cache(float* q, const float* k, const float* v, float* kc, float* vc, int rows,
-                                int n_head, int n_head_kv, int head_dim, int rope_dim, float base, int pos0) {
+                                int n_head, int n_head_kv, int head_dim, int rope_dim, float base,
+                                const int* position, int n_ctx) {
+    int pos0 = *position;
+    if (pos0 < 0 || pos0 + rows > n_ctx) return;
     int pairs = head_dim / 2, kv_dim = n_head_kv * head_dim;
     long rotations = (long)rows * (n_head + n_head_kv) * pairs;
     long t = (long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -267,14 +271,18 @@ __device__ float dot16(const float* a, const float* b, int n) {
 }
 
 // Causal grouped-query attention over the KV cache (positions 0..=pos, row
-// r of the batch at pos = pos0 + r); query head h reads KV head h / group.
+// r of the batch at pos = pos0 + r, pos0 read from device memory as in
+// rope_into_cache); query head h reads KV head h / group.
 // One block of 256 threads per (head, row): scores dot(q, k_t) * scale into
 // `scores` (n_ctx per head and row), the softmax (max subtracted, e^x, the
 // sum in f64, then one f32 scale), then each output dimension as the sum
 // over t in order of p_t * v_t, as the CPU computes them.
 __global__ void attend(float* out, const float* q, const float* kc, const float* vc, float* scores,
-                       int pos0, int n_head, int group, int head_dim, int kv_dim, float scale, int n_ctx) {
+                       const int* position, int n_head, int group, int head_dim, int kv_dim, float scale,
+                       int n_ctx) {
     __shared__ double red[256];
+    int pos0 = *position;
+    if (pos0 < 0 || pos0 + (int)gridDim.y > n_ctx) return;
     int h = blockIdx.x, r = blockIdx.y, pos = pos0 + r, hk = h / group;
     const float* qh = q + ((long)r * n_head + h) * head_dim;
     float* s = scores + ((long)r * n_head + h) * n_ctx;
@@ -498,21 +506,40 @@ __device__ void gemm_quant(float* y, const u8* w, const u8* a, int n, int k, int
 
 // ---- BF16: TDPBF16PS's order, 16 pairs per step -------------------------
 
-__device__ __forceinline__ float daz(float x) {
-    return fabsf(x) < 1.17549435e-38f ? __uint_as_float(__float_as_uint(x) & 0x80000000u) : x;
+// FMA and add with the FTZ modifier: subnormal inputs read as zero (the
+// instruction's DAZ) and a subnormal result becomes zero of its sign (its
+// FTZ), in the one hardware instruction (PTX ISA, fma.ftz.f32 / add.ftz.f32).
+__device__ __forceinline__ float fma_ftz(float a, float b, float c) {
+    float d;
+    asm("fma.rn.ftz.f32 %0, %1, %2, %3;" : "=f"(d) : "f"(a), "f"(b), "f"(c));
+    return d;
 }
-__device__ __forceinline__ float ftz(float x) { return daz(x); }
-__device__ __forceinline__ float bf16_value(u16 b) { return daz(__uint_as_float((u32)b << 16)); }
+__device__ __forceinline__ float add_ftz(float a, float b) {
+    float d;
+    asm("add.rn.ftz.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
+    return d;
+}
 
-// The sum of one 32-element chunk: even and odd lanes in two FMA chains
-// from +0, then even + odd.
+// The two bf16 of a little-endian word as f32: element 2p (low half) and
+// element 2p + 1 (high half) of a pair.
+__device__ __forceinline__ float bf16_low(u32 pair) { return __uint_as_float(pair << 16); }
+__device__ __forceinline__ float bf16_high(u32 pair) { return __uint_as_float(pair & 0xFFFF0000u); }
+
+// The sum of one 32-element chunk (16-byte aligned): even and odd lanes in
+// two FMA chains from +0, then even + odd.
 __device__ __forceinline__ float bf16_chunk(const u16* w, const u16* a) {
+    const uint4* w4 = (const uint4*)w;
+    const uint4* a4 = (const uint4*)a;
     float even = 0.0f, odd = 0.0f;
-    for (int p = 0; p < 16; ++p) {
-        even = ftz(fmaf(bf16_value(a[2 * p]), bf16_value(w[2 * p]), even));
-        odd = ftz(fmaf(bf16_value(a[2 * p + 1]), bf16_value(w[2 * p + 1]), odd));
+    for (int q = 0; q < 4; ++q) {
+        uint4 wq = w4[q], aq = a4[q];
+        u32 wp[4] = {wq.x, wq.y, wq.z, wq.w}, ap[4] = {aq.x, aq.y, aq.z, aq.w};
+        for (int i = 0; i < 4; ++i) {
+            even = fma_ftz(bf16_low(ap[i]), bf16_low(wp[i]), even);
+            odd = fma_ftz(bf16_high(ap[i]), bf16_high(wp[i]), odd);
+        }
     }
-    return ftz(even + odd);
+    return add_ftz(even, odd);
 }
 
 __device__ void gemv_bf16_rows(float* y, const u16* w, const u16* a, int n, int k, int o, int r, int accumulate) {
@@ -524,7 +551,7 @@ __device__ void gemv_bf16_rows(float* y, const u16* w, const u16* a, int n, int 
         int b = b0 + lane;
         float t = b < nb ? bf16_chunk(wr + 32 * b, ar + 32 * b) : 0.0f;
         int count = min(32, nb - b0);
-        for (int j = 0; j < count; ++j) acc = ftz(acc + __shfl_sync(0xffffffffu, t, j));
+        for (int j = 0; j < count; ++j) acc = add_ftz(acc, __shfl_sync(0xffffffffu, t, j));
     }
     if (lane == 0) {
         float* out = y + (long)r * n + o;
@@ -532,29 +559,84 @@ __device__ void gemv_bf16_rows(float* y, const u16* w, const u16* a, int n, int 
     }
 }
 
+// The BF16 GEMM's tile: 32 outputs x 32 rows per block of 128 threads, each
+// thread 2 rows x 4 outputs; k moves through shared memory 96 at a time
+// (three TDPBF16PS chunks), the next stage's loads in flight while the
+// current one is summed. Small tiles because prompts are short: 128 rows
+// x 576 outputs is already 72 blocks.
+#define BF16_OUTS 32
+#define BF16_ROWS 32
+#define BF16_THREADS 128
+#define BF16_STAGE_CHUNKS 3
+
+// One thread's share of a stage: up to three 8-element pieces of the
+// weight tile and of the activation tile.
+struct Bf16Stage {
+    uint4 w[BF16_STAGE_CHUNKS], a[BF16_STAGE_CHUNKS];
+};
+
+// Piece j of a stage of `chunks` chunks: tile row e % 32 (so a warp's
+// stores into the k-major tiles hit 32 banks), elements 8 * (e / 32) on.
+__device__ __forceinline__ void bf16_fetch(Bf16Stage& s, const u16* w, const u16* a, int o0, int r0, int n, int rows,
+                                           int k, int c0, int chunks) {
+    for (int j = 0; j < chunks; ++j) {
+        int e = threadIdx.x + BF16_THREADS * j, row = e % 32, at = 32 * c0 + 8 * (e / 32);
+        uint4 zero = {0u, 0u, 0u, 0u};
+        s.w[j] = o0 + row < n ? *(const uint4*)(w + (long)(o0 + row) * k + at) : zero;
+        s.a[j] = r0 + row < rows ? *(const uint4*)(a + (long)(r0 + row) * k + at) : zero;
+    }
+}
+
 __device__ void gemm_bf16_rows(float* y, const u16* w, const u16* a, int n, int k, int rows, int accumulate) {
-    // Rows padded to 34 values (17 words) so the threads of a warp, which
-    // read rows 4 apart, hit different banks.
-    __shared__ u16 ws[TILE_OUTS][34], as[TILE_ROWS][34];
-    int o0 = blockIdx.x * TILE_OUTS, r0 = blockIdx.y * TILE_ROWS, nb = k / 32;
-    int to = (threadIdx.x % 16) * 4, tr = (threadIdx.x / 16) * 2;
+    // k-major: a thread's 4 outputs (2 rows) at one k are one 16-byte
+    // (8-byte) shared load. Rows padded to 36 floats: 16-byte aligned.
+    __shared__ __align__(16) float ws[32 * BF16_STAGE_CHUNKS][BF16_OUTS + 4];
+    __shared__ __align__(16) float as[32 * BF16_STAGE_CHUNKS][BF16_ROWS + 4];
+    int o0 = blockIdx.x * BF16_OUTS, r0 = blockIdx.y * BF16_ROWS, nb = k / 32;
+    int to = (threadIdx.x % 8) * 4, tr = (threadIdx.x / 8) * 2;
     float acc[2][4];
     for (int i = 0; i < 2; ++i)
         for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
-    for (int b = 0; b < nb; ++b) {
-        // 64 x 32 weights and 32 x 32 activations: 8 + 4 elements a thread.
-        for (int e = threadIdx.x; e < TILE_OUTS * 32; e += blockDim.x) {
-            int o = o0 + e / 32;
-            ws[e / 32][e % 32] = o < n ? w[(long)o * k + 32 * b + e % 32] : (u16)0;
-        }
-        for (int e = threadIdx.x; e < TILE_ROWS * 32; e += blockDim.x) {
-            int r = r0 + e / 32;
-            as[e / 32][e % 32] = r < rows ? a[(long)r * k + 32 * b + e % 32] : (u16)0;
+    Bf16Stage next;
+    int c0 = 0, chunks = min(BF16_STAGE_CHUNKS, nb);
+    bf16_fetch(next, w, a, o0, r0, n, rows, k, c0, chunks);
+    while (c0 < nb) {
+        for (int j = 0; j < chunks; ++j) {
+            int e = threadIdx.x + BF16_THREADS * j, row = e % 32, at = 8 * (e / 32);
+            u32 wp[4] = {next.w[j].x, next.w[j].y, next.w[j].z, next.w[j].w};
+            u32 ap[4] = {next.a[j].x, next.a[j].y, next.a[j].z, next.a[j].w};
+            for (int i = 0; i < 4; ++i) {
+                ws[at + 2 * i][row] = bf16_low(wp[i]);
+                ws[at + 2 * i + 1][row] = bf16_high(wp[i]);
+                as[at + 2 * i][row] = bf16_low(ap[i]);
+                as[at + 2 * i + 1][row] = bf16_high(ap[i]);
+            }
         }
         __syncthreads();
-        for (int i = 0; i < 2; ++i)
-            for (int j = 0; j < 4; ++j) acc[i][j] = ftz(acc[i][j] + bf16_chunk(ws[to + j], as[tr + i]));
+        int c1 = c0 + chunks, chunks1 = min(BF16_STAGE_CHUNKS, nb - c1);
+        if (chunks1 > 0) bf16_fetch(next, w, a, o0, r0, n, rows, k, c1, chunks1);
+        for (int c = 0; c < chunks; ++c) {
+            float even[2][4], odd[2][4];
+            for (int i = 0; i < 2; ++i)
+                for (int j = 0; j < 4; ++j) even[i][j] = odd[i][j] = 0.0f;
+            for (int p = 0; p < 16; ++p) {
+                int kk = 32 * c + 2 * p;
+                float4 we = *(const float4*)&ws[kk][to], wo = *(const float4*)&ws[kk + 1][to];
+                float2 ae = *(const float2*)&as[kk][tr], ao = *(const float2*)&as[kk + 1][tr];
+                float wev[4] = {we.x, we.y, we.z, we.w}, wov[4] = {wo.x, wo.y, wo.z, wo.w};
+                float aev[2] = {ae.x, ae.y}, aov[2] = {ao.x, ao.y};
+                for (int i = 0; i < 2; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        even[i][j] = fma_ftz(aev[i], wev[j], even[i][j]);
+                        odd[i][j] = fma_ftz(aov[i], wov[j], odd[i][j]);
+                    }
+            }
+            for (int i = 0; i < 2; ++i)
+                for (int j = 0; j < 4; ++j) acc[i][j] = add_ftz(acc[i][j], add_ftz(even[i][j], odd[i][j]));
+        }
         __syncthreads();
+        c0 = c1;
+        chunks = chunks1;
     }
     store_tile(y, acc, r0 + tr, o0 + to, n, rows, accumulate);
 }

@@ -195,9 +195,15 @@ pub type MatmulTarget<'a> = (&'a mut CudaSlice<f32>, &'a CudaSlice<u8>, usize);
 /// Activation rows up to this many go through the warp-per-output GEMV,
 /// more through the tiled GEMM (same bits either way).
 const GEMV_ROWS: usize = 4;
-/// The tiled GEMM's tile (kernels.cu TILE_OUTS x TILE_ROWS).
-const TILE_OUTS: usize = 64;
-const TILE_ROWS: usize = 32;
+/// The tiled GEMMs' tiles (outputs, rows) and block sizes: kernels.cu
+/// TILE_OUTS x TILE_ROWS for the block formats, BF16_OUTS x BF16_ROWS for
+/// BF16.
+fn gemm_tile(format: RowFormat) -> (usize, usize, u32) {
+    match format {
+        RowFormat::Bf16 => (32, 32, 128),
+        RowFormat::Q8_0 | RowFormat::Q4_0 | RowFormat::Q4_1 => (64, 32, BLOCK),
+    }
+}
 
 /// One device with the kernels loaded and a stream to run them on.
 pub struct Gpu {
@@ -217,11 +223,11 @@ pub struct Gpu {
 }
 
 /// The shape of an attention call: `rows` query rows at positions
-/// `pos0..pos0 + rows`, grouped-query heads, a cache of `n_ctx` positions.
+/// `pos0..pos0 + rows` (pos0 from a [`Position`]), grouped-query heads, a
+/// cache of `n_ctx` positions.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionShape {
     pub rows: usize,
-    pub pos0: usize,
     pub n_head: usize,
     pub n_head_kv: usize,
     pub head_dim: usize,
@@ -233,12 +239,48 @@ pub struct AttentionShape {
 #[derive(Clone, Copy, Debug)]
 pub struct RopeShape {
     pub rows: usize,
-    pub pos0: usize,
     pub n_head: usize,
     pub n_head_kv: usize,
     pub head_dim: usize,
     pub rope_dim: usize,
     pub base: f32,
+}
+
+/// The first position of a batch, in device memory: RoPE and attention
+/// read it there, so that a captured decode step ([`Gpu::capture`]) takes
+/// the current position at each replay. Set it with [`Gpu::set_position`],
+/// or [`Gpu::stage_position`] then [`Gpu::upload_position`] inside a capture.
+pub struct Position {
+    staged: PinnedHostSlice<i32>,
+    dev: CudaSlice<i32>,
+    value: usize,
+}
+
+impl Position {
+    /// The position last staged.
+    pub fn value(&self) -> usize {
+        self.value
+    }
+}
+
+/// A recorded sequence of queued GPU work, replayed as one launch (a CUDA
+/// graph): a decode step's ~300 kernels cost one launch instead of ~300.
+pub struct Graph(cudarc::driver::CudaGraph);
+
+// SAFETY: CUDA graphs are not internally synchronized, so every call on
+// one must be serialized (CUDA driver API, "Graph object thread safety");
+// the runner keeps its graph behind its workspace's mutex. Moving it
+// between threads is fine: the handles are not tied to a thread.
+unsafe impl Send for Graph {}
+
+impl Graph {
+    /// Queues the recorded work on the stream it was captured from.
+    ///
+    /// # Errors
+    /// A driver error.
+    pub fn replay(&self) -> Result<(), GpuError> {
+        self.0.launch().map_err(|source| GpuError::Driver { step: "launching a captured decode step", source })
+    }
 }
 
 const BLOCK: u32 = 256;
@@ -277,6 +319,10 @@ impl Gpu {
         let info = probe()?.into_iter().nth(ordinal).ok_or(NoGpu::NoDevice)?;
         let d = |step| move |source| GpuError::Driver { step, source };
         let ctx = CudaContext::new(ordinal).map_err(d("opening the device"))?;
+        // SAFETY: everything runs on the one stream below, in order, so the
+        // per-buffer events cudarc records to order several streams are not
+        // needed; without them a queued sequence can be captured as a graph.
+        unsafe { ctx.disable_event_tracking() };
         let (major, minor) = info.compute_capability;
         let arch = format!("compute_{major}{minor}");
         // The PTX targets the device's own virtual architecture; the driver
@@ -297,8 +343,10 @@ impl Gpu {
             Ok((f(&format!("gemv_{}", format.suffix()))?, f(&format!("gemm_{}", format.suffix()))?))
         };
         let [a, b, c, e] = RowFormat::ALL;
+        // A stream of our own: the legacy default stream cannot be captured.
+        let stream = ctx.new_stream().map_err(d("creating a stream"))?;
         Ok(Gpu {
-            stream: ctx.default_stream(),
+            stream,
             rms_norm: f("rms_norm")?,
             quantize_rows: f("quantize_rows")?,
             rms_norm_quantize: f("rms_norm_quantize")?,
@@ -349,7 +397,8 @@ impl Gpu {
         Ok(p)
     }
 
-    /// Copies the first `len` of `host` into the start of `dev`.
+    /// Queues a copy of the first `len` of `host` into the start of `dev`.
+    /// `host` must stay alive until the stream is synchronized.
     ///
     /// # Errors
     /// Lengths out of range, a driver error.
@@ -368,8 +417,8 @@ impl Gpu {
             .map_err(|source| GpuError::Driver { step, source })
     }
 
-    /// Copies `len` elements of `dev` from element `at` into the start of
-    /// `host`, and waits for them.
+    /// Queues a copy of `len` elements of `dev` from element `at` into the
+    /// start of `host`; they are there once [`Gpu::synchronize`] returns.
     ///
     /// # Errors
     /// Lengths out of range, a driver error.
@@ -383,8 +432,93 @@ impl Gpu {
         need("copy to the host", "the host buffer", host.len(), len)?;
         need("copy to the host", "the device buffer", dev.len(), at + len)?;
         let step = "copying from the device";
-        self.stream.memcpy_dtoh(&dev.slice(at..at + len), host).map_err(|source| GpuError::Driver { step, source })?;
-        self.stream.synchronize().map_err(|source| GpuError::Driver { step, source })
+        // A plain slice of the page-locked memory: the copy is queued
+        // (asynchronous) and no cudarc event is recorded, which a capture
+        // would not allow.
+        let dst = host.as_mut_slice().map_err(|source| GpuError::Driver { step, source })?;
+        self.stream
+            .memcpy_dtoh(&dev.slice(at..at + len), &mut dst[..len])
+            .map_err(|source| GpuError::Driver { step, source })
+    }
+
+    /// Waits for everything queued so far (a kernel's fault surfaces here).
+    ///
+    /// # Errors
+    /// A driver error.
+    pub fn synchronize(&self) -> Result<(), GpuError> {
+        self.stream.synchronize().map_err(|source| GpuError::Driver { step: "waiting for the GPU", source })
+    }
+
+    /// A [`Position`] holding `value`, on the device once the queued copy runs.
+    ///
+    /// # Errors
+    /// A driver error.
+    pub fn position(&self, value: usize) -> Result<Position, GpuError> {
+        let step = "allocating the position buffer";
+        // SAFETY: written by `set_position` before anything reads it.
+        let staged = unsafe { self.ctx.alloc_pinned_with_flags::<i32>(1, 0) }
+            .map_err(|source| GpuError::Driver { step, source })?;
+        let mut p = Position { staged, dev: self.zeros(1, step)?, value: 0 };
+        self.set_position(&mut p, value)?;
+        Ok(p)
+    }
+
+    /// Stages `value` and queues its copy to the device.
+    ///
+    /// # Errors
+    /// A value beyond i32, a driver error.
+    pub fn set_position(&self, p: &mut Position, value: usize) -> Result<(), GpuError> {
+        self.stage_position(p, value)?;
+        self.upload_position(p)
+    }
+
+    /// Writes `value` to the page-locked side of `p`, for the next
+    /// [`Gpu::upload_position`] (or the next replay of a capture that
+    /// holds one). Waits for the queued work first: a queued copy reads the
+    /// page-locked value when it runs, not when it was queued.
+    ///
+    /// # Errors
+    /// A value beyond i32, a driver error.
+    pub fn stage_position(&self, p: &mut Position, value: usize) -> Result<(), GpuError> {
+        fits_i32("position", &[value])?;
+        self.synchronize()?;
+        let step = "writing the position";
+        p.staged.as_mut_slice().map_err(|source| GpuError::Driver { step, source })?[0] = value as i32;
+        p.value = value;
+        Ok(())
+    }
+
+    /// Queues the copy of the staged position to the device (inside a
+    /// capture, the copy reads the page-locked value at each replay).
+    ///
+    /// # Errors
+    /// A driver error.
+    pub fn upload_position(&self, p: &mut Position) -> Result<(), GpuError> {
+        let step = "copying the position to the device";
+        let src = p.staged.as_slice().map_err(|source| GpuError::Driver { step, source })?;
+        self.stream.memcpy_htod(&src[..1], &mut p.dev).map_err(|source| GpuError::Driver { step, source })
+    }
+
+    /// Records what `enqueue` queues into a [`Graph`] instead of running
+    /// it. The buffers it names must outlive every replay.
+    ///
+    /// # Errors
+    /// `enqueue`'s error (the capture is ended and dropped), a driver error.
+    pub fn capture(&self, enqueue: impl FnOnce() -> Result<(), GpuError>) -> Result<Graph, GpuError> {
+        let step = "capturing a decode step";
+        let driver = |source| GpuError::Driver { step, source };
+        // Relaxed: the host-side calls made while queuing (reading pinned
+        // buffers' slices) are not refused during the capture.
+        self.stream
+            .begin_capture(cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+            .map_err(driver)?;
+        let queued = enqueue();
+        let graph = self.stream.end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0));
+        queued?;
+        match graph.map_err(driver)? {
+            Some(g) => Ok(Graph(g)),
+            None => Err(GpuError::Shape { op: "capture", what: "nothing was queued".into() }),
+        }
     }
 
     /// Copies `len` elements of `src` from element `at` on into the start
@@ -558,8 +692,10 @@ impl Gpu {
         k_cache: &mut CudaSlice<f32>,
         v_cache: &mut CudaSlice<f32>,
         s: RopeShape,
+        at: &Position,
     ) -> Result<(), GpuError> {
-        let RopeShape { rows, pos0, n_head, n_head_kv, head_dim, rope_dim, base } = s;
+        let RopeShape { rows, n_head, n_head_kv, head_dim, rope_dim, base } = s;
+        let pos0 = at.value;
         if rope_dim > head_dim || !rope_dim.is_multiple_of(2) || !head_dim.is_multiple_of(2) {
             return Err(GpuError::Shape { op: "rope", what: format!("rope_dim {rope_dim} for head_dim {head_dim}") });
         }
@@ -572,15 +708,18 @@ impl Gpu {
         need("rope", "the k cache", k_cache.len(), (pos0 + rows) * kv)?;
         need("rope", "the v cache", v_cache.len(), (pos0 + rows) * kv)?;
         let ints = [rows, n_head, n_head_kv, head_dim, rope_dim].map(|v| v as i32);
-        let p0 = pos0 as i32;
+        // The kernel writes nothing past this many cache rows, whatever the
+        // position holds when a captured step replays.
+        let cache_rows = (k_cache.len().min(v_cache.len()) / kv.max(1)).min(i32::MAX as usize) as i32;
         let mut b = self.stream.launch_builder(&self.rope_into_cache);
         b.arg(q).arg(k).arg(v).arg(k_cache).arg(v_cache);
         for i in &ints {
             b.arg(i);
         }
-        b.arg(&base).arg(&p0);
+        b.arg(&base).arg(&at.dev).arg(&cache_rows);
         // SAFETY: one thread per (row, head, pair) and per value element,
-        // inside the lengths checked above.
+        // inside the lengths checked above; cache rows only below
+        // cache_rows (the kernel checks the position it reads).
         Self::launched(unsafe { b.launch(linear(threads)) })
     }
 
@@ -627,6 +766,7 @@ impl Gpu {
     ///
     /// # Errors
     /// A bad shape, a buffer too short, a launch error.
+    #[allow(clippy::too_many_arguments)]
     pub fn attend(
         &self,
         out: &mut CudaSlice<f32>,
@@ -635,36 +775,41 @@ impl Gpu {
         vc: &CudaSlice<f32>,
         scores: &mut CudaSlice<f32>,
         a: AttentionShape,
+        at: &Position,
     ) -> Result<(), GpuError> {
-        let AttentionShape { rows, pos0, n_head, n_head_kv, head_dim, n_ctx, scale } = a;
+        let AttentionShape { rows, n_head, n_head_kv, head_dim, n_ctx, scale } = a;
+        let pos0 = at.value;
         if n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) || pos0 + rows > n_ctx {
             return Err(GpuError::Shape {
                 op: "attend",
-                what: format!("{a:?}: heads must group evenly, positions fit n_ctx"),
+                what: format!("{a:?} at position {pos0}: heads must group evenly, positions fit n_ctx"),
             });
         }
         let kv_dim = n_head_kv * head_dim;
         fits_i32("attend", &[rows * n_head * n_ctx, n_ctx * kv_dim])?;
         need("attend", "q", q.len(), rows * n_head * head_dim)?;
         need("attend", "out", out.len(), rows * n_head * head_dim)?;
-        need("attend", "k cache", kc.len(), (pos0 + rows) * kv_dim)?;
-        need("attend", "v cache", vc.len(), (pos0 + rows) * kv_dim)?;
+        // The whole cache: a captured step replays at later positions (the
+        // kernel refuses positions past n_ctx).
+        need("attend", "k cache", kc.len(), n_ctx * kv_dim)?;
+        need("attend", "v cache", vc.len(), n_ctx * kv_dim)?;
         need("attend", "scores", scores.len(), rows * n_head * n_ctx)?;
         // 128 threads: the output sums run one thread per dimension (64),
         // and smaller blocks keep more of them in flight per SM.
         let cfg =
             LaunchConfig { grid_dim: (n_head as u32, rows as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
-        let (p0, nh, group, hd, kvd, nc) =
-            (pos0 as i32, n_head as i32, (n_head / n_head_kv) as i32, head_dim as i32, kv_dim as i32, n_ctx as i32);
+        let (nh, group, hd, kvd, nc) =
+            (n_head as i32, (n_head / n_head_kv) as i32, head_dim as i32, kv_dim as i32, n_ctx as i32);
         let mut b = self.stream.launch_builder(&self.attend);
-        b.arg(out).arg(q).arg(kc).arg(vc).arg(scores);
-        for v in [&p0, &nh, &group, &hd, &kvd] {
+        b.arg(out).arg(q).arg(kc).arg(vc).arg(scores).arg(&at.dev);
+        for v in [&nh, &group, &hd, &kvd] {
             b.arg(v);
         }
         b.arg(&scale).arg(&nc);
         // SAFETY: block (h, r) reads q's row r head h, the cache rows
-        // 0..=pos0 + r of KV head h / group, writes its scores slice and its
-        // output head (all lengths checked above; BLOCK matches the
+        // 0..=pos0 + r of KV head h / group (the kernel reads pos0 and does
+        // nothing if pos0 + rows passes n_ctx), writes its scores slice and
+        // its output head (all lengths checked above; 128 threads fit the
         // kernel's 256-entry reduction array).
         Self::launched(unsafe { b.launch(cfg) })
     }
@@ -718,15 +863,17 @@ impl Gpu {
         let (gemv, gemm) = &self.matmul[format as usize];
         let (k_, r_, acc) = (k as i32, rows as i32, i32::from(accumulate));
         if rows > GEMV_ROWS {
+            let (tile_outs, tile_rows, threads) = gemm_tile(format);
             for (y, w, n) in targets.iter_mut().flatten() {
-                let grid = (n.div_ceil(TILE_OUTS) as u32, rows.div_ceil(TILE_ROWS) as u32, 1);
-                let cfg = LaunchConfig { grid_dim: grid, block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+                let grid = (n.div_ceil(tile_outs) as u32, rows.div_ceil(tile_rows) as u32, 1);
+                let cfg = LaunchConfig { grid_dim: grid, block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
                 let n_ = *n as i32;
                 let mut b = self.stream.launch_builder(gemm);
                 b.arg(&mut **y).arg(*w).arg(a).arg(&n_).arg(&k_).arg(&r_).arg(&acc);
-                // SAFETY: one 64 x 32 tile per block of 256 threads, each
-                // element bounds-checked against n and rows; reads n rows of
-                // w and `rows` rows of a, writes rows x n of y (checked above).
+                // SAFETY: one tile per block of the kernel's thread count,
+                // each element bounds-checked against n and rows; reads n
+                // rows of w and `rows` rows of a, writes rows x n of y
+                // (checked above).
                 Self::launched(unsafe { b.launch(cfg) })?;
             }
             return Ok(());

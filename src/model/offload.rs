@@ -11,10 +11,12 @@
 //! one page-locked host buffer, once per boundary: up before the first GPU
 //! layer, back after the last when the CPU runs the LM head.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use cudarc::driver::{CudaSlice, PinnedHostSlice};
 
 use crate::gguf::{Gguf, TensorInfo};
-use crate::gpu::{AttentionShape, Gpu, GpuError, RopeShape, RowFormat};
+use crate::gpu::{AttentionShape, Gpu, GpuError, Graph, Position, RopeShape, RowFormat};
 
 use super::config::LlamaConfig;
 use super::weights::{f32_vector, Tensors};
@@ -59,12 +61,25 @@ pub struct GpuWeights {
     workspace: std::sync::Mutex<Option<Workspace>>,
 }
 
-/// [`GpuWeights::workspace`]: buffers for `rows` rows and a context of `n_ctx`.
+/// [`GpuWeights::workspace`]: buffers for `rows` rows and a context of
+/// `n_ctx`, and the decode step last captured on them.
 struct Workspace {
     scratch: Scratch,
-    boundary: PinnedHostSlice<f32>,
+    io: HostIo,
     rows: usize,
     n_ctx: usize,
+    /// A one-row step captured for (session id, logit rows): it names this
+    /// workspace's buffers and that session's KV cache, so it goes when the
+    /// workspace grows and is never replayed for another session.
+    decode: Option<((u64, usize), Graph)>,
+}
+
+/// Page-locked buffers the GPU's DMA reads and writes directly.
+struct HostIo {
+    /// The hidden state crossing between the CPU's and the GPU's layers.
+    boundary: PinnedHostSlice<f32>,
+    /// One row of logits: where a captured step leaves them.
+    logits_row: PinnedHostSlice<f32>,
 }
 
 impl GpuWeights {
@@ -155,12 +170,20 @@ fn gpu_error(e: GpuError) -> ModelError {
     ModelError::Gpu(Box::new(e))
 }
 
-/// A session's state on the GPU: the KV cache of the GPU's layers.
+/// A session's state on the GPU: the KV cache of the GPU's layers and the
+/// position of its next batch.
 pub struct GpuSession {
+    /// Names this session's captured decode step in the workspace.
+    id: u64,
     k_cache: Vec<CudaSlice<f32>>,
     v_cache: Vec<CudaSlice<f32>>,
+    position: Position,
     n_ctx: usize,
 }
+
+/// Session ids, never reused: a graph captured for a dropped session's KV
+/// cache can never be replayed for another.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(0);
 
 struct Scratch {
     x: CudaSlice<f32>,
@@ -190,7 +213,9 @@ impl GpuSession {
             k_cache.push(w.gpu.zeros(per_layer, "allocating the GPU KV cache").map_err(gpu_error)?);
             v_cache.push(w.gpu.zeros(per_layer, "allocating the GPU KV cache").map_err(gpu_error)?);
         }
-        Ok(GpuSession { k_cache, v_cache, n_ctx })
+        let position = w.gpu.position(0).map_err(gpu_error)?;
+        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        Ok(GpuSession { id, k_cache, v_cache, position, n_ctx })
     }
 }
 
@@ -230,8 +255,11 @@ impl Workspace {
             scores: z(m * cfg.n_head * n_ctx)?,
             logits: z(m * vocab)?,
         };
-        let boundary = gpu.pinned(m * e).map_err(gpu_error)?;
-        *current = Some(Workspace { scratch, boundary, rows: m, n_ctx });
+        let io = HostIo {
+            boundary: gpu.pinned(m * e).map_err(gpu_error)?,
+            logits_row: gpu.pinned(vocab).map_err(gpu_error)?,
+        };
+        *current = Some(Workspace { scratch, io, rows: m, n_ctx, decode: None });
         Ok(())
     }
 }
@@ -242,9 +270,14 @@ impl GpuSession {
     /// logits of rows `first_logits..m`; otherwise writes the hidden state
     /// after the last layer back into `x` and returns None.
     ///
+    /// One row (a generated token) runs as a captured graph: the step is
+    /// recorded once per session and replayed, the hidden state and the
+    /// position read from page-locked memory at each replay. Generation is
+    /// otherwise bound by the ~300 launches of a token.
+    ///
     /// # Errors
-    /// A GPU error naming the step (a kernel's fault surfaces at the copy
-    /// back).
+    /// A GPU error naming the step (a kernel's fault surfaces when the
+    /// work is waited for).
     pub fn run(
         &mut self,
         w: &GpuWeights,
@@ -253,7 +286,7 @@ impl GpuSession {
         pos0: usize,
         first_logits: usize,
     ) -> Result<Option<Vec<f32>>, ModelError> {
-        let (e, kv, ff) = (cfg.n_embd, cfg.kv_dim(), cfg.n_ff);
+        let e = cfg.n_embd;
         let m = x.len() / e;
         if pos0 + m > self.n_ctx {
             return Err(ModelError::Context(format!(
@@ -264,14 +297,65 @@ impl GpuSession {
         let mut workspace = w.workspace.lock().unwrap_or_else(|p| p.into_inner());
         Workspace::ensure(&mut workspace, w, cfg, m, self.n_ctx)?;
         let gpu = &w.gpu;
-        let Some(Workspace { scratch: s, boundary, .. }) = workspace.as_mut() else {
+        let Some(Workspace { scratch, io, decode, .. }) = workspace.as_mut() else {
             unreachable!("ensure allocated it")
         };
-        boundary
+        io.boundary
             .as_mut_slice()
             .map_err(|source| gpu_error(GpuError::Driver { step: "writing the boundary buffer", source }))?[..m * e]
             .copy_from_slice(x);
-        gpu.copy_to_device(boundary, &mut s.x, m * e).map_err(gpu_error)?;
+        gpu.stage_position(&mut self.position, pos0).map_err(gpu_error)?;
+        let head_rows = if w.head.is_some() { m - first_logits } else { 0 };
+        if m == 1 {
+            let key = (self.id, head_rows);
+            if decode.as_ref().map(|(k, _)| *k) != Some(key) {
+                *decode = None;
+                let graph = gpu.capture(|| self.enqueue(w, cfg, scratch, io, 1, first_logits)).map_err(gpu_error)?;
+                *decode = Some((key, graph));
+            }
+            decode.as_ref().map_or(Ok(()), |(_, g)| g.replay()).map_err(gpu_error)?;
+        } else {
+            self.enqueue(w, cfg, scratch, io, m, first_logits).map_err(gpu_error)?;
+        }
+        gpu.synchronize().map_err(gpu_error)?;
+        let Some(head) = &w.head else {
+            let host = io
+                .boundary
+                .as_slice()
+                .map_err(|source| gpu_error(GpuError::Driver { step: "reading the boundary buffer", source }))?;
+            x.copy_from_slice(&host[..m * e]);
+            return Ok(None);
+        };
+        let len = head_rows * head.output.n;
+        if m == 1 {
+            let host = io
+                .logits_row
+                .as_slice()
+                .map_err(|source| gpu_error(GpuError::Driver { step: "reading the logits", source }))?;
+            return Ok(Some(host[..len].to_vec()));
+        }
+        // Only the rows asked for: the buffer is sized for the largest batch.
+        gpu.download_prefix(&scratch.logits, len).map(Some).map_err(gpu_error)
+    }
+
+    /// Queues the GPU's part of a forward pass on the `m` rows of hidden
+    /// state in `io.boundary` at the staged position: the copy up, the
+    /// layers, then the hidden state back into `io.boundary` or, with the
+    /// head, the logits of rows `first_logits..m` into `scratch.logits`
+    /// (and the one row of a single-row step into `io.logits_row`).
+    fn enqueue(
+        &mut self,
+        w: &GpuWeights,
+        cfg: &LlamaConfig,
+        s: &mut Scratch,
+        io: &mut HostIo,
+        m: usize,
+        first_logits: usize,
+    ) -> Result<(), GpuError> {
+        let gpu = &w.gpu;
+        let (e, kv, ff) = (cfg.n_embd, cfg.kv_dim(), cfg.n_ff);
+        gpu.copy_to_device(&io.boundary, &mut s.x, m * e)?;
+        gpu.upload_position(&mut self.position)?;
         let Scratch { x: dx, h, q, k, v, attn, gate, up, act, scores, logits } = s;
         // x W^T for the activation rows in `input` (`k` wide) into `out`.
         let matmul = |lin: &GpuLinear,
@@ -286,7 +370,6 @@ impl GpuSession {
         };
         let rope = RopeShape {
             rows: m,
-            pos0,
             n_head: cfg.n_head,
             n_head_kv: cfg.n_head_kv,
             head_dim: cfg.head_dim,
@@ -295,7 +378,6 @@ impl GpuSession {
         };
         let attention = AttentionShape {
             rows: m,
-            pos0,
             n_head: cfg.n_head,
             n_head_kv: cfg.n_head_kv,
             head_dim: cfg.head_dim,
@@ -305,61 +387,55 @@ impl GpuSession {
         // Three launches of matmul work per layer for a token: Q, K and V in
         // one, gate and up in one (when their formats agree, as in every
         // llama.cpp quantization), the norms and SwiGLU fused with the
-        // quantization their matmul needs. Generation is bound by launches.
+        // quantization their matmul needs.
         let eps = cfg.rms_eps;
-        let mut run_layers = || -> Result<(), GpuError> {
-            for (l, layer) in w.layers.iter().enumerate() {
-                let fq = layer.wq.format;
-                gpu.rms_norm_quantize(h, act, dx, &layer.attn_norm, eps, m, fq)?;
-                if layer.wk.format == fq && layer.wv.format == fq {
-                    let targets = [
-                        Some((&mut *q, &layer.wq.bytes, e)),
-                        Some((&mut *k, &layer.wk.bytes, kv)),
-                        Some((&mut *v, &layer.wv.bytes, kv)),
-                    ];
-                    gpu.matmuls(fq, targets, act, e, m, false)?;
-                } else {
-                    gpu.matmul(fq, q, &layer.wq.bytes, act, e, e, m, false)?;
-                    matmul(&layer.wk, h, act, k, m, false)?;
-                    matmul(&layer.wv, h, act, v, m, false)?;
-                }
-                gpu.rope_into_cache(q, k, v, &mut self.k_cache[l], &mut self.v_cache[l], rope)?;
-                gpu.attend(attn, q, &self.k_cache[l], &self.v_cache[l], scores, attention)?;
-                matmul(&layer.wo, attn, act, dx, m, true)?;
-                let fg = layer.w_gate.format;
-                gpu.rms_norm_quantize(h, act, dx, &layer.ffn_norm, eps, m, fg)?;
-                if layer.w_up.format == fg {
-                    let targets =
-                        [Some((&mut *gate, &layer.w_gate.bytes, ff)), Some((&mut *up, &layer.w_up.bytes, ff)), None];
-                    gpu.matmuls(fg, targets, act, e, m, false)?;
-                } else {
-                    gpu.matmul(fg, gate, &layer.w_gate.bytes, act, ff, e, m, false)?;
-                    matmul(&layer.w_up, h, act, up, m, false)?;
-                }
-                gpu.swiglu_quantize(gate, up, act, m, ff, layer.w_down.format)?;
-                gpu.matmul(layer.w_down.format, dx, &layer.w_down.bytes, act, e, ff, m, true)?;
+        for (l, layer) in w.layers.iter().enumerate() {
+            let fq = layer.wq.format;
+            gpu.rms_norm_quantize(h, act, dx, &layer.attn_norm, eps, m, fq)?;
+            if layer.wk.format == fq && layer.wv.format == fq {
+                let targets = [
+                    Some((&mut *q, &layer.wq.bytes, e)),
+                    Some((&mut *k, &layer.wk.bytes, kv)),
+                    Some((&mut *v, &layer.wv.bytes, kv)),
+                ];
+                gpu.matmuls(fq, targets, act, e, m, false)?;
+            } else {
+                gpu.matmul(fq, q, &layer.wq.bytes, act, e, e, m, false)?;
+                matmul(&layer.wk, h, act, k, m, false)?;
+                matmul(&layer.wv, h, act, v, m, false)?;
             }
-            Ok(())
-        };
-        run_layers().map_err(gpu_error)?;
+            let (kc, vc) = (&mut self.k_cache[l], &mut self.v_cache[l]);
+            gpu.rope_into_cache(q, k, v, kc, vc, rope, &self.position)?;
+            gpu.attend(attn, q, kc, vc, scores, attention, &self.position)?;
+            matmul(&layer.wo, attn, act, dx, m, true)?;
+            let fg = layer.w_gate.format;
+            gpu.rms_norm_quantize(h, act, dx, &layer.ffn_norm, eps, m, fg)?;
+            if layer.w_up.format == fg {
+                let targets =
+                    [Some((&mut *gate, &layer.w_gate.bytes, ff)), Some((&mut *up, &layer.w_up.bytes, ff)), None];
+                gpu.matmuls(fg, targets, act, e, m, false)?;
+            } else {
+                gpu.matmul(fg, gate, &layer.w_gate.bytes, act, ff, e, m, false)?;
+                matmul(&layer.w_up, h, act, up, m, false)?;
+            }
+            gpu.swiglu_quantize(gate, up, act, m, ff, layer.w_down.format)?;
+            gpu.matmul(layer.w_down.format, dx, &layer.w_down.bytes, act, e, ff, m, true)?;
+        }
         let Some(head) = &w.head else {
-            gpu.copy_to_host(dx, 0, boundary, m * e).map_err(gpu_error)?;
-            let host = boundary
-                .as_slice()
-                .map_err(|source| gpu_error(GpuError::Driver { step: "reading the boundary buffer", source }))?;
-            x.copy_from_slice(&host[..m * e]);
-            return Ok(None);
+            return gpu.copy_to_host(dx, 0, &mut io.boundary, m * e);
         };
         // The head on rows first_logits..m: those rows of x, normed, in h.
         let rows = m - first_logits;
-        let mut head_run = || -> Result<Vec<f32>, GpuError> {
-            gpu.copy_within(dx, first_logits * e, rows * e, q)?;
-            let out = &head.output;
-            gpu.rms_norm_quantize(h, act, q, &head.norm, cfg.rms_eps, rows, out.format)?;
-            gpu.matmul(out.format, logits, &out.bytes, act, out.n, out.k, rows, false)?;
-            // Only the rows asked for: the buffer is sized for the largest batch.
-            gpu.download_prefix(logits, rows * out.n)
-        };
-        head_run().map(Some).map_err(gpu_error)
+        if rows == 0 {
+            return Ok(());
+        }
+        gpu.copy_within(dx, first_logits * e, rows * e, q)?;
+        let out = &head.output;
+        gpu.rms_norm_quantize(h, act, q, &head.norm, cfg.rms_eps, rows, out.format)?;
+        gpu.matmul(out.format, logits, &out.bytes, act, out.n, out.k, rows, false)?;
+        if m == 1 {
+            gpu.copy_to_host(logits, 0, &mut io.logits_row, out.n)?;
+        }
+        Ok(())
     }
 }
