@@ -9,7 +9,7 @@
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tilejit::gemm::bf16_from_f32;
-use tilejit::gpu::{probe, Gpu, RopeShape, RowFormat};
+use tilejit::gpu::{probe, Gpu, RopeShape, RowFormat, Then};
 use tilejit::model::ops;
 use tilejit_verify::gemm::gemm_bf16_amx;
 use tilejit_verify::paths::report_path;
@@ -81,6 +81,17 @@ fn rms_norm_and_add_give_the_cpus_bits_swiglu_its_rounding() {
     let mut out = gpu.upload(&vec![0f32; rows * width]).unwrap();
     gpu.rms_norm(&mut out, &dx, &dw, 1e-5, rows, width).unwrap();
     same_bits("rms_norm", &gpu.download(&out).unwrap(), &want);
+    // A row whose mean of squares is, in the CPU's order, exactly an f32
+    // rounding midpoint (2^51 + 2^27, rounds to even: 2^51), while a
+    // parallel sum gets 2^51 + 2^27 + 0.5 (rounds up): the GPU must notice
+    // and sum in the CPU's order.
+    let x = [2f32.powi(27), 2f32.powi(15), 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+    let w = [1f32; 8];
+    let mut want = [0f32; 8];
+    ops::rms_norm(&x, &w, 1e-5, &mut want);
+    let mut out = gpu.zeros::<f32>(8, "t").unwrap();
+    gpu.rms_norm(&mut out, &gpu.upload(&x).unwrap(), &gpu.upload(&w).unwrap(), 1e-5, 1, 8).unwrap();
+    same_bits("rms_norm on a rounding midpoint", &gpu.download(&out).unwrap(), &want);
 
     let n = 5000;
     let (gate, up) = (normals(&mut rng, n, 8.0), normals(&mut rng, n, 2.0));
@@ -233,7 +244,7 @@ fn fused_launches_give_the_bits_of_their_parts() {
         let mut ys: Vec<_> = (0..3).map(|i| gpu.zeros::<f32>(rows * (n + i), "t").unwrap()).collect();
         let [y0, y1, y2] = &mut ys[..] else { unreachable!() };
         let targets = [Some((y0, &dws[0], n)), Some((y1, &dws[1], n + 1)), Some((y2, &dws[2], n + 2))];
-        gpu.matmuls(format, targets, &a2, width, rows, false).unwrap();
+        gpu.matmuls(format, targets, &a2, width, rows, false, Then::Nothing).unwrap();
         for i in 0..3 {
             let mut one = gpu.zeros::<f32>(rows * (n + i), "t").unwrap();
             gpu.matmul(format, &mut one, &dws[i], &a2, n + i, width, rows, false).unwrap();
@@ -241,6 +252,65 @@ fn fused_launches_give_the_bits_of_their_parts() {
                 &format!("{format:?} target {i} of 3"),
                 &gpu.download(&ys[i]).unwrap(),
                 &gpu.download(&one).unwrap(),
+            );
+        }
+    }
+}
+
+/// A matmul's fused tail (RMSNorm or SwiGLU, then quantization, in the
+/// GEMV's last block; a separate launch after the tiled GEMM) gives the
+/// bits of the separate launches.
+#[test]
+fn matmul_tails_give_the_bits_of_separate_launches() {
+    let Some(gpu) = gpu("gpu matmul tails") else { return };
+    let mut rng = StdRng::seed_from_u64(10);
+    let (k, n) = (576, 1536);
+    for rows in [1, 3, 6] {
+        let x = normals(&mut rng, rows * k, 2.0);
+        for format in [RowFormat::Q4_0, RowFormat::Q4_1, RowFormat::Bf16] {
+            let (wg, ab, _) = reference(format, &normals(&mut rng, n * k, 0.1), &x, n, k);
+            let (wu, _, _) = reference(format, &normals(&mut rng, n * k, 0.1), &x, n, k);
+            let (dg, du, da) = (gpu.upload(&wg).unwrap(), gpu.upload(&wu).unwrap(), gpu.upload(&ab).unwrap());
+            let z = |len| gpu.zeros::<f32>(len, "t").unwrap();
+            let zb = |len| gpu.zeros::<u8>(len, "t").unwrap();
+            let act_bytes = rows * format.activation_bytes(n);
+            // SwiGLU: fused, then apart.
+            let (mut g1, mut u1, mut a1) = (z(rows * n), z(rows * n), zb(act_bytes));
+            let targets = [Some((&mut g1, &dg, n)), Some((&mut u1, &du, n)), None];
+            let then = Then::SwigluQuantize { act: &mut a1, format };
+            gpu.matmuls(format, targets, &da, k, rows, false, then).unwrap();
+            let (mut g2, mut u2, mut a2) = (z(rows * n), z(rows * n), zb(act_bytes));
+            gpu.matmul(format, &mut g2, &dg, &da, n, k, rows, false).unwrap();
+            gpu.matmul(format, &mut u2, &du, &da, n, k, rows, false).unwrap();
+            gpu.swiglu_quantize(&mut g2, &u2, &mut a2, rows, n, format).unwrap();
+            same_bits(
+                &format!("{format:?} {rows} rows: SwiGLU tail"),
+                &gpu.download(&g1).unwrap(),
+                &gpu.download(&g2).unwrap(),
+            );
+            assert_eq!(
+                gpu.download(&a1).unwrap(),
+                gpu.download(&a2).unwrap(),
+                "{format:?} {rows} rows: SwiGLU tail bytes"
+            );
+            // RMSNorm onto an accumulated output.
+            let base = normals(&mut rng, rows * n, 3.0);
+            let weight = gpu.upload(&normals(&mut rng, n, 1.0)).unwrap();
+            let (mut y1, mut h1, mut b1) = (gpu.upload(&base).unwrap(), z(rows * n), zb(act_bytes));
+            let then = Then::NormQuantize { h: &mut h1, act: &mut b1, weight: &weight, eps: 1e-5, format };
+            gpu.matmuls(format, [Some((&mut y1, &dg, n)), None, None], &da, k, rows, true, then).unwrap();
+            let (mut y2, mut h2, mut b2) = (gpu.upload(&base).unwrap(), z(rows * n), zb(act_bytes));
+            gpu.matmul(format, &mut y2, &dg, &da, n, k, rows, true).unwrap();
+            gpu.rms_norm_quantize(&mut h2, &mut b2, &y2, &weight, 1e-5, rows, format).unwrap();
+            same_bits(
+                &format!("{format:?} {rows} rows: norm tail"),
+                &gpu.download(&h1).unwrap(),
+                &gpu.download(&h2).unwrap(),
+            );
+            assert_eq!(
+                gpu.download(&b1).unwrap(),
+                gpu.download(&b2).unwrap(),
+                "{format:?} {rows} rows: norm tail bytes"
             );
         }
     }
@@ -379,11 +449,24 @@ fn attention_over_the_cache_matches_the_cpu() {
     let mut scores = gpu.upload(&vec![0f32; a.rows * a.n_head * a.n_ctx]).unwrap();
     let (dq, dk, dv) = (gpu.upload(&q).unwrap(), gpu.upload(&kc).unwrap(), gpu.upload(&vc).unwrap());
     let at = gpu.position(pos0).unwrap();
-    gpu.attend(&mut out, &dq, &dk, &dv, &mut scores, a, &at).unwrap();
+    gpu.attend(&mut out, &dq, &dk, &dv, &mut scores, a, &at, None).unwrap();
     let got = gpu.download(&out).unwrap();
     ulps_within("attention", &got, &want, 2);
+    // The output quantized in the same launch: the bytes of a separate pass.
+    let width = a.n_head * a.head_dim;
+    for format in [RowFormat::Q4_0, RowFormat::Q4_1, RowFormat::Bf16] {
+        let bytes = a.rows * format.activation_bytes(width);
+        let (mut fused, mut apart) = (gpu.zeros::<u8>(bytes, "t").unwrap(), gpu.zeros::<u8>(bytes, "t").unwrap());
+        gpu.attend(&mut out, &dq, &dk, &dv, &mut scores, a, &at, Some((&mut fused, format))).unwrap();
+        gpu.quantize_activations(format, &mut apart, &out, a.rows, width).unwrap();
+        assert_eq!(
+            gpu.download(&fused).unwrap(),
+            gpu.download(&apart).unwrap(),
+            "{format:?}: attention quantized in place"
+        );
+    }
     let bad = AttentionShape { n_head_kv: 2, ..a };
-    assert!(gpu.attend(&mut out, &dq, &dk, &dv, &mut scores, bad, &at).is_err());
+    assert!(gpu.attend(&mut out, &dq, &dk, &dv, &mut scores, bad, &at, None).is_err());
 }
 
 /// A captured step reads the position staged before each replay, and a

@@ -24,8 +24,11 @@ fn model_path(test: &str) -> Option<PathBuf> {
 }
 
 fn load(path: &PathBuf, amx: bool) -> Model {
-    let opts =
-        LoadOptions { placement: PlacementFlags { amx, n_gpu_layers: 0 }, sparsity: None, ..LoadOptions::default() };
+    let opts = LoadOptions {
+        placement: PlacementFlags { amx, n_gpu_layers: 0, ..PlacementFlags::default() },
+        sparsity: None,
+        ..LoadOptions::default()
+    };
     Model::load(path, opts, |_, _| {}).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -38,7 +38,7 @@ fn perplexity_is_the_same_bits_on_every_path_and_thread_count() {
     // AMX runs from the AMX buffers of a model loaded with --amx.
     if report_path(test, "amx (--amx)", availability_for(Isa::Amx, Op::Quant)) {
         let opts = LoadOptions {
-            placement: PlacementFlags { amx: true, n_gpu_layers: 0 },
+            placement: PlacementFlags { amx: true, n_gpu_layers: 0, ..PlacementFlags::default() },
             sparsity: None,
             ..LoadOptions::default()
         };

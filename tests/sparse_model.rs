@@ -14,7 +14,11 @@ use tilejit::model::{LoadOptions, Model, ModelError, PlacementFlags, Session};
 use tilejit_verify::paths::report_path;
 
 fn opts(amx: bool, sparsity: Option<f64>) -> LoadOptions {
-    LoadOptions { placement: PlacementFlags { amx, n_gpu_layers: 0 }, sparsity, ..LoadOptions::default() }
+    LoadOptions {
+        placement: PlacementFlags { amx, n_gpu_layers: 0, ..PlacementFlags::default() },
+        sparsity,
+        ..LoadOptions::default()
+    }
 }
 
 fn real_model(test: &str) -> Option<Gguf> {

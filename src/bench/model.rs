@@ -61,8 +61,11 @@ pub struct BenchModelOptions {
     pub gens: Vec<usize>,
     pub threads: Vec<usize>,
     pub amx: Vec<bool>,
-    /// `-ngl` values: repeating layers on the GPU (0: CPU only).
+    /// `-ngl` values: repeating layers on GPUs (0: CPU only).
     pub n_gpu_layers: Vec<usize>,
+    /// `--tensor-split`: the GPUs' shares of those layers (empty: by free
+    /// memory).
+    pub tensor_split: Vec<f64>,
     /// 0 is the model as it is; above 0 prunes as `run --sparse`.
     pub sparsities: Vec<f64>,
     /// Add one profiled run per row.
@@ -240,7 +243,7 @@ pub fn bench_model(o: &BenchModelOptions, mut row: impl FnMut(&ModelResult)) -> 
     let mut results = Vec::new();
     for (&amx, &ngl) in o.amx.iter().flat_map(|a| o.n_gpu_layers.iter().map(move |n| (a, n))) {
         for &sparsity in &o.sparsities {
-            let placement = PlacementFlags { amx, n_gpu_layers: ngl };
+            let placement = PlacementFlags { amx, n_gpu_layers: ngl, tensor_split: o.tensor_split.clone() };
             let opts =
                 LoadOptions { placement, sparsity: (sparsity > 0.0).then_some(sparsity), ..LoadOptions::default() };
             let model = Model::load(&o.model, opts, |_, _| {})?;

@@ -88,6 +88,10 @@ enum Command {
         /// GPU layer counts to compare (comma separated, `-ngl 0,15,30`).
         #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_delimiter = ',', default_values_t = [0usize])]
         n_gpu_layers: Vec<usize>,
+        /// The GPUs' shares of the GPU layers (comma separated, GPU 0
+        /// first), as `run --tensor-split`.
+        #[arg(long = "tensor-split", visible_alias = "ts", value_delimiter = ',')]
+        tensor_split: Vec<f64>,
         /// Sparsities to compare (comma separated, e.g. 0,0.5): each above 0
         /// prunes the repeating layers as `run --sparse` (BF16 models).
         #[arg(long = "sparse", value_delimiter = ',', default_values_t = [0f64])]
@@ -198,6 +202,11 @@ struct RunArgs {
     /// clamps with a message.
     #[arg(long = "n-gpu-layers", visible_alias = "ngl", short_alias = 'g', default_value_t = 0)]
     n_gpu_layers: usize,
+    /// With several GPUs: their shares of the GPU layers, comma separated,
+    /// GPU 0 first (`--tensor-split 3,1`); without it the layers follow
+    /// each GPU's free memory.
+    #[arg(long = "tensor-split", visible_alias = "ts", value_delimiter = ',')]
+    tensor_split: Vec<f64>,
     /// When the GPU layers cannot be set up (out of GPU memory, a driver or
     /// NVRTC error), warn and run every layer on the CPU instead of stopping.
     #[arg(long = "gpu-fallback")]
@@ -254,7 +263,19 @@ fn main() -> std::process::ExitCode {
     let result = match command {
         Command::Inspect { path } => inspect::run(&path),
         Command::Run(a) => run_command(a),
-        Command::BenchModel { model, prompts, gens, threads, amx, n_gpu_layers, sparse, profile, reps, json } => {
+        Command::BenchModel {
+            model,
+            prompts,
+            gens,
+            threads,
+            amx,
+            n_gpu_layers,
+            tensor_split,
+            sparse,
+            profile,
+            reps,
+            json,
+        } => {
             let opts = BenchModelOptions {
                 model,
                 prompts,
@@ -262,6 +283,7 @@ fn main() -> std::process::ExitCode {
                 threads,
                 amx: vec![],
                 n_gpu_layers,
+                tensor_split,
                 sparsities: sparse,
                 profile,
                 reps,
@@ -348,6 +370,7 @@ fn run_command(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         threads,
         amx: a.amx,
         n_gpu_layers: a.n_gpu_layers,
+        tensor_split: a.tensor_split,
         gpu_fallback: a.gpu_fallback,
         sampler,
         chat: a.chat,
@@ -416,7 +439,8 @@ fn perplexity_command(
     if !model.is_file() {
         return Err(format!("-m {}: no such file", model.display()).into());
     }
-    let opts = LoadOptions { placement: PlacementFlags { amx, n_gpu_layers: 0 }, sparsity, ..LoadOptions::default() };
+    let placement = PlacementFlags { amx, ..PlacementFlags::default() };
+    let opts = LoadOptions { placement, sparsity, ..LoadOptions::default() };
     let m = Model::load(model, opts, |_, _| {})?;
     for w in &m.plan.warnings {
         eprintln!("warning: {w}");

@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub threads: usize,
     pub amx: bool,
     pub n_gpu_layers: usize,
+    /// `--tensor-split`: the GPUs' shares of the GPU layers.
+    pub tensor_split: Vec<f64>,
     /// `--gpu-fallback`.
     pub gpu_fallback: bool,
     pub sampler: SamplerOptions,
@@ -60,8 +62,8 @@ pub fn run(o: &RunOptions) -> Result<(), Error> {
     );
     bar.set_message(o.model.display().to_string());
     let t0 = Instant::now();
-    let placement = PlacementFlags { amx: o.amx, n_gpu_layers: o.n_gpu_layers };
-    let opts = LoadOptions { placement, gpus: 0, sparsity: o.sparsity, gpu_fallback: o.gpu_fallback };
+    let placement = PlacementFlags { amx: o.amx, n_gpu_layers: o.n_gpu_layers, tensor_split: o.tensor_split.clone() };
+    let opts = LoadOptions { placement, sparsity: o.sparsity, gpu_fallback: o.gpu_fallback };
     let model = Model::load(&o.model, opts, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);

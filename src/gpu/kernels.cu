@@ -80,21 +80,61 @@ __device__ __forceinline__ int dp4a(int a, int b, int c) {
     return d;
 }
 
+// A load that skips L1 (PTX ld.global.cg).
+__device__ __forceinline__ float load_l2(const float* p) {
+    float v;
+    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
+    return v;
+}
+
+// Whether every value within m * slack of m (m >= 0) rounds to the same
+// f32 as m: no f32 rounding midpoint lies in that interval. (The sum of
+// two adjacent floats is exact in f64, and so is its half.)
+__device__ bool rounds_alike(double m, double slack) {
+    if (!(m <= 3.0e38)) return false; // NaN, inf, or near f32 overflow
+    float f = (float)m;
+    double below = ((double)f + (double)nextafterf(f, -3.4e38f)) * 0.5;
+    double above = ((double)f + (double)nextafterf(f, 3.4e38f)) * 0.5;
+    double d = m * slack;
+    return m - d > below && m + d < above;
+}
+
 // out = x * (1 / sqrt(mean(x^2) + eps)) * w for one row, by the calling
-// block. The squares are summed in f64 in index order (the CPU's order) by
-// one thread from a copy of the row in shared memory (width <= 8192); the
-// scaling is spread over the block.
+// block (width <= 8192). The CPU sums the squares (each an f32 product)
+// in f64 in index order; here the block sums them in parallel, in another
+// order. Both sums have nonnegative terms, so each is within (n - 1) 2^-53
+// of the exact sum (the standard bound for any order), and their means
+// within about 2 (n + 1) 2^-53 of each other: when no f32 rounding
+// midpoint lies within n 2^-50 of the parallel mean, both round to the
+// same f32 mean and the result is the CPU's. Otherwise (about one row in
+// 2^16 at n = 576, or a NaN or inf) one thread sums in the CPU's order.
 #define MAX_NORM_WIDTH 8192
+// FROM_L2: x was written by other blocks of this launch (a GEMV's tail),
+// so it is read past this SM's L1, which is not coherent with theirs.
+template <bool FROM_L2 = false>
 __device__ void rms_norm_row(float* out, const float* x, const float* w, float eps, int width) {
     __shared__ float row[MAX_NORM_WIDTH];
+    __shared__ double partial[32];
     __shared__ float scale;
-    for (int i = threadIdx.x; i < width; i += blockDim.x) row[i] = x[i];
+    double part = 0.0;
+    for (int i = threadIdx.x; i < width; i += blockDim.x) {
+        float v = FROM_L2 ? load_l2(x + i) : x[i];
+        row[i] = v;
+        part += (double)(v * v);
+    }
+    for (int off = 16; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
+    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = part;
     __syncthreads();
     if (threadIdx.x == 0) {
         double sum = 0.0;
-        for (int i = 0; i < width; ++i) sum += (double)(row[i] * row[i]);
-        float mean = (float)(sum / (double)width);
-        scale = 1.0f / sqrtf(mean + eps);
+        for (int i = 0; i < (int)(blockDim.x + 31) / 32; ++i) sum += partial[i];
+        double mean = sum / (double)width;
+        if (!rounds_alike(mean, (double)width * 8.8817841970012523e-16)) { // n 2^-50
+            sum = 0.0;
+            for (int i = 0; i < width; ++i) sum += (double)(row[i] * row[i]);
+            mean = sum / (double)width;
+        }
+        scale = 1.0f / sqrtf((float)mean + eps);
     }
     __syncthreads();
     for (int i = threadIdx.x; i < width; i += blockDim.x) out[i] = (row[i] * scale) * w[i];
@@ -195,12 +235,28 @@ __global__ void swiglu_quantize(float* gate, const float* up, u8* act, int width
 
 } // extern "C"
 
+// A block-wide f64 sum or max of every thread's v, the same value returned
+// to every thread (blockDim.x a multiple of 32, at most 1024).
+template <bool MAX> __device__ double block_reduce(double v, double* partial) {
+    for (int off = 16; off > 0; off >>= 1) {
+        double o = __shfl_xor_sync(0xffffffffu, v, off);
+        v = MAX ? fmax(v, o) : v + o;
+    }
+    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+    __syncthreads();
+    double r = partial[0];
+    for (int i = 1; i < (int)blockDim.x / 32; ++i) r = MAX ? fmax(r, partial[i]) : r + partial[i];
+    __syncthreads();
+    return r;
+}
+
 extern "C" {
 
 // Normal RoPE on the query and key heads of `rows` rows (row r at position
 // pos0 + r, pos0 read from device memory so that a captured decode step
-// takes the current one; nothing happens if the rows would pass n_ctx), then the keys and values of those rows into the KV cache at
-// their positions. Pairs (2i, 2i+1) of the first rope_dim dimensions turn
+// takes the current one; nothing happens if the rows would pass n_ctx),
+// then the keys and values of those rows into the KV cache at their
+// positions. Pairs (2i, 2i+1) of the first rope_dim dimensions turn
 // by pos * theta_scale^i, theta_scale = base^(-2 / rope_dim), the angle
 // advanced by repeated f32 multiplication as the CPU does. One thread per
 // pair of a query or key head, then one per value element.
@@ -273,52 +329,66 @@ __device__ float dot16(const float* a, const float* b, int n) {
 // Causal grouped-query attention over the KV cache (positions 0..=pos, row
 // r of the batch at pos = pos0 + r, pos0 read from device memory as in
 // rope_into_cache); query head h reads KV head h / group.
-// One block of 256 threads per (head, row): scores dot(q, k_t) * scale into
+// One block of 128 threads per (head, row): scores dot(q, k_t) * scale into
 // `scores` (n_ctx per head and row), the softmax (max subtracted, e^x, the
-// sum in f64, then one f32 scale), then each output dimension as the sum
-// over t in order of p_t * v_t, as the CPU computes them.
+// f64 sum, then one f32 scale 1 / sum), then each output dimension as the
+// sum over t in order of p_t * v_t, as the CPU computes them. The CPU sums
+// the softmax in t order; the block sums in parallel and, as rms_norm_row
+// does, falls back to t order when the two could round to different f32
+// scales (the terms are positive, so the same bound holds).
 __global__ void attend(float* out, const float* q, const float* kc, const float* vc, float* scores,
                        const int* position, int n_head, int group, int head_dim, int kv_dim, float scale,
-                       int n_ctx) {
-    __shared__ double red[256];
+                       int n_ctx, u8* act, int act_kind) {
+    __shared__ double partial[32];
+    __shared__ float inv_shared;
     int pos0 = *position;
     if (pos0 < 0 || pos0 + (int)gridDim.y > n_ctx) return;
     int h = blockIdx.x, r = blockIdx.y, pos = pos0 + r, hk = h / group;
     const float* qh = q + ((long)r * n_head + h) * head_dim;
     float* s = scores + ((long)r * n_head + h) * n_ctx;
-    for (int t = threadIdx.x; t <= pos; t += blockDim.x)
-        s[t] = dot16(qh, kc + (long)t * kv_dim + hk * head_dim, head_dim) * scale;
-    __syncthreads();
     float mx = -__int_as_float(0x7f800000);
-    for (int t = threadIdx.x; t <= pos; t += blockDim.x) mx = fmaxf(mx, s[t]);
-    red[threadIdx.x] = (double)mx;
-    __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if (threadIdx.x < k) red[threadIdx.x] = fmax(red[threadIdx.x], red[threadIdx.x + k]);
-        __syncthreads();
+    for (int t = threadIdx.x; t <= pos; t += blockDim.x) {
+        s[t] = dot16(qh, kc + (long)t * kv_dim + hk * head_dim, head_dim) * scale;
+        mx = fmaxf(mx, s[t]);
     }
-    float m = (float)red[0];
-    __syncthreads();
+    float m = (float)block_reduce<true>((double)mx, partial);
     double sum = 0.0;
     for (int t = threadIdx.x; t <= pos; t += blockDim.x) {
         float e = exp_f32(s[t] - m);
         s[t] = e;
         sum += (double)e;
     }
-    red[threadIdx.x] = sum;
-    __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if (threadIdx.x < k) red[threadIdx.x] += red[threadIdx.x + k];
-        __syncthreads();
+    sum = block_reduce<false>(sum, partial);
+    if (threadIdx.x == 0) {
+        double inv = 1.0 / sum;
+        if (!rounds_alike(inv, (double)(pos + 1) * 8.8817841970012523e-16)) { // n 2^-50
+            double ordered = 0.0;
+            for (int t = 0; t <= pos; ++t) ordered += (double)s[t];
+            inv = 1.0 / ordered;
+        }
+        inv_shared = (float)inv;
     }
-    float inv = (float)(1.0 / red[0]);
+    __syncthreads();
+    float inv = inv_shared;
     for (int t = threadIdx.x; t <= pos; t += blockDim.x) s[t] *= inv;
     __syncthreads();
     float* oh = out + ((long)r * n_head + h) * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    int width = n_head * head_dim;
+    u8* act_row = act_kind < 0 ? act : act + r * activation_row_bytes(width, act_kind);
+    // Whole warps per pass (head_dim is a multiple of 32 when act_kind >= 0),
+    // so a warp holds one 32-value block of the row for quantize_block.
+    for (int d0 = 0; d0 < head_dim; d0 += blockDim.x) {
+        int d = d0 + threadIdx.x;
+        if (d >= head_dim) break;
         float acc = 0.0f;
         for (int t = 0; t <= pos; ++t) acc += s[t] * vc[(long)t * kv_dim + hk * head_dim + d];
         oh[d] = acc;
+        long e = (long)h * head_dim + d;
+        if (act_kind == 2) {
+            ((u16*)act_row)[e] = bf16_bits(acc);
+        } else if (act_kind >= 0) {
+            quantize_block(act_row + (e / 32) * (act_kind == 1 ? 36 : 34), acc, threadIdx.x % 32, act_kind);
+        }
     }
 }
 
@@ -641,16 +711,60 @@ __device__ void gemm_bf16_rows(float* y, const u16* w, const u16* a, int n, int 
     store_tile(y, acc, r0 + tr, o0 + to, n, rows, accumulate);
 }
 
+// What a GEMV launch does once every output is written, in the block that
+// finishes last (the threadfence-reduction pattern): the step that reads
+// the whole output row, which would otherwise be a launch of its own.
+// op 0: nothing; 1: RMSNorm of y0 (n0 wide) by norm_w into out, then out
+// quantized into act; 2: SwiGLU of gate y0 and up y1 (n0 wide) in place,
+// then quantized into act.
+struct Tail {
+    int op;
+    unsigned* done; // blocks finished; the last resets it to 0
+    float* out;
+    u8* act;
+    const float* norm_w;
+    float eps;
+    int width;
+    int kind;
+};
+
+__device__ void gemv_tail(const Tail& t, float* y0, const float* y1, int rows) {
+    if (t.op == 0) return;
+    __shared__ bool last;
+    __threadfence(); // this block's outputs are visible before it counts itself
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(t.done, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    long row_bytes = activation_row_bytes(t.width, t.kind);
+    for (int r = 0; r < rows; ++r) {
+        float* y = y0 + (long)r * t.width;
+        if (t.op == 1) {
+            rms_norm_row<true>(t.out + (long)r * t.width, y, t.norm_w, t.eps, t.width);
+            __syncthreads();
+            quantize_row(t.act + r * row_bytes, t.out + (long)r * t.width, t.width, t.kind);
+        } else {
+            const float* u = y1 + (long)r * t.width;
+            for (int i = threadIdx.x; i < t.width; i += blockDim.x) y[i] = swiglu_one(load_l2(y + i), load_l2(u + i));
+            __syncthreads();
+            quantize_row(t.act + r * row_bytes, y, t.width, t.kind);
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *t.done = 0u;
+}
+
 extern "C" {
 
 #define GEMV_ENTRY(NAME, CALL)                                                                         \
     __global__ void gemv_##NAME(float* y0, const u8* w0, int n0, float* y1, const u8* w1, int n1, float* y2,  \
-                                const u8* w2, int n2, const u8* a, int k, int rows, int acc) {               \
+                                const u8* w2, int n2, const u8* a, int k, int rows, int acc, Tail tail) {    \
         Targets t = {{y0, y1, y2}, {w0, w1, w2}, {n0, n1, n2}};                                              \
         int which, o, r;                                                                                     \
         long warp = ((long)blockIdx.x * blockDim.x + threadIdx.x) / 32;                                      \
-        if (!target_of(warp, rows, t, which, o, r)) return;                                                  \
-        CALL;                                                                                                \
+        if (target_of(warp, rows, t, which, o, r)) CALL;                                                     \
+        gemv_tail(tail, y0, y1, rows);                                                                       \
     }
 GEMV_ENTRY(q8_0, (gemv_quant<0>(t.y[which], t.w[which], a, t.n[which], k, o, r, acc)))
 GEMV_ENTRY(q4_0, (gemv_quant<1>(t.y[which], t.w[which], a, t.n[which], k, o, r, acc)))

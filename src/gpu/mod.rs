@@ -16,8 +16,8 @@
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PinnedHostSlice, PushKernelArg,
-    ValidAsZeroBits,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PinnedHostSlice,
+    PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 
@@ -192,6 +192,47 @@ impl RowFormat {
 /// bytes) and their row count `n`.
 pub type MatmulTarget<'a> = (&'a mut CudaSlice<f32>, &'a CudaSlice<u8>, usize);
 
+/// The step that follows a [`Gpu::matmuls`] and reads its whole output
+/// rows. With few rows it runs in the matmul's own launch, in the block
+/// that finishes last (kernels.cu `gemv_tail`); with more, as its own
+/// launch. Either way the bits are those of [`Gpu::rms_norm_quantize`] and
+/// [`Gpu::swiglu_quantize`].
+pub enum Then<'a> {
+    Nothing,
+    /// [`Gpu::rms_norm_quantize`] of target 0's output by `weight` into `h`
+    /// and `act`.
+    NormQuantize {
+        h: &'a mut CudaSlice<f32>,
+        act: &'a mut CudaSlice<u8>,
+        weight: &'a CudaSlice<f32>,
+        eps: f32,
+        format: RowFormat,
+    },
+    /// [`Gpu::swiglu_quantize`] of target 0 (gate, in place) and target 1
+    /// (up) into `act`.
+    SwigluQuantize {
+        act: &'a mut CudaSlice<u8>,
+        format: RowFormat,
+    },
+}
+
+/// kernels.cu `Tail`, field for field.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Tail {
+    op: i32,
+    done: u64,
+    out: u64,
+    act: u64,
+    norm_w: u64,
+    eps: f32,
+    width: i32,
+    kind: i32,
+}
+
+// SAFETY: plain data with the C layout of the kernel's parameter.
+unsafe impl DeviceRepr for Tail {}
+
 /// Activation rows up to this many go through the warp-per-output GEMV,
 /// more through the tiled GEMM (same bits either way).
 const GEMV_ROWS: usize = 4;
@@ -218,6 +259,9 @@ pub struct Gpu {
     swiglu: CudaFunction,
     add: CudaFunction,
     attend: CudaFunction,
+    /// The GEMV tails' count of finished blocks (kernels.cu `Tail::done`):
+    /// zero between launches.
+    tail_done: CudaSlice<u32>,
     /// Per [`RowFormat`]: the GEMV and the tiled GEMM.
     matmul: [(CudaFunction, CudaFunction); 4],
 }
@@ -346,7 +390,7 @@ impl Gpu {
         // A stream of our own: the legacy default stream cannot be captured.
         let stream = ctx.new_stream().map_err(d("creating a stream"))?;
         Ok(Gpu {
-            stream,
+            stream: stream.clone(),
             rms_norm: f("rms_norm")?,
             quantize_rows: f("quantize_rows")?,
             rms_norm_quantize: f("rms_norm_quantize")?,
@@ -356,6 +400,7 @@ impl Gpu {
             add: f("add_in_place")?,
             attend: f("attend")?,
             matmul: [pair(a)?, pair(b)?, pair(c)?, pair(e)?],
+            tail_done: stream.alloc_zeros(1).map_err(d("allocating the tail counter"))?,
             ctx,
             info,
         })
@@ -776,6 +821,7 @@ impl Gpu {
         scores: &mut CudaSlice<f32>,
         a: AttentionShape,
         at: &Position,
+        quantized: Option<(&mut CudaSlice<u8>, RowFormat)>,
     ) -> Result<(), GpuError> {
         let AttentionShape { rows, n_head, n_head_kv, head_dim, n_ctx, scale } = a;
         let pos0 = at.value;
@@ -794,6 +840,16 @@ impl Gpu {
         need("attend", "k cache", kc.len(), n_ctx * kv_dim)?;
         need("attend", "v cache", vc.len(), n_ctx * kv_dim)?;
         need("attend", "scores", scores.len(), rows * n_head * n_ctx)?;
+        let width = n_head * head_dim;
+        if let Some((act, format)) = &quantized {
+            if !head_dim.is_multiple_of(32) {
+                return Err(GpuError::Shape {
+                    op: "attend",
+                    what: format!("head_dim {head_dim}: quantizing the output needs whole 32-value blocks per head"),
+                });
+            }
+            need("attend", "act (bytes)", act.len(), rows * format.activation_bytes(width))?;
+        }
         // 128 threads: the output sums run one thread per dimension (64),
         // and smaller blocks keep more of them in flight per SM.
         let cfg =
@@ -806,6 +862,13 @@ impl Gpu {
             b.arg(v);
         }
         b.arg(&scale).arg(&nc);
+        let kind = quantized.as_ref().map_or(-1, |(_, f)| f.activation_kind());
+        match quantized {
+            Some((act, _)) => b.arg(act),
+            // Never written with kind -1: any device pointer fills the slot.
+            None => b.arg(q),
+        };
+        b.arg(&kind);
         // SAFETY: block (h, r) reads q's row r head h, the cache rows
         // 0..=pos0 + r of KV head h / group (the kernel reads pos0 and does
         // nothing if pos0 + rows passes n_ctx), writes its scores slice and
@@ -833,15 +896,16 @@ impl Gpu {
         rows: usize,
         accumulate: bool,
     ) -> Result<(), GpuError> {
-        self.matmuls(format, [Some((y, w, n)), None, None], a, k, rows, accumulate)
+        self.matmuls(format, [Some((y, w, n)), None, None], a, k, rows, accumulate, Then::Nothing)
     }
 
     /// Up to three matmuls of the same `format` and `k` on the same
     /// activations (Q, K and V; gate and up): `(y, w, n)` each, as
-    /// [`Gpu::matmul`]. Few rows take one launch for all of them.
+    /// [`Gpu::matmul`], then `then`. Few rows take one launch for all.
     ///
     /// # Errors
-    /// As [`Gpu::matmul`].
+    /// As [`Gpu::matmul`]; `then`'s targets missing or of other widths.
+    #[allow(clippy::too_many_arguments)]
     pub fn matmuls(
         &self,
         format: RowFormat,
@@ -850,6 +914,7 @@ impl Gpu {
         k: usize,
         rows: usize,
         accumulate: bool,
+        then: Then,
     ) -> Result<(), GpuError> {
         check_k("matmul", k)?;
         need("matmul", "a (bytes)", a.len(), rows * format.activation_bytes(k))?;
@@ -876,8 +941,24 @@ impl Gpu {
                 // (checked above).
                 Self::launched(unsafe { b.launch(cfg) })?;
             }
-            return Ok(());
+            let [t0, t1, _] = targets;
+            return match then {
+                Then::Nothing => Ok(()),
+                Then::NormQuantize { h, act, weight, eps, format } => {
+                    let (y, _, _) = t0.ok_or_else(|| then_shape("NormQuantize needs target 0"))?;
+                    self.rms_norm_quantize(h, act, y, weight, eps, rows, format)
+                }
+                Then::SwigluQuantize { act, format } => {
+                    let ((gate, _, n), (up, _, n1)) =
+                        t0.zip(t1).ok_or_else(|| then_shape("SwiGLU needs targets 0 and 1"))?;
+                    if n != n1 {
+                        return Err(then_shape("SwiGLU needs gate and up of one width"));
+                    }
+                    self.swiglu_quantize(gate, up, act, rows, n, format)
+                }
+            };
         }
+        let tail = self.tail(&then, &targets, rows)?;
         let ns = targets.each_ref().map(|t| t.as_ref().map_or(0, |(_, _, n)| *n as i32));
         let mut b = self.stream.launch_builder(gemv);
         for (i, t) in targets.iter_mut().enumerate() {
@@ -893,12 +974,52 @@ impl Gpu {
             }
             b.arg(&ns[i]);
         }
-        b.arg(a).arg(&k_).arg(&r_).arg(&acc);
+        b.arg(a).arg(&k_).arg(&r_).arg(&acc).arg(&tail);
         // SAFETY: one warp per (output, row) of the targets together; each
         // reads its weight row and activation row and writes one element of
-        // its y (lengths checked above); empty targets have n = 0.
+        // its y (lengths checked above); empty targets have n = 0. The tail
+        // reads and writes the buffers `tail` checked, once every block is done.
         Self::launched(unsafe { b.launch(linear(32 * total * rows)) })
     }
+
+    /// The GEMV launch's [`Tail`] for `then`, its buffers checked.
+    fn tail(&self, then: &Then, targets: &[Option<MatmulTarget>; 3], rows: usize) -> Result<Tail, GpuError> {
+        let ptr = |s: &CudaSlice<f32>| s.device_ptr(&self.stream).0;
+        let done = self.tail_done.device_ptr(&self.stream).0;
+        let none = Tail { op: 0, done, out: 0, act: 0, norm_w: 0, eps: 0.0, width: 0, kind: 0 };
+        let width = |i: usize| targets[i].as_ref().map(|(_, _, n)| *n);
+        match then {
+            Then::Nothing => Ok(none),
+            Then::NormQuantize { h, act, weight, eps, format } => {
+                let n = width(0).ok_or_else(|| then_shape("NormQuantize needs target 0"))?;
+                if weight.len() != n {
+                    return Err(then_shape("the norm's weight is not as wide as target 0"));
+                }
+                check_norm_width(n)?;
+                check_k("rms_norm_quantize", n)?;
+                need("rms_norm_quantize", "h", h.len(), rows * n)?;
+                need("rms_norm_quantize", "act (bytes)", act.len(), rows * format.activation_bytes(n))?;
+                let (out, norm_w) = (ptr(h), ptr(weight));
+                let act = act.device_ptr(&self.stream).0;
+                Ok(Tail { op: 1, out, act, norm_w, eps: *eps, width: n as i32, kind: format.activation_kind(), ..none })
+            }
+            Then::SwigluQuantize { act, format } => {
+                let (n, n1) = width(0).zip(width(1)).ok_or_else(|| then_shape("SwiGLU needs targets 0 and 1"))?;
+                if n != n1 {
+                    return Err(then_shape("SwiGLU needs gate and up of one width"));
+                }
+                check_norm_width(n)?;
+                check_k("swiglu_quantize", n)?;
+                need("swiglu_quantize", "act (bytes)", act.len(), rows * format.activation_bytes(n))?;
+                let act = act.device_ptr(&self.stream).0;
+                Ok(Tail { op: 2, act, width: n as i32, kind: format.activation_kind(), ..none })
+            }
+        }
+    }
+}
+
+fn then_shape(what: &str) -> GpuError {
+    GpuError::Shape { op: "matmul then", what: what.to_string() }
 }
 
 fn check_norm_width(width: usize) -> Result<(), GpuError> {

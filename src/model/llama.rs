@@ -27,15 +27,12 @@ use super::weights::{dequantize_row, Linear, LinearWeights, Tensors, Weights};
 use super::ModelError;
 
 /// How to load a model.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LoadOptions {
     pub placement: PlacementFlags,
-    /// GPUs to plan with; 0 asks the CUDA driver (the placement tests
-    /// pass a count).
-    pub gpus: usize,
-    /// `--gpu-fallback`: when the GPU layers cannot be set up (out of GPU
-    /// memory, a driver or NVRTC error), warn and run every layer on the
-    /// CPU instead of stopping.
+    /// `--gpu-fallback`: when the GPU layers cannot be set up (a GPU too
+    /// small for its share, out of GPU memory, a driver or NVRTC error),
+    /// warn and run every layer on the CPU instead of stopping.
     pub gpu_fallback: bool,
     /// `--sparse S`: prune every repeating-layer linear weight to this
     /// sparsity (magnitude, per output row) and run it through the sparse
@@ -49,8 +46,9 @@ pub struct Model {
     pub config: LlamaConfig,
     pub plan: Placement,
     weights: Weights,
-    /// The layers the plan put on a GPU, uploaded.
-    gpu: Option<GpuWeights>,
+    /// The layers the plan put on GPUs, uploaded: one part per GPU with
+    /// layers, in layer order.
+    gpu: Vec<GpuWeights>,
 }
 
 impl Model {
@@ -76,18 +74,21 @@ impl Model {
     pub fn from_gguf(gguf: Gguf, opts: LoadOptions, progress: impl FnMut(usize, usize)) -> Result<Model, ModelError> {
         let config = LlamaConfig::from_gguf(&gguf)?;
         let tensors = Tensors::find(&gguf, &config)?;
-        let gpus = if opts.placement.n_gpu_layers == 0 { Ok(0) } else { gpus_for_placement(opts.gpus) };
+        let gpus = if opts.placement.n_gpu_layers == 0 { Ok(Vec::new()) } else { gpus_for_placement() };
         let machine = Machine { amx: amx_for_placement(), gpus };
-        let mut plan = place(opts.placement, &machine, config.n_layers, &tensors.descs());
-        let gpu = match upload_gpu_layers(&gguf, &tensors, &plan) {
-            Ok(gpu) => gpu,
+        let descs = tensors.descs();
+        let planned = place(&opts.placement, &machine, config.n_layers, &descs)
+            .map_err(ModelError::from)
+            .and_then(|plan| upload_gpu_layers(&gguf, &tensors, &plan).map(|gpu| (plan, gpu)));
+        let (plan, gpu) = match planned {
+            Ok(placed) => placed,
             Err(e) if opts.gpu_fallback => {
-                // Nothing of the failed attempt stays on the GPU (its
-                // buffers were dropped with the error); plan again without GPUs.
+                // Nothing of the failed attempt stays on a GPU (its buffers
+                // were dropped with the error); plan again without GPUs.
                 let flags = PlacementFlags { n_gpu_layers: 0, ..opts.placement };
-                plan = place(flags, &Machine { gpus: Ok(0), ..machine }, config.n_layers, &tensors.descs());
+                let mut plan = place(&flags, &Machine { gpus: Ok(Vec::new()), ..machine }, config.n_layers, &descs)?;
                 plan.warnings.push(format!("--gpu-fallback: {e}: running every layer on the CPU"));
-                None
+                (plan, Vec::new())
             }
             Err(e) => return Err(e),
         };
@@ -104,9 +105,9 @@ impl Model {
         self.weights.packed_bytes()
     }
 
-    /// The GPU the plan put layers on, if any.
-    pub fn gpu(&self) -> Option<&crate::gpu::GpuInfo> {
-        self.gpu.as_ref().map(|g| &g.gpu().info)
+    /// The GPUs the plan put layers on, in layer order.
+    pub fn gpus(&self) -> Vec<&crate::gpu::GpuInfo> {
+        self.gpu.iter().map(|g| &g.gpu().info).collect()
     }
 }
 
@@ -119,24 +120,24 @@ fn amx_for_placement() -> Result<(), String> {
     }
 }
 
-/// GPUs that can take layers: `given` if the caller says so (placement
-/// tests), else the devices the CUDA driver reports, or why there are none.
-fn gpus_for_placement(given: usize) -> Result<usize, String> {
-    if given > 0 {
-        return Ok(given);
-    }
-    crate::gpu::probe().map(|found| found.len()).map_err(|why| format!("no CUDA device ({why})"))
+/// The free memory of each GPU the CUDA driver reports, or why there are
+/// none.
+fn gpus_for_placement() -> Result<Vec<u64>, String> {
+    crate::gpu::probe()
+        .map(|found| found.iter().map(|g| g.free_bytes as u64).collect())
+        .map_err(|why| format!("no CUDA device ({why})"))
 }
 
-/// The layers `plan` puts on GPU 0, uploaded (None when it puts none there).
-fn upload_gpu_layers(g: &Gguf, t: &Tensors, plan: &Placement) -> Result<Option<GpuWeights>, ModelError> {
-    if plan.gpu_layers == 0 {
-        return Ok(None);
+/// The layers `plan` puts on GPUs, uploaded, one part per GPU with layers
+/// (the head with the part that has the last layer, when the plan says so).
+fn upload_gpu_layers(g: &Gguf, t: &Tensors, plan: &Placement) -> Result<Vec<GpuWeights>, ModelError> {
+    let head = plan.buffer(Slot { role: Role::Output, layer: None });
+    let mut parts = Vec::new();
+    for (ordinal, layers) in plan.gpu_ranges.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
+        let gpu = Gpu::open(ordinal).map_err(|e| ModelError::Gpu(Box::new(e)))?;
+        parts.push(GpuWeights::load(gpu, g, t, layers.clone(), head == Buffer::Gpu(ordinal))?);
     }
-    let gpu = Gpu::open(0).map_err(|e| ModelError::Gpu(Box::new(e)))?;
-    let n_layers = t.layers.len();
-    let with_head = plan.buffer(Slot { role: Role::Output, layer: None }) == Buffer::Gpu(0);
-    GpuWeights::load(gpu, g, t, n_layers - plan.gpu_layers, with_head).map(Some)
+    Ok(parts)
 }
 
 /// The KV cache: per layer, `n_ctx` positions of K and of V, f32.
@@ -180,7 +181,8 @@ pub struct Session<'m> {
     model: &'m Model,
     cache: KvCache,
     /// The GPU layers' cache and buffers, when the model has GPU layers.
-    gpu: Option<GpuSession>,
+    /// Per GPU part of the model, its KV cache and position.
+    gpu: Vec<GpuSession>,
     scratch: Scratch,
     profile: Option<Profile>,
     n_ctx: usize,
@@ -223,7 +225,7 @@ impl<'m> Session<'m> {
             k.push(layer()?);
             v.push(layer()?);
         }
-        let gpu = model.gpu.as_ref().map(|w| GpuSession::new(w, cfg, n_ctx)).transpose()?;
+        let gpu = model.gpu.iter().map(|w| GpuSession::new(w, cfg, n_ctx)).collect::<Result<Vec<_>, _>>()?;
         let opts = GemmOptions { threads, ..GemmOptions::default() };
         Ok(Session {
             model,
@@ -438,9 +440,12 @@ impl<'m> Session<'m> {
             add_in_place(x, proj);
             stop(prof, "norms", at, t);
         }
-        if let (Some(gpu), Some(weights)) = (self.gpu.as_mut(), model.gpu.as_ref()) {
+        // The GPUs' parts in layer order; the hidden state crosses between
+        // them through each part's page-locked buffer, and the part with
+        // the head returns the logits.
+        for (part, weights) in self.gpu.iter_mut().zip(&model.gpu) {
             let t = start(prof);
-            let logits = gpu.run(weights, cfg, x, self.pos, first_logits)?;
+            let logits = part.run(weights, cfg, x, self.pos, first_logits)?;
             stop(prof, "GPU layers", None, t);
             if let Some(logits) = logits {
                 self.pos += m;

@@ -17,7 +17,7 @@ pub mod weights;
 
 pub use config::LlamaConfig;
 pub use llama::{LoadOptions, Model, Session};
-pub use placement::{Buffer, Placement, PlacementFlags, Role, Slot};
+pub use placement::{Buffer, Placement, PlacementError, PlacementFlags, Role, Slot};
 
 use crate::gemm::GemmError;
 use crate::gguf::GgufError;
@@ -64,4 +64,6 @@ pub enum ModelError {
     /// error names the step.
     #[error("GPU layers: {0}")]
     Gpu(Box<crate::gpu::GpuError>),
+    #[error(transparent)]
+    Placement(#[from] placement::PlacementError),
 }

@@ -11,12 +11,13 @@
 //! one page-locked host buffer, once per boundary: up before the first GPU
 //! layer, back after the last when the CPU runs the LM head.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cudarc::driver::{CudaSlice, PinnedHostSlice};
 
 use crate::gguf::{Gguf, TensorInfo};
-use crate::gpu::{AttentionShape, Gpu, GpuError, Graph, Position, RopeShape, RowFormat};
+use crate::gpu::{AttentionShape, Gpu, GpuError, Graph, Position, RopeShape, RowFormat, Then};
 
 use super::config::LlamaConfig;
 use super::weights::{f32_vector, Tensors};
@@ -48,10 +49,10 @@ struct GpuHead {
     output: GpuLinear,
 }
 
-/// The GPU's share of a model: layers `first_layer..` and maybe the head.
+/// One GPU's share of a model: a range of layers and maybe the head.
 pub struct GpuWeights {
     gpu: Gpu,
-    first_layer: usize,
+    range: Range<usize>,
     layers: Vec<GpuLayer>,
     head: Option<GpuHead>,
     bytes: u64,
@@ -83,7 +84,7 @@ struct HostIo {
 }
 
 impl GpuWeights {
-    /// Uploads layers `first_layer..` of `t` (and the head with `with_head`)
+    /// Uploads layers `range` of `t` (and the head with `with_head`)
     /// to `gpu`.
     ///
     /// # Errors
@@ -93,7 +94,7 @@ impl GpuWeights {
         gpu: Gpu,
         g: &Gguf,
         t: &Tensors,
-        first_layer: usize,
+        range: Range<usize>,
         with_head: bool,
     ) -> Result<GpuWeights, ModelError> {
         let mut bytes = 0u64;
@@ -101,7 +102,7 @@ impl GpuWeights {
             bytes += t.byte_size();
             gpu.upload(&f32_vector(g.tensor_data(t))).map_err(gpu_error)
         };
-        let mut layers = Vec::with_capacity(t.layers.len().saturating_sub(first_layer));
+        let mut layers = Vec::with_capacity(range.len());
         let mut linear_bytes = 0u64;
         let mut linear = |t: &TensorInfo| -> Result<GpuLinear, ModelError> {
             let format = RowFormat::of(t.ggml_type()).ok_or_else(|| ModelError::TensorType {
@@ -113,7 +114,7 @@ impl GpuWeights {
             let (k, n) = (t.dims()[0] as usize, t.dims()[1] as usize);
             Ok(GpuLinear { bytes: gpu.upload(g.tensor_data(t)).map_err(gpu_error)?, format, n, k })
         };
-        for ts in &t.layers[first_layer..] {
+        for ts in &t.layers[range.clone()] {
             // Role::LAYER order: attn_norm, q, k, v, o, ffn_norm, gate, up, down.
             let (wq, wk, wv, wo) = (linear(&ts[1])?, linear(&ts[2])?, linear(&ts[3])?, linear(&ts[4])?);
             let (w_gate, w_up, w_down) = (linear(&ts[6])?, linear(&ts[7])?, linear(&ts[8])?);
@@ -135,19 +136,12 @@ impl GpuWeights {
         } else {
             None
         };
-        Ok(GpuWeights {
-            first_layer,
-            layers,
-            head,
-            bytes: bytes + linear_bytes,
-            gpu,
-            workspace: std::sync::Mutex::new(None),
-        })
+        Ok(GpuWeights { range, layers, head, bytes: bytes + linear_bytes, gpu, workspace: std::sync::Mutex::new(None) })
     }
 
-    /// The first repeating layer on the GPU.
-    pub fn first_layer(&self) -> usize {
-        self.first_layer
+    /// The repeating layers on this GPU.
+    pub fn layers(&self) -> Range<usize> {
+        self.range.clone()
     }
 
     /// Whether the output norm and LM head run on the GPU.
@@ -194,8 +188,10 @@ struct Scratch {
     attn: CudaSlice<f32>,
     gate: CudaSlice<f32>,
     up: CudaSlice<f32>,
-    /// Quantized (or bf16) activations of the widest input.
+    /// Quantized (or bf16) activations of the widest input, two of them:
+    /// a matmul reads one while its fused tail writes the other.
     act: CudaSlice<u8>,
+    act2: CudaSlice<u8>,
     scores: CudaSlice<f32>,
     logits: CudaSlice<f32>,
 }
@@ -252,6 +248,7 @@ impl Workspace {
             gate: z(m * ff)?,
             up: z(m * ff)?,
             act: gpu.zeros::<u8>(act, step).map_err(gpu_error)?,
+            act2: gpu.zeros::<u8>(act, step).map_err(gpu_error)?,
             scores: z(m * cfg.n_head * n_ctx)?,
             logits: z(m * vocab)?,
         };
@@ -356,7 +353,7 @@ impl GpuSession {
         let (e, kv, ff) = (cfg.n_embd, cfg.kv_dim(), cfg.n_ff);
         gpu.copy_to_device(&io.boundary, &mut s.x, m * e)?;
         gpu.upload_position(&mut self.position)?;
-        let Scratch { x: dx, h, q, k, v, attn, gate, up, act, scores, logits } = s;
+        let Scratch { x: dx, h, q, k, v, attn, gate, up, act, act2, scores, logits } = s;
         // x W^T for the activation rows in `input` (`k` wide) into `out`.
         let matmul = |lin: &GpuLinear,
                       input: &CudaSlice<f32>,
@@ -384,21 +381,25 @@ impl GpuSession {
             n_ctx: self.n_ctx,
             scale: 1.0 / (cfg.head_dim as f32).sqrt(),
         };
-        // Three launches of matmul work per layer for a token: Q, K and V in
-        // one, gate and up in one (when their formats agree, as in every
-        // llama.cpp quantization), the norms and SwiGLU fused with the
-        // quantization their matmul needs.
+        // Six launches per layer for a token: Q, K and V in one GEMV, gate
+        // and up in one (when their formats agree, as in every llama.cpp
+        // quantization); each step that needs a whole output row (a norm,
+        // SwiGLU, the quantization of the next matmul's input) fused into
+        // the launch before it. `act` carries a layer's attention and FFN
+        // inputs, `act2` the inputs of its output and down projections.
         let eps = cfg.rms_eps;
+        if let Some(first) = w.layers.first() {
+            gpu.rms_norm_quantize(h, act, dx, &first.attn_norm, eps, m, first.wq.format)?;
+        }
         for (l, layer) in w.layers.iter().enumerate() {
             let fq = layer.wq.format;
-            gpu.rms_norm_quantize(h, act, dx, &layer.attn_norm, eps, m, fq)?;
             if layer.wk.format == fq && layer.wv.format == fq {
                 let targets = [
                     Some((&mut *q, &layer.wq.bytes, e)),
                     Some((&mut *k, &layer.wk.bytes, kv)),
                     Some((&mut *v, &layer.wv.bytes, kv)),
                 ];
-                gpu.matmuls(fq, targets, act, e, m, false)?;
+                gpu.matmuls(fq, targets, act, e, m, false, Then::Nothing)?;
             } else {
                 gpu.matmul(fq, q, &layer.wq.bytes, act, e, e, m, false)?;
                 matmul(&layer.wk, h, act, k, m, false)?;
@@ -406,20 +407,44 @@ impl GpuSession {
             }
             let (kc, vc) = (&mut self.k_cache[l], &mut self.v_cache[l]);
             gpu.rope_into_cache(q, k, v, kc, vc, rope, &self.position)?;
-            gpu.attend(attn, q, kc, vc, scores, attention, &self.position)?;
-            matmul(&layer.wo, attn, act, dx, m, true)?;
+            if cfg.head_dim.is_multiple_of(32) {
+                gpu.attend(attn, q, kc, vc, scores, attention, &self.position, Some((&mut *act2, layer.wo.format)))?;
+            } else {
+                gpu.attend(attn, q, kc, vc, scores, attention, &self.position, None)?;
+                gpu.quantize_activations(layer.wo.format, act2, attn, m, e)?;
+            }
             let fg = layer.w_gate.format;
-            gpu.rms_norm_quantize(h, act, dx, &layer.ffn_norm, eps, m, fg)?;
+            let ffn_norm = Then::NormQuantize { h: &mut *h, act: &mut *act, weight: &layer.ffn_norm, eps, format: fg };
+            gpu.matmuls(
+                layer.wo.format,
+                [Some((&mut *dx, &layer.wo.bytes, e)), None, None],
+                act2,
+                e,
+                m,
+                true,
+                ffn_norm,
+            )?;
+            let fd = layer.w_down.format;
             if layer.w_up.format == fg {
                 let targets =
                     [Some((&mut *gate, &layer.w_gate.bytes, ff)), Some((&mut *up, &layer.w_up.bytes, ff)), None];
-                gpu.matmuls(fg, targets, act, e, m, false)?;
+                gpu.matmuls(fg, targets, act, e, m, false, Then::SwigluQuantize { act: &mut *act2, format: fd })?;
             } else {
                 gpu.matmul(fg, gate, &layer.w_gate.bytes, act, ff, e, m, false)?;
                 matmul(&layer.w_up, h, act, up, m, false)?;
+                gpu.swiglu_quantize(gate, up, act2, m, ff, fd)?;
             }
-            gpu.swiglu_quantize(gate, up, act, m, ff, layer.w_down.format)?;
-            gpu.matmul(layer.w_down.format, dx, &layer.w_down.bytes, act, e, ff, m, true)?;
+            let next_norm = match w.layers.get(l + 1) {
+                Some(next) => Then::NormQuantize {
+                    h: &mut *h,
+                    act: &mut *act,
+                    weight: &next.attn_norm,
+                    eps,
+                    format: next.wq.format,
+                },
+                None => Then::Nothing,
+            };
+            gpu.matmuls(fd, [Some((&mut *dx, &layer.w_down.bytes, e)), None, None], act2, ff, m, true, next_norm)?;
         }
         let Some(head) = &w.head else {
             return gpu.copy_to_host(dx, 0, &mut io.boundary, m * e);

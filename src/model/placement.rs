@@ -1,10 +1,12 @@
 //! Where each tensor lives: a pure function of the flags, the tensors'
-//! roles, types and shapes, what the CPU can run and how many GPUs there
-//! are (docs/PLACEMENT.md, "The rule"). Nothing here touches memory; the
-//! loader follows the plan, and the printed report is the plan.
+//! roles, types and shapes, what the CPU can run and which GPUs there are
+//! with how much free memory (docs/PLACEMENT.md, "The rule"). Nothing here
+//! touches memory; the loader follows the plan, and the printed report is
+//! the plan.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 
 use crate::gguf::GgmlType;
 
@@ -130,12 +132,15 @@ pub struct TensorDesc {
 }
 
 /// What the user asked for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PlacementFlags {
     /// `--amx`.
     pub amx: bool,
     /// `-ngl N`: repeating layers (from the last) to put on GPUs.
     pub n_gpu_layers: usize,
+    /// `--tensor-split A,B,...`: the GPUs' shares of the offloaded layers
+    /// (GPU 0 first, missing ones 0); empty: in proportion to free memory.
+    pub tensor_split: Vec<f64>,
 }
 
 /// What the machine offers.
@@ -144,9 +149,22 @@ pub struct Machine {
     /// Ok when the AMX quantized kernels can run here (and are not
     /// excluded by `TILEJIT_ISA`), else the reason.
     pub amx: Result<(), String>,
-    /// GPUs that can run layers, or why none can (one line: no CUDA device
-    /// and why, or that the GPU forward pass is not built yet).
-    pub gpus: Result<usize, String>,
+    /// The free memory in bytes of each GPU that can run layers, in the
+    /// driver's order, or why there is none (one line).
+    pub gpus: Result<Vec<u64>, String>,
+}
+
+/// A plan that cannot be carried out: what is wrong and what to do.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlacementError {
+    #[error("--tensor-split {given:?}: {why}")]
+    TensorSplit { given: Vec<f64>, why: String },
+    #[error(
+        "GPU {gpu} is too small for its share: {layers} layer(s) need {need_mib:.1} MiB of weights, {free_mib:.1} MiB \
+         are free; lower -ngl or give it a smaller --tensor-split share"
+    )]
+    GpuTooSmall { gpu: usize, layers: usize, need_mib: f64, free_mib: f64 },
 }
 
 /// The plan: a buffer per tensor, and what the user should be told.
@@ -155,6 +173,9 @@ pub struct Placement {
     pub buffers: BTreeMap<Slot, Buffer>,
     /// Repeating layers on GPUs (the last `gpu_layers`).
     pub gpu_layers: usize,
+    /// Per GPU (by index), the repeating layers it runs: consecutive
+    /// ranges in GPU order, possibly empty.
+    pub gpu_ranges: Vec<Range<usize>>,
     /// Whether any tensor went to AMX.
     pub amx: bool,
     /// One line each, printed once before the run.
@@ -182,13 +203,29 @@ fn amx_kernel_for(t: GgmlType) -> bool {
 ///    (K a multiple of the 32-wide block) are repacked for AMX.
 /// 5. Layers on GPUs are the last `n_gpu_layers`; the output norm and
 ///    projection join them when every layer is offloaded (llama.cpp's
-///    convention).
-pub fn place(flags: PlacementFlags, machine: &Machine, n_layers: usize, tensors: &[TensorDesc]) -> Placement {
+///    convention), on the GPU of the last layer.
+/// 6. With several GPUs the offloaded layers are split into consecutive
+///    ranges in proportion to `--tensor-split`, or to the GPUs' free memory
+///    without it (llama.cpp's split); a GPU's share may be no layers.
+///
+/// # Errors
+/// A `--tensor-split` that does not fit the GPUs, or a GPU whose share of
+/// weights exceeds its free memory.
+pub fn place(
+    flags: &PlacementFlags,
+    machine: &Machine,
+    n_layers: usize,
+    tensors: &[TensorDesc],
+) -> Result<Placement, PlacementError> {
     let mut warnings = Vec::new();
     let gpu_layers = match (flags.n_gpu_layers, &machine.gpus) {
         (0, _) => 0,
         (n, Err(why)) => {
             warnings.push(format!("-ngl {n}: {why}: running every layer on the CPU"));
+            0
+        }
+        (n, Ok(free)) if free.is_empty() => {
+            warnings.push(format!("-ngl {n}: no CUDA device: running every layer on the CPU"));
             0
         }
         (n, _) if n > n_layers => {
@@ -197,6 +234,14 @@ pub fn place(flags: PlacementFlags, machine: &Machine, n_layers: usize, tensors:
         }
         (n, _) => n,
     };
+    let free = machine.gpus.as_ref().map_or(&[][..], |f| &f[..]);
+    let gpu_ranges = if gpu_layers > 0 {
+        let shares = shares(&flags.tensor_split, free)?;
+        split_layers(n_layers - gpu_layers..n_layers, &shares)
+    } else {
+        Vec::new()
+    };
+    let gpu_of = |layer: usize| gpu_ranges.iter().position(|r| r.contains(&layer));
     let amx = match (flags.amx, gpu_layers, &machine.amx) {
         (false, ..) => false,
         (true, g, _) if g > 0 => {
@@ -211,21 +256,22 @@ pub fn place(flags: PlacementFlags, machine: &Machine, n_layers: usize, tensors:
         }
         (true, _, Ok(())) => true,
     };
-    let first_gpu_layer = n_layers - gpu_layers;
+    // The head joins the GPU of the last layer.
+    let head_gpu = if gpu_layers == n_layers && n_layers > 0 { gpu_of(n_layers - 1) } else { None };
     let mut buffers = BTreeMap::new();
     let mut bytes: BTreeMap<Buffer, u64> = BTreeMap::new();
     let mut roles: BTreeMap<Buffer, Vec<Role>> = BTreeMap::new();
     for t in tensors {
         let on_gpu = match t.slot.layer {
-            Some(l) => l >= first_gpu_layer,
-            None => gpu_layers > 0 && gpu_layers == n_layers && t.slot.role != Role::TokenEmbd,
+            Some(l) => gpu_of(l),
+            None => head_gpu,
         };
         let buffer = if t.slot.role == Role::TokenEmbd {
             // Read by row lookup on the CPU in every run (llama.cpp keeps
             // it there too), straight from the mapping.
             Buffer::CpuMapped
-        } else if on_gpu {
-            Buffer::Gpu(0)
+        } else if let Some(gpu) = on_gpu {
+            Buffer::Gpu(gpu)
         } else if !t.slot.role.is_matmul() || t.ggml_type == GgmlType::F32 {
             if gpu_layers > 0 {
                 Buffer::Host
@@ -250,8 +296,64 @@ pub fn place(flags: PlacementFlags, machine: &Machine, n_layers: usize, tensors:
             r.push(t.slot.role);
         }
     }
+    for (gpu, range) in gpu_ranges.iter().enumerate() {
+        let need = bytes.get(&Buffer::Gpu(gpu)).copied().unwrap_or(0);
+        if need > free[gpu] {
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            let (need_mib, free_mib) = (mib(need), mib(free[gpu]));
+            return Err(PlacementError::GpuTooSmall { gpu, layers: range.len(), need_mib, free_mib });
+        }
+    }
     let amx = buffers.values().any(|b| *b == Buffer::Amx);
-    Placement { buffers, gpu_layers, amx, warnings, bytes, roles }
+    Ok(Placement { buffers, gpu_layers, gpu_ranges, amx, warnings, bytes, roles })
+}
+
+/// Each GPU's share of the offloaded layers: `split` (missing values 0)
+/// or, without it, the GPUs' free memory.
+fn shares(split: &[f64], free: &[u64]) -> Result<Vec<f64>, PlacementError> {
+    if split.is_empty() {
+        return Ok(free.iter().map(|&b| b as f64).collect());
+    }
+    let bad = |why: String| PlacementError::TensorSplit { given: split.to_vec(), why };
+    if split.len() > free.len() {
+        return Err(bad(format!("{} values for {} GPU(s); give one per GPU", split.len(), free.len())));
+    }
+    if split.iter().any(|v| !v.is_finite() || *v < 0.0) {
+        return Err(bad("shares must be finite and not negative".into()));
+    }
+    if split.iter().sum::<f64>() <= 0.0 {
+        return Err(bad("every share is 0: give at least one GPU a share".into()));
+    }
+    Ok((0..free.len()).map(|g| split.get(g).copied().unwrap_or(0.0)).collect())
+}
+
+/// `layers` split into consecutive ranges, one per share, in proportion
+/// (llama.cpp's rule: layer i of n goes to the first GPU whose cumulative
+/// share exceeds i / n), so a GPU with share 0 gets none. All shares 0
+/// (no free memory reported) split evenly.
+fn split_layers(layers: Range<usize>, shares: &[f64]) -> Vec<Range<usize>> {
+    let total: f64 = shares.iter().sum();
+    let even = total <= 0.0;
+    let mut cumulative = Vec::with_capacity(shares.len());
+    let mut sum = 0.0;
+    for (g, s) in shares.iter().enumerate() {
+        sum += if even { 1.0 } else { *s };
+        cumulative.push(if g + 1 == shares.len() {
+            f64::INFINITY
+        } else {
+            sum / if even { shares.len() as f64 } else { total }
+        });
+    }
+    let n = layers.len();
+    let mut ranges = vec![layers.start..layers.start; shares.len()];
+    let mut next = layers.start;
+    for (g, range) in ranges.iter_mut().enumerate() {
+        let end =
+            layers.start + (0..n).filter(|&i| cumulative[g] > i as f64 / n as f64).count().max(next - layers.start);
+        *range = next..end;
+        next = end;
+    }
+    ranges
 }
 
 impl Placement {
@@ -312,8 +414,35 @@ mod tests {
     }
 
     fn machine(amx: bool, gpus: usize) -> Machine {
-        let gpus = if gpus == 0 { Err("no CUDA device: none in this test".to_string()) } else { Ok(gpus) };
+        let gpus = if gpus == 0 { Err("no CUDA device: none in this test".to_string()) } else { Ok(vec![GIB; gpus]) };
         Machine { amx: if amx { Ok(()) } else { Err("AMX unavailable: no tiles".into()) }, gpus }
+    }
+
+    const GIB: u64 = 1 << 30;
+
+    fn flags(amx: bool, n_gpu_layers: usize) -> PlacementFlags {
+        PlacementFlags { amx, n_gpu_layers, tensor_split: Vec::new() }
+    }
+
+    /// A model of `n` layers (every tensor 1 MiB) planned with every layer
+    /// on GPUs of the given free memory and split.
+    fn split(n: usize, free: &[u64], tensor_split: &[f64]) -> Result<Placement, PlacementError> {
+        let mut t = model(true);
+        let layer0: Vec<TensorDesc> = t.iter().filter(|d| d.slot.layer == Some(0)).cloned().collect();
+        t.retain(|d| d.slot.layer.is_none());
+        for l in 0..n {
+            t.extend(layer0.iter().cloned().map(|mut d| {
+                d.slot.layer = Some(l);
+                d
+            }));
+        }
+        let machine = Machine { amx: Ok(()), gpus: Ok(free.to_vec()) };
+        let flags = PlacementFlags { amx: true, n_gpu_layers: n, tensor_split: tensor_split.to_vec() };
+        place(&flags, &machine, n, &t)
+    }
+
+    fn layer_counts(p: &Placement) -> Vec<usize> {
+        p.gpu_ranges.iter().map(|r| r.len()).collect()
     }
 
     fn kinds(p: &Placement, role: Role) -> Vec<Buffer> {
@@ -324,7 +453,7 @@ mod tests {
 
     #[test]
     fn cpu_only_without_amx_has_no_amx_buffers() {
-        let p = place(PlacementFlags { amx: false, n_gpu_layers: 0 }, &machine(true, 0), 2, &model(true));
+        let p = place(&flags(false, 0), &machine(true, 0), 2, &model(true)).unwrap();
         assert!(!p.amx && p.warnings.is_empty());
         assert!(p.buffers.values().all(|b| matches!(b, Buffer::CpuMapped | Buffer::CpuPacked)));
         assert_eq!(kinds(&p, Role::FfnDown), [Buffer::CpuPacked]);
@@ -333,7 +462,7 @@ mod tests {
 
     #[test]
     fn cpu_only_with_amx_packs_only_layer_matmuls() {
-        let p = place(PlacementFlags { amx: true, n_gpu_layers: 0 }, &machine(true, 0), 2, &model(true));
+        let p = place(&flags(true, 0), &machine(true, 0), 2, &model(true)).unwrap();
         assert!(p.amx && p.warnings.is_empty(), "{:?}", p.warnings);
         for role in Role::LAYER {
             let want = if role.is_matmul() { Buffer::Amx } else { Buffer::CpuMapped };
@@ -349,7 +478,7 @@ mod tests {
 
     #[test]
     fn gpu_layers_without_amx_keep_cpu_layers_in_host_buffers() {
-        let p = place(PlacementFlags { amx: false, n_gpu_layers: 1 }, &machine(true, 1), 2, &model(true));
+        let p = place(&flags(false, 1), &machine(true, 1), 2, &model(true)).unwrap();
         assert!(!p.amx && p.warnings.is_empty() && p.gpu_layers == 1);
         assert_eq!(p.buffer(Slot { role: Role::AttnQ, layer: Some(1) }), Buffer::Gpu(0));
         assert_eq!(p.buffer(Slot { role: Role::AttnQ, layer: Some(0) }), Buffer::Host);
@@ -361,7 +490,7 @@ mod tests {
 
     #[test]
     fn gpu_layers_with_amx_warn_once_and_use_no_amx() {
-        let p = place(PlacementFlags { amx: true, n_gpu_layers: 1 }, &machine(true, 1), 2, &model(true));
+        let p = place(&flags(true, 1), &machine(true, 1), 2, &model(true)).unwrap();
         assert!(!p.amx);
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].starts_with("--amx ignored: 1 layer(s) run on a GPU"), "{}", p.warnings[0]);
@@ -370,7 +499,7 @@ mod tests {
 
     #[test]
     fn all_layers_on_gpu_take_the_output_along_and_ngl_clamps() {
-        let p = place(PlacementFlags { amx: false, n_gpu_layers: 99 }, &machine(false, 1), 2, &model(false));
+        let p = place(&flags(false, 99), &machine(false, 1), 2, &model(false)).unwrap();
         assert_eq!(p.gpu_layers, 2);
         assert!(p.warnings[0].contains("offloading all 2"), "{:?}", p.warnings);
         assert_eq!(p.buffer(Slot { role: Role::OutputNorm, layer: None }), Buffer::Gpu(0));
@@ -379,7 +508,7 @@ mod tests {
 
     #[test]
     fn amx_that_cannot_run_and_ngl_without_gpus_warn_and_run_on() {
-        let p = place(PlacementFlags { amx: true, n_gpu_layers: 3 }, &machine(false, 0), 2, &model(true));
+        let p = place(&flags(true, 3), &machine(false, 0), 2, &model(true)).unwrap();
         assert!(!p.amx && p.gpu_layers == 0);
         assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
         assert!(p.warnings[0].contains("no CUDA device: none in this test: running every layer on the CPU"));
@@ -392,9 +521,71 @@ mod tests {
         let mut t = model(true);
         t[1 + 1].ggml_type = GgmlType::Q6_K; // blk.0.attn_q: no AMX kernel
         t[1 + 2].dims = vec![48, 576]; // blk.0.attn_k: K not a multiple of 32
-        let p = place(PlacementFlags { amx: true, n_gpu_layers: 0 }, &machine(true, 0), 2, &t);
+        let p = place(&flags(true, 0), &machine(true, 0), 2, &t).unwrap();
         assert_eq!(p.buffer(t[2].slot), Buffer::CpuPacked);
         assert_eq!(p.buffer(t[3].slot), Buffer::CpuPacked);
         assert_eq!(p.buffer(t[4].slot), Buffer::Amx);
+    }
+
+    #[test]
+    fn one_gpu_takes_every_offloaded_layer() {
+        let p = split(30, &[8 * GIB], &[]).unwrap();
+        assert_eq!((p.gpu_ranges.len(), p.gpu_ranges[0].clone()), (1, 0..30));
+        assert_eq!(p.buffer(Slot { role: Role::Output, layer: None }), Buffer::Gpu(0));
+    }
+
+    #[test]
+    fn layers_follow_free_memory_across_two_three_and_eight_gpus() {
+        let p = split(30, &[8 * GIB, 8 * GIB], &[]).unwrap();
+        assert_eq!(p.gpu_ranges, [0..15, 15..30]);
+        // The head goes with the last layer; no AMX with any GPU layer.
+        assert_eq!(p.buffer(Slot { role: Role::OutputNorm, layer: None }), Buffer::Gpu(1));
+        assert_eq!(p.buffer(Slot { role: Role::FfnDown, layer: Some(14) }), Buffer::Gpu(0));
+        assert_eq!(p.buffer(Slot { role: Role::FfnDown, layer: Some(15) }), Buffer::Gpu(1));
+        assert!(!p.amx && p.warnings.len() == 1, "{:?}", p.warnings);
+        let p = split(30, &[2 * GIB, 4 * GIB, 6 * GIB], &[]).unwrap();
+        assert_eq!(p.gpu_ranges, [0..5, 5..15, 15..30]);
+        let p = split(30, &[GIB; 8], &[]).unwrap();
+        assert_eq!(layer_counts(&p), [4, 4, 4, 3, 4, 4, 4, 3]);
+        assert_eq!(p.gpu_ranges.last().unwrap().end, 30);
+        // The report names every GPU with its MiB.
+        let report = p.to_string();
+        for g in 0..8 {
+            assert!(report.contains(&format!("GPU {g} ")), "{report}");
+        }
+    }
+
+    #[test]
+    fn tensor_split_overrides_free_memory_and_may_leave_a_gpu_empty() {
+        let p = split(30, &[8 * GIB, 8 * GIB], &[3.0, 1.0]).unwrap();
+        assert_eq!(layer_counts(&p), [23, 7]);
+        let p = split(30, &[8 * GIB, 8 * GIB, 8 * GIB], &[1.0, 0.0, 1.0]).unwrap();
+        assert_eq!(p.gpu_ranges, [0..15, 15..15, 15..30]);
+        assert!(!p.to_string().contains("GPU 1 "), "an empty GPU has no buffer:\n{p}");
+        // Fewer values than GPUs: the rest get nothing.
+        let p = split(30, &[8 * GIB, 8 * GIB], &[1.0]).unwrap();
+        assert_eq!(p.gpu_ranges, [0..30, 30..30]);
+        assert_eq!(p.buffer(Slot { role: Role::Output, layer: None }), Buffer::Gpu(0));
+        // A GPU without free memory reported gets no layers either.
+        let p = split(30, &[0, 8 * GIB], &[]).unwrap();
+        assert_eq!(p.gpu_ranges, [0..0, 0..30]);
+    }
+
+    #[test]
+    fn bad_splits_and_small_gpus_are_refused_with_the_remedy() {
+        for (given, want) in [
+            (vec![1.0, 1.0, 1.0], "3 values for 2 GPU(s)"),
+            (vec![1.0, -1.0], "not negative"),
+            (vec![f64::NAN], "finite"),
+            (vec![0.0, 0.0], "every share is 0"),
+        ] {
+            let err = split(30, &[8 * GIB, 8 * GIB], &given).unwrap_err();
+            assert!(matches!(err, PlacementError::TensorSplit { .. }) && err.to_string().contains(want), "{err}");
+        }
+        // 30 layers of 9 tensors of 1 MiB: 135 MiB each for two GPUs (plus
+        // the 2 MiB head on GPU 1); GPU 1 has 100 MiB free.
+        let err = split(30, &[GIB, 100 << 20], &[1.0, 1.0]).unwrap_err();
+        assert_eq!(err, PlacementError::GpuTooSmall { gpu: 1, layers: 15, need_mib: 137.0, free_mib: 100.0 });
+        assert!(err.to_string().contains("lower -ngl or give it a smaller --tensor-split share"), "{err}");
     }
 }
