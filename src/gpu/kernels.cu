@@ -40,7 +40,13 @@ __device__ __forceinline__ float f16_to_f32(u32 h) {
     return __uint_as_float(sign | ((exp + 112u) << 23) | (frac << 13));
 }
 
-__device__ __forceinline__ float f16_at(const u8* p) { return f16_to_f32((u32)p[0] | ((u32)p[1] << 8)); }
+// Block fields sit at 2-byte aligned offsets (block sizes 18, 20, 34 and
+// 36 bytes from 256-byte aligned buffers): read them 16 bits at a time.
+__device__ __forceinline__ float f16_at(const u8* p) { return f16_to_f32(*(const unsigned short*)p); }
+__device__ __forceinline__ u32 word_at(const u8* p) {
+    const unsigned short* h = (const unsigned short*)p;
+    return (u32)h[0] | ((u32)h[1] << 16);
+}
 
 // f32 -> IEEE half bits, round to nearest even (the `half` crate's
 // f16::from_f32, which the CPU quantizer stores).
@@ -235,21 +241,6 @@ __global__ void swiglu_quantize(float* gate, const float* up, u8* act, int width
 
 } // extern "C"
 
-// A block-wide f64 sum or max of every thread's v, the same value returned
-// to every thread (blockDim.x a multiple of 32, at most 1024).
-template <bool MAX> __device__ double block_reduce(double v, double* partial) {
-    for (int off = 16; off > 0; off >>= 1) {
-        double o = __shfl_xor_sync(0xffffffffu, v, off);
-        v = MAX ? fmax(v, o) : v + o;
-    }
-    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
-    __syncthreads();
-    double r = partial[0];
-    for (int i = 1; i < (int)blockDim.x / 32; ++i) r = MAX ? fmax(r, partial[i]) : r + partial[i];
-    __syncthreads();
-    return r;
-}
-
 extern "C" {
 
 // Normal RoPE on the query and key heads of `rows` rows (row r at position
@@ -257,11 +248,12 @@ extern "C" {
 // takes the current one; nothing happens if the rows would pass n_ctx),
 // then the keys and values of those rows into the KV cache at their
 // positions. Pairs (2i, 2i+1) of the first rope_dim dimensions turn
-// by pos * theta_scale^i, theta_scale = base^(-2 / rope_dim), the angle
+// by pos * theta_scale^i, theta_scale = base^(-2 / rope_dim) (computed by
+// the host with the CPU's own powf, so it is the CPU's value), the angle
 // advanced by repeated f32 multiplication as the CPU does. One thread per
 // pair of a query or key head, then one per value element.
 __global__ void rope_into_cache(float* q, const float* k, const float* v, float* kc, float* vc, int rows,
-                                int n_head, int n_head_kv, int head_dim, int rope_dim, float base,
+                                int n_head, int n_head_kv, int head_dim, int rope_dim, float theta_scale,
                                 const int* position, int n_ctx) {
     int pos0 = *position;
     if (pos0 < 0 || pos0 + rows > n_ctx) return;
@@ -289,7 +281,6 @@ __global__ void rope_into_cache(float* q, const float* k, const float* v, float*
     }
     float x0 = src[0], x1 = src[1];
     if (2 * i < rope_dim) {
-        float theta_scale = (float)pow((double)base, (double)(-2.0f / (float)rope_dim));
         float theta = (float)(pos0 + r);
         for (int step = 0; step < i; ++step) theta *= theta_scale;
         float s = (float)sin((double)theta), c = (float)cos((double)theta);
@@ -320,7 +311,13 @@ __global__ void add_in_place(float* a, const float* b, long n) {
 __device__ float dot16(const float* a, const float* b, int n) {
     float acc[16];
     for (int i = 0; i < 16; ++i) acc[i] = 0.0f;
-    for (int i = 0; i < n; ++i) acc[i % 16] += a[i] * b[i];
+    // Sixteen at a time, so each sum's index is known at compile time (the
+    // sums stay in registers) and the loads of a group issue together.
+    for (int i0 = 0; i0 < n; i0 += 16) {
+#pragma unroll
+        for (int c = 0; c < 16; ++c)
+            if (i0 + c < n) acc[c] += a[i0 + c] * b[i0 + c];
+    }
     for (int width = 8; width >= 1; width /= 2)
         for (int i = 0; i < width; ++i) acc[i] += acc[i + width];
     return acc[0];
@@ -328,66 +325,75 @@ __device__ float dot16(const float* a, const float* b, int n) {
 
 // Causal grouped-query attention over the KV cache (positions 0..=pos, row
 // r of the batch at pos = pos0 + r, pos0 read from device memory as in
-// rope_into_cache); query head h reads KV head h / group.
-// One block of 128 threads per (head, row): scores dot(q, k_t) * scale into
-// `scores` (n_ctx per head and row), the softmax (max subtracted, e^x, the
-// f64 sum, then one f32 scale 1 / sum), then each output dimension as the
+// rope_into_cache); query head h reads KV head h / group. One warp per
+// (head, row), four to a block, no block-wide barriers: lane j takes
+// positions j, j + 32, ...: scores dot(q, k_t) * scale into `scores`
+// (n_ctx per head and row), the softmax (max subtracted, e^x, the f64 sum,
+// then one f32 scale 1 / sum), then output dimensions j, j + 32, ... as the
 // sum over t in order of p_t * v_t, as the CPU computes them. The CPU sums
-// the softmax in t order; the block sums in parallel and, as rms_norm_row
+// the softmax in t order; the warp sums in parallel and, as rms_norm_row
 // does, falls back to t order when the two could round to different f32
-// scales (the terms are positive, so the same bound holds).
+// scales (the terms are positive, so the same bound holds). With act_kind
+// >= 0 (head_dim a multiple of 32) the output is also quantized for the
+// next matmul, a 32-value block per pass of the warp.
 __global__ void attend(float* out, const float* q, const float* kc, const float* vc, float* scores,
                        const int* position, int n_head, int group, int head_dim, int kv_dim, float scale,
                        int n_ctx, u8* act, int act_kind) {
-    __shared__ double partial[32];
-    __shared__ float inv_shared;
     int pos0 = *position;
-    if (pos0 < 0 || pos0 + (int)gridDim.y > n_ctx) return;
-    int h = blockIdx.x, r = blockIdx.y, pos = pos0 + r, hk = h / group;
+    int rows = (int)gridDim.y;
+    if (pos0 < 0 || pos0 + rows > n_ctx) return;
+    int lane = threadIdx.x % 32;
+    int h = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, r = blockIdx.y;
+    if (h >= n_head) return; // a whole warp
+    int pos = pos0 + r, hk = h / group;
     const float* qh = q + ((long)r * n_head + h) * head_dim;
+    const float* kh = kc + hk * head_dim;
+    const float* vh = vc + hk * head_dim;
     float* s = scores + ((long)r * n_head + h) * n_ctx;
     float mx = -__int_as_float(0x7f800000);
-    for (int t = threadIdx.x; t <= pos; t += blockDim.x) {
-        s[t] = dot16(qh, kc + (long)t * kv_dim + hk * head_dim, head_dim) * scale;
+    for (int t = lane; t <= pos; t += 32) {
+        s[t] = dot16(qh, kh + (long)t * kv_dim, head_dim) * scale;
         mx = fmaxf(mx, s[t]);
     }
-    float m = (float)block_reduce<true>((double)mx, partial);
+    for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
     double sum = 0.0;
-    for (int t = threadIdx.x; t <= pos; t += blockDim.x) {
-        float e = exp_f32(s[t] - m);
+    for (int t = lane; t <= pos; t += 32) {
+        float e = exp_f32(s[t] - mx);
         s[t] = e;
         sum += (double)e;
     }
-    sum = block_reduce<false>(sum, partial);
-    if (threadIdx.x == 0) {
-        double inv = 1.0 / sum;
-        if (!rounds_alike(inv, (double)(pos + 1) * 8.8817841970012523e-16)) { // n 2^-50
-            double ordered = 0.0;
-            for (int t = 0; t <= pos; ++t) ordered += (double)s[t];
-            inv = 1.0 / ordered;
-        }
-        inv_shared = (float)inv;
+    for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    // The butterfly leaves each lane its own order of the same terms: take
+    // lane 0's, so every lane scales by the same value.
+    sum = __shfl_sync(0xffffffffu, sum, 0);
+    __syncwarp(); // every lane's e_t is visible to the others
+    double inv = 1.0 / sum;
+    if (!rounds_alike(inv, (double)(pos + 1) * 8.8817841970012523e-16)) { // n 2^-50; the same in every lane
+        double ordered = 0.0;
+        for (int t = 0; t <= pos; ++t) ordered += (double)s[t];
+        inv = 1.0 / ordered;
     }
-    __syncthreads();
-    float inv = inv_shared;
-    for (int t = threadIdx.x; t <= pos; t += blockDim.x) s[t] *= inv;
-    __syncthreads();
+    float p_scale = (float)inv;
+    __syncwarp();
+    for (int t = lane; t <= pos; t += 32) s[t] *= p_scale;
+    __syncwarp();
     float* oh = out + ((long)r * n_head + h) * head_dim;
-    int width = n_head * head_dim;
-    u8* act_row = act_kind < 0 ? act : act + r * activation_row_bytes(width, act_kind);
-    // Whole warps per pass (head_dim is a multiple of 32 when act_kind >= 0),
-    // so a warp holds one 32-value block of the row for quantize_block.
-    for (int d0 = 0; d0 < head_dim; d0 += blockDim.x) {
-        int d = d0 + threadIdx.x;
-        if (d >= head_dim) break;
+    u8* act_row = act_kind < 0 ? act : act + r * activation_row_bytes(n_head * head_dim, act_kind);
+    for (int d0 = 0; d0 < head_dim; d0 += 32) {
+        int d = d0 + lane;
         float acc = 0.0f;
-        for (int t = 0; t <= pos; ++t) acc += s[t] * vc[(long)t * kv_dim + hk * head_dim + d];
-        oh[d] = acc;
+        if (d < head_dim) {
+            // Unrolled so that the cache loads of several t are in flight
+            // at once; the sum still adds in t order.
+#pragma unroll 8
+            for (int t = 0; t <= pos; ++t) acc += s[t] * vh[(long)t * kv_dim + d];
+            oh[d] = acc;
+        }
         long e = (long)h * head_dim + d;
         if (act_kind == 2) {
-            ((u16*)act_row)[e] = bf16_bits(acc);
+            if (d < head_dim) ((u16*)act_row)[e] = bf16_bits(acc);
         } else if (act_kind >= 0) {
-            quantize_block(act_row + (e / 32) * (act_kind == 1 ? 36 : 34), acc, threadIdx.x % 32, act_kind);
+            quantize_block(act_row + (e / 32) * (act_kind == 1 ? 36 : 34), acc, lane, act_kind);
         }
     }
 }
@@ -423,19 +429,21 @@ template <> struct WeightFormat<0> {
     __device__ static void decode(const u8* b, QuantBlock& out) {
         out.d = f16_at(b);
         out.m = 0.0f;
-        for (int w = 0; w < 8; ++w)
-            out.q[w] = (int)((u32)b[2 + 4 * w] | ((u32)b[3 + 4 * w] << 8) | ((u32)b[4 + 4 * w] << 16) |
-                             ((u32)b[5 + 4 * w] << 24));
+        for (int w = 0; w < 8; ++w) out.q[w] = (int)word_at(b + 2 + 4 * w);
     }
 };
+// BIAS 0 or 8.
 template <int BIAS> __device__ void decode_nibbles(const u8* qs, QuantBlock& out) {
-    // Element e < 16 is the low nibble of byte e, element 16 + e its high nibble.
+    // Element e < 16 is the low nibble of byte e, element 16 + e its high
+    // nibble; four bytes per word. Minus 8 byte-wise without borrows: a
+    // nibble u + 0x78 stays below 0x100, and flipping bit 7 leaves u - 8 as
+    // a two's complement byte.
     for (int w = 0; w < 4; ++w) {
-        u32 lo = 0, hi = 0;
-        for (int j = 0; j < 4; ++j) {
-            u32 byte = qs[4 * w + j];
-            lo |= ((u32)(u8)((int)(byte & 15u) - BIAS)) << (8 * j);
-            hi |= ((u32)(u8)((int)(byte >> 4) - BIAS)) << (8 * j);
+        u32 x = word_at(qs + 4 * w);
+        u32 lo = x & 0x0F0F0F0Fu, hi = (x >> 4) & 0x0F0F0F0Fu;
+        if (BIAS == 8) {
+            lo = (lo + 0x78787878u) ^ 0x80808080u;
+            hi = (hi + 0x78787878u) ^ 0x80808080u;
         }
         out.q[w] = (int)lo;
         out.q[4 + w] = (int)hi;
@@ -466,9 +474,7 @@ template <bool WITH_S> __device__ void decode_activations(const u8* b, QuantBloc
     const int at = WITH_S ? 4 : 2;
     out.d = f16_at(b);
     out.m = WITH_S ? f16_at(b + 2) : 0.0f;
-    for (int w = 0; w < 8; ++w)
-        out.q[w] = (int)((u32)b[at + 4 * w] | ((u32)b[at + 1 + 4 * w] << 8) | ((u32)b[at + 2 + 4 * w] << 16) |
-                         ((u32)b[at + 3 + 4 * w] << 24));
+    for (int w = 0; w < 8; ++w) out.q[w] = (int)word_at(b + at + 4 * w);
 }
 
 // One block's step of the reference order.
@@ -490,23 +496,35 @@ __device__ void gemv_quant(float* y, const u8* w, const u8* a, int n, int k, int
     const u8* wr = w + (long)o * nb * F::bytes;
     const u8* ar = a + (long)r * nb * a_bytes;
     float acc = 0.0f;
-    for (int b0 = 0; b0 < nb; b0 += 32) {
-        int b = b0 + lane;
-        int isum = 0;
-        float scale = 0.0f, mw = 0.0f, sa = 0.0f;
-        if (b < nb) {
-            QuantBlock wb, ab;
-            F::decode(wr + (long)b * F::bytes, wb);
-            decode_activations<with_s>(ar + (long)b * a_bytes, ab);
-            for (int i = 0; i < 8; ++i) isum = dp4a(wb.q[i], ab.q[i], isum);
-            scale = wb.d * ab.d;
-            mw = wb.m;
-            sa = ab.m;
+    // 64 blocks a pass, two per lane, all their loads issued before any
+    // is used (one memory round trip for k up to 2048).
+    for (int b0 = 0; b0 < nb; b0 += 64) {
+        QuantBlock wb[2], ab[2];
+        for (int h = 0; h < 2; ++h) {
+            int b = b0 + lane + 32 * h;
+            if (b < nb) {
+                F::decode(wr + (long)b * F::bytes, wb[h]);
+                decode_activations<with_s>(ar + (long)b * a_bytes, ab[h]);
+            }
         }
-        int count = min(32, nb - b0);
+        int isum[2] = {0, 0};
+        float scale[2] = {0.0f, 0.0f}, mw[2] = {0.0f, 0.0f}, sa[2] = {0.0f, 0.0f};
+        for (int h = 0; h < 2; ++h) {
+            if (b0 + lane + 32 * h < nb) {
+                for (int i = 0; i < 8; ++i) isum[h] = dp4a(wb[h].q[i], ab[h].q[i], isum[h]);
+                scale[h] = wb[h].d * ab[h].d;
+                mw[h] = wb[h].m;
+                sa[h] = ab[h].m;
+            }
+        }
+        int count = min(64, nb - b0);
         for (int j = 0; j < count; ++j) {
-            acc = fmaf((float)__shfl_sync(0xffffffffu, isum, j), __shfl_sync(0xffffffffu, scale, j), acc);
-            if (with_s) acc = fmaf(__shfl_sync(0xffffffffu, mw, j), __shfl_sync(0xffffffffu, sa, j), acc);
+            int h = j / 32, src = j % 32; // the same for every lane
+            acc = fmaf((float)__shfl_sync(0xffffffffu, h ? isum[1] : isum[0], src),
+                       __shfl_sync(0xffffffffu, h ? scale[1] : scale[0], src), acc);
+            if (with_s)
+                acc = fmaf(__shfl_sync(0xffffffffu, h ? mw[1] : mw[0], src),
+                           __shfl_sync(0xffffffffu, h ? sa[1] : sa[0], src), acc);
         }
     }
     if (lane == 0) {

@@ -761,7 +761,10 @@ impl Gpu {
         for i in &ints {
             b.arg(i);
         }
-        b.arg(&base).arg(&at.dev).arg(&cache_rows);
+        // The CPU's theta scale, computed as the CPU computes it
+        // (src/model/ops.rs `rope`): the same powf, so the same bits.
+        let theta_scale = base.powf(-2.0 / rope_dim as f32);
+        b.arg(&theta_scale).arg(&at.dev).arg(&cache_rows);
         // SAFETY: one thread per (row, head, pair) and per value element,
         // inside the lengths checked above; cache rows only below
         // cache_rows (the kernel checks the position it reads).
@@ -850,10 +853,12 @@ impl Gpu {
             }
             need("attend", "act (bytes)", act.len(), rows * format.activation_bytes(width))?;
         }
-        // 128 threads: the output sums run one thread per dimension (64),
-        // and smaller blocks keep more of them in flight per SM.
-        let cfg =
-            LaunchConfig { grid_dim: (n_head as u32, rows as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        // One warp per (head, row), four heads to a block of 128 threads.
+        let cfg = LaunchConfig {
+            grid_dim: (n_head.div_ceil(4) as u32, rows as u32, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
         let (nh, group, hd, kvd, nc) =
             (n_head as i32, (n_head / n_head_kv) as i32, head_dim as i32, kv_dim as i32, n_ctx as i32);
         let mut b = self.stream.launch_builder(&self.attend);
@@ -869,11 +874,11 @@ impl Gpu {
             None => b.arg(q),
         };
         b.arg(&kind);
-        // SAFETY: block (h, r) reads q's row r head h, the cache rows
-        // 0..=pos0 + r of KV head h / group (the kernel reads pos0 and does
-        // nothing if pos0 + rows passes n_ctx), writes its scores slice and
-        // its output head (all lengths checked above; 128 threads fit the
-        // kernel's 256-entry reduction array).
+        // SAFETY: the warp of (h, r) reads q's row r head h, the cache
+        // rows 0..=pos0 + r of KV head h / group (the kernel reads pos0 and
+        // does nothing if pos0 + rows passes n_ctx), writes its scores
+        // slice, its output head and its blocks of act (all lengths
+        // checked above); warps past n_head return at once.
         Self::launched(unsafe { b.launch(cfg) })
     }
 
