@@ -21,10 +21,10 @@
 // the CPU calls the C library's expf / sinf / cosf / powf, these compute
 // the double function and round it once to f32: the correctly rounded
 // value, which glibc returns too except in rare hard cases, so the GPU's
-// logits equal the CPU's in almost every bit (tests/gpu_model.rs measures
-// it). RMSNorm sums its squares in f64 in the CPU's order; the softmax sums
-// in f64 as a tree (its order differs from the CPU's, which can move the
-// f64 sum's last bit).
+// logits equal the CPU's in almost every bit (tests/placement_scenarios.rs
+// measures it: all of them on SmolLM2). RMSNorm and the softmax sum in f64
+// in parallel and fall back to the CPU's order where that could change
+// the f32 they round to (rms_norm_row says why that is exact).
 
 // No headers: NVRTC compiles this without a CUDA toolkit's include files.
 

@@ -7,11 +7,16 @@
 //! compiles and loads the kernels on one device; its methods run them on
 //! device buffers, checking every length first.
 //!
-//! Built so far: discovery, the kernels (RMSNorm, RoPE, SwiGLU, add,
-//! attention over a KV cache, GEMV over Q8_0 / Q4_0 / Q4_1 / BF16 rows in
-//! their GGUF layout) and their
-//! tests against the CPU ops (tests/gpu_kernels.rs). The runner does not
-//! place layers on a GPU yet: `-ngl` says why and runs on the CPU.
+//! The kernels: RMSNorm, RoPE into the KV cache, attention, SwiGLU, add,
+//! the activation quantizers, and GEMV / tiled GEMM over Q8_0 / Q4_0 /
+//! Q4_1 / BF16 rows in their GGUF layout, with fused variants (a norm or
+//! SwiGLU and the next matmul's quantization as a GEMV's tail, [`Then`];
+//! attention quantizing its own output). Each gives the CPU's bits
+//! (tests/gpu_kernels.rs, planted bugs shown to fail it). Work is queued
+//! on one stream; [`Gpu::capture`] records a queued sequence as a
+//! [`Graph`] (the runner's decode step), which is why RoPE and attention
+//! read the batch's position from device memory ([`Position`]).
+//! The runner's use of them is `crate::model::offload`.
 
 use std::sync::Arc;
 

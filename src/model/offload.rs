@@ -5,11 +5,15 @@
 //! those layers built from the kernels of src/gpu/kernels.cu in the order
 //! of the CPU's ([`super::llama`]), so that the GPU's logits carry the
 //! CPU's bits wherever the C library's and CUDA's double functions round
-//! alike (tests/gpu_model.rs measures it).
+//! alike (tests/placement_scenarios.rs measures it).
 //!
 //! The hidden state crosses between the CPU's layers and the GPU's through
 //! one page-locked host buffer, once per boundary: up before the first GPU
-//! layer, back after the last when the CPU runs the LM head.
+//! layer, back after the last when the CPU runs the LM head. With several
+//! GPUs each holds one [`GpuWeights`] part (a range of layers, the last
+//! part the head) and the hidden state passes from part to part through
+//! their page-locked buffers (no peer-to-peer copy yet). A single-row step
+//! (generation) runs as a CUDA graph captured once per session.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
