@@ -63,7 +63,7 @@ pub fn run(o: &RunOptions) -> Result<(), Error> {
     bar.set_message(o.model.display().to_string());
     let t0 = Instant::now();
     let placement = PlacementFlags { amx: o.amx, n_gpu_layers: o.n_gpu_layers, tensor_split: o.tensor_split.clone() };
-    let opts = LoadOptions { placement, sparsity: o.sparsity, gpu_fallback: o.gpu_fallback };
+    let opts = LoadOptions { placement, sparsity: o.sparsity, gpu_fallback: o.gpu_fallback, ..LoadOptions::default() };
     let model = Model::load(&o.model, opts, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);

@@ -30,6 +30,10 @@ use super::ModelError;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LoadOptions {
     pub placement: PlacementFlags,
+    /// The CUDA devices to plan with, by ordinal: GPU i of the plan runs
+    /// on device `gpu_devices[i]` (repeats allowed: the split tests run
+    /// two parts on one device). None: every device the driver reports.
+    pub gpu_devices: Option<Vec<usize>>,
     /// `--gpu-fallback`: when the GPU layers cannot be set up (a GPU too
     /// small for its share, out of GPU memory, a driver or NVRTC error),
     /// warn and run every layer on the CPU instead of stopping.
@@ -74,12 +78,21 @@ impl Model {
     pub fn from_gguf(gguf: Gguf, opts: LoadOptions, progress: impl FnMut(usize, usize)) -> Result<Model, ModelError> {
         let config = LlamaConfig::from_gguf(&gguf)?;
         let tensors = Tensors::find(&gguf, &config)?;
-        let gpus = if opts.placement.n_gpu_layers == 0 { Ok(Vec::new()) } else { gpus_for_placement() };
+        let devices = match (&opts.gpu_devices, opts.placement.n_gpu_layers) {
+            (_, 0) => Ok(Vec::new()),
+            (Some(list), _) => Ok(list.clone()),
+            (None, _) => crate::gpu::probe()
+                .map(|found| found.iter().map(|g| g.ordinal).collect())
+                .map_err(|why| format!("no CUDA device ({why})")),
+        };
+        let gpus = devices.as_ref().map_err(Clone::clone).and_then(|d| free_memory(d));
         let machine = Machine { amx: amx_for_placement(), gpus };
         let descs = tensors.descs();
-        let planned = place(&opts.placement, &machine, config.n_layers, &descs)
-            .map_err(ModelError::from)
-            .and_then(|plan| upload_gpu_layers(&gguf, &tensors, &plan).map(|gpu| (plan, gpu)));
+        let planned =
+            place(&opts.placement, &machine, config.n_layers, &descs).map_err(ModelError::from).and_then(|plan| {
+                let devices = devices.as_deref().unwrap_or_default();
+                upload_gpu_layers(&gguf, &tensors, &plan, devices).map(|gpu| (plan, gpu))
+            });
         let (plan, gpu) = match planned {
             Ok(placed) => placed,
             Err(e) if opts.gpu_fallback => {
@@ -120,22 +133,33 @@ fn amx_for_placement() -> Result<(), String> {
     }
 }
 
-/// The free memory of each GPU the CUDA driver reports, or why there are
-/// none.
-fn gpus_for_placement() -> Result<Vec<u64>, String> {
-    crate::gpu::probe()
-        .map(|found| found.iter().map(|g| g.free_bytes as u64).collect())
-        .map_err(|why| format!("no CUDA device ({why})"))
+/// The free memory of each of `devices` (CUDA ordinals), or why there is
+/// no CUDA device (or no such one).
+fn free_memory(devices: &[usize]) -> Result<Vec<u64>, String> {
+    let found = crate::gpu::probe().map_err(|why| format!("no CUDA device ({why})"))?;
+    devices
+        .iter()
+        .map(|&d| {
+            let gpu = found.get(d).ok_or_else(|| format!("no CUDA device {d} (the driver reports {})", found.len()))?;
+            Ok(gpu.free_bytes as u64)
+        })
+        .collect()
 }
 
 /// The layers `plan` puts on GPUs, uploaded, one part per GPU with layers
-/// (the head with the part that has the last layer, when the plan says so).
-fn upload_gpu_layers(g: &Gguf, t: &Tensors, plan: &Placement) -> Result<Vec<GpuWeights>, ModelError> {
+/// (the head with the part that has the last layer, when the plan says
+/// so); GPU i of the plan is CUDA device `devices[i]`.
+fn upload_gpu_layers(
+    g: &Gguf,
+    t: &Tensors,
+    plan: &Placement,
+    devices: &[usize],
+) -> Result<Vec<GpuWeights>, ModelError> {
     let head = plan.buffer(Slot { role: Role::Output, layer: None });
     let mut parts = Vec::new();
-    for (ordinal, layers) in plan.gpu_ranges.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
-        let gpu = Gpu::open(ordinal).map_err(|e| ModelError::Gpu(Box::new(e)))?;
-        parts.push(GpuWeights::load(gpu, g, t, layers.clone(), head == Buffer::Gpu(ordinal))?);
+    for (i, layers) in plan.gpu_ranges.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
+        let gpu = Gpu::open(devices[i]).map_err(|e| ModelError::Gpu(Box::new(e)))?;
+        parts.push(GpuWeights::load(gpu, g, t, layers.clone(), head == Buffer::Gpu(i))?);
     }
     Ok(parts)
 }
