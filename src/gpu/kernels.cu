@@ -404,13 +404,16 @@ __global__ void attend(float* out, const float* q, const float* kc, const float*
 //
 // y[r][o] (+)= dot(activation row r, weight row o) for `rows` activation
 // rows and n weight rows of k. Two shapes of the same arithmetic:
-// - gemv_*: one warp per (output, row), lane j taking blocks j, j + 32, ...
-//   (exact integer or two-chain partial results), then every lane runs the
-//   block-order chain over the lanes' results by shuffles. For generation
-//   (few rows).
-// - gemm_*: a 32-row x 64-output tile per block of 256 threads, the blocks
-//   of k loaded (decoded to int8) into shared memory in turn, each thread
-//   advancing 2 x 4 outputs one block at a time. For prompts.
+// - gemv_*: one warp per (output, row), lanes taking blocks 64 at a time
+//   (lane j blocks j and j + 32 of each pass: exact integer or two-chain
+//   partial results), then every lane runs the block-order chain over the
+//   lanes' results by shuffles; optionally a tail (gemv_tail) in the block
+//   that finishes last. For generation (few rows).
+// - gemm_*: for the block formats a 32-row x 64-output tile per block of
+//   256 threads, the blocks of k loaded (decoded to int8) into shared
+//   memory in turn, each thread advancing 2 x 4 outputs one block at a
+//   time; for BF16 a 32 x 32 tile per 128 threads (gemm_bf16_rows). For
+//   prompts.
 // `accumulate` adds the result to y (a residual connection: x + proj in one
 // rounding, as the CPU's add after its matmul).
 
